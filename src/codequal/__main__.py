@@ -1,0 +1,3 @@
+from codequal.cli import main
+
+main()

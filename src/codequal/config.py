@@ -1,0 +1,203 @@
+"""Typed settings: explicit argument, then ``CODEQUAL_*`` environment, then YAML file, then default.
+
+Every environment variable is a field of :class:`Settings`; the variable's name is
+``CODEQUAL_`` plus the field name in upper case. Invalid values raise :class:`ConfigError` with
+one sentence naming the variable and what is allowed, so ``codequal serve`` can stop before it
+binds.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+ENV_PREFIX = "CODEQUAL_"
+LogLevel = Literal["debug", "info", "warn", "error", "critical"]
+LogFormat = Literal["json", "console", "auto"]
+
+# Words that mark a setting as secret: masked by `codequal config show`, never logged.
+SECRET_HINTS = ("secret", "password", "token", "dsn", "key", "database_url", "redis_url")
+
+
+class ConfigError(Exception):
+    """A configuration value is invalid; the message names the variable and what is allowed."""
+
+
+class Settings(BaseSettings):
+    """Everything CodeQual can be configured with."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    data_dir: Path = Path(".codequal")
+    database_url: SecretStr | None = None
+    service_name: str = "codequal"
+    environment: str = "development"
+    release: str | None = None
+
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "auto"
+    log_queue_size: int = Field(default=10_000, ge=10)
+    log_batch_size: int = Field(default=500, ge=1)
+    log_flush_interval: float = Field(default=0.25, gt=0)
+    shutdown_timeout: float = Field(default=10.0, ge=0)
+
+    redis_url: SecretStr | None = None
+    sentry_dsn: SecretStr | None = None
+    otlp_endpoint: str | None = None
+    deepwiki_dir: Path | None = None
+    label_cap: int = Field(default=50, ge=1, le=10_000)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _normalise_level(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return "warn" if value == "warning" else value
+        return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _normalise_format(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _parse_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        try:
+            url = make_url(value.get_secret_value())
+        except ArgumentError:
+            raise ValueError("not a database URL") from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError("backend must be sqlite or postgresql")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file is passed as init data under a private key by load_settings, so the
+        # order explicit > environment > file > default holds.
+        return init_settings, env_settings
+
+    # -- derived locations -------------------------------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL in force: the configured one or SQLite in the data dir."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'codequal.db').resolve()}"
+
+    @property
+    def resolved_deepwiki_dir(self) -> Path:
+        return self.deepwiki_dir if self.deepwiki_dir is not None else self.data_dir / "deepwiki"
+
+
+# Human sentences for what each constrained field allows, used in ConfigError messages.
+_ALLOWED = {
+    "port": "a whole number from 1 to 65535",
+    "log_level": "one of debug, info, warn, error, critical",
+    "log_format": "one of json, console, auto",
+    "database_url": "a URL such as postgresql+psycopg://user@host:5432/db or sqlite:///path.db",
+    "log_queue_size": "a whole number of at least 10",
+    "log_batch_size": "a whole number of at least 1",
+    "log_flush_interval": "a number of seconds above 0",
+    "shutdown_timeout": "a number of seconds, 0 or more",
+    "label_cap": "a whole number from 1 to 10000",
+}
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of setting: value.")
+    return {str(k).lower(): v for k, v in data.items()}
+
+
+def load_settings(config_file: Path | str | None = None, **explicit: Any) -> Settings:
+    """Build settings from explicit values, the environment, an optional YAML file, defaults.
+
+    Explicit values of ``None`` are ignored, so CLI options left unset fall through.
+    """
+    given = {k: v for k, v in explicit.items() if v is not None}
+    file_values = _read_yaml(Path(config_file)) if config_file else {}
+    env_names = {
+        name for name in Settings.model_fields if f"{ENV_PREFIX}{name.upper()}" in os.environ
+    }
+    # The file only fills what neither an explicit argument nor the environment set.
+    merged = {k: v for k, v in file_values.items() if k not in env_names} | given
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else "?"
+    variable = f"{ENV_PREFIX}{field.upper()}"
+    if first["type"] == "extra_forbidden":
+        return f"unknown setting {field!r}: see `codequal config show` for the known ones."
+    allowed = _ALLOWED.get(field)
+    value = first.get("input")
+    shown = "***" if is_secret(field) else repr(value)
+    if allowed:
+        return f"{variable} is {shown}, but it must be {allowed}."
+    return f"{variable} is {shown}: {first['msg']}."
+
+
+def is_secret(field: str) -> bool:
+    return any(hint in field for hint in SECRET_HINTS)
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data, secrets masked, for `codequal config show`."""
+    out: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is not None and is_secret(name):
+            value = _mask(value)
+        elif isinstance(value, Path):
+            value = str(value)
+        out[name] = value
+    return out
+
+
+def _mask(value: Any) -> str:
+    raw = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        return "***"
+    if not url.host:
+        return "***"
+    # Keep where it points (scheme, host, port, database); hide who and with what.
+    port = f":{url.port}" if url.port else ""
+    database = f"/{url.database}" if url.database else ""
+    return f"{url.drivername}://***@{url.host}{port}{database}"
