@@ -8,6 +8,7 @@ loses that batch only, and the failure is reported through ``on_error``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
@@ -125,7 +126,5 @@ class BatchWorker(Generic[T]):
             self._handler(batch)
         except Exception as exc:  # noqa: BLE001 - telemetry must survive any handler failure
             if self._on_error is not None:
-                try:
+                with contextlib.suppress(Exception):  # the error reporter itself failed
                     self._on_error(exc)
-                except Exception:  # noqa: BLE001, S110 - the error reporter itself failed
-                    pass

@@ -1,12 +1,31 @@
 """The metric catalogue: the one place that declares every CodeQual metric.
 
 Names are public API (dashboards and alert rules depend on them): the seed plan's names, base
-units (seconds, bytes, ratio 0..1, dollars). Every label has a bounded set of values.
+units (seconds, bytes, ratio 0..1, dollars). Every label has a bounded set of values: the
+``repository`` and ``organization`` labels go through :func:`repository_label` and
+:func:`organization_label`, which cap them (see :mod:`codequal.telemetry.labels`).
+Process and system CPU / memory come from psutil at scrape time
+(:mod:`codequal.telemetry.system`). :func:`catalogue` lists everything registered here;
+``docs/metrics.md`` is :func:`render_markdown`.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any, NamedTuple
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+from codequal.telemetry import labels as _labels
+from codequal.telemetry.system import SystemCollector
+
+# Re-exported so instrumented code takes the metric and its label helper from one module.
+OTHER = _labels.OTHER
+LabelCap = _labels.LabelCap
+repository_label = _labels.repository_label
+organization_label = _labels.organization_label
+configure_label_cap = _labels.configure_label_cap
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -38,9 +57,7 @@ ANALYSIS_DURATION = Histogram(
     buckets=ANALYSIS_DURATION_BUCKETS,
     registry=REGISTRY,
 )
-ACTIVE_ANALYSES = Gauge(
-    "codequal_active_analyses", "Analyses running now.", registry=REGISTRY
-)
+ACTIVE_ANALYSES = Gauge("codequal_active_analyses", "Analyses running now.", registry=REGISTRY)
 ANALYSIS_COST = Histogram(
     "codequal_analysis_cost_dollars",
     "Cost of analysis in dollars.",
@@ -148,3 +165,102 @@ WORK_MEMORY = Histogram(
     buckets=MEMORY_BUCKETS,
     registry=REGISTRY,
 )
+
+# -- process and system (psutil, read at scrape time) ---------------------------------------
+SYSTEM_COLLECTOR = SystemCollector()
+REGISTRY.register(SYSTEM_COLLECTOR)
+
+
+# -- the catalogue ----------------------------------------------------------------------------
+class MetricInfo(NamedTuple):
+    """One catalogue row: what ``codequal metrics list`` and docs/metrics.md show."""
+
+    name: str
+    type: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...]
+    help: str
+
+
+def catalogue(registry: CollectorRegistry = REGISTRY) -> list[MetricInfo]:
+    """Every metric registered on ``registry``, in registration order."""
+    return [info for collector in _collectors(registry) for info in _describe(collector)]
+
+
+def _collectors(registry: CollectorRegistry) -> list[Any]:
+    # prometheus_client has no public way to list a registry's collectors; reading its table
+    # keeps the catalogue derived from what is really registered rather than a second list.
+    with registry._lock:
+        return list(registry._collector_to_names)
+
+
+def _describe(collector: Any) -> list[MetricInfo]:
+    if isinstance(collector, MetricWrapperBase):
+        return [_wrapper_info(collector)]
+    describe = getattr(collector, "describe", None) or collector.collect
+    return [_family_info(family) for family in describe()]
+
+
+def _wrapper_info(metric: Any) -> MetricInfo:
+    # Label names and buckets are only kept on the wrapper: a family without samples has none.
+    bounds = getattr(metric, "_upper_bounds", ())
+    return MetricInfo(
+        name=_exposed_name(metric._name, metric._type),
+        type=metric._type,
+        labels=tuple(metric._labelnames),
+        buckets=tuple(float(b) for b in bounds if not math.isinf(b)),
+        help=metric._documentation,
+    )
+
+
+def _family_info(family: Any) -> MetricInfo:
+    labels = {key for sample in family.samples for key in sample.labels}
+    bounds = {float(s.labels["le"]) for s in family.samples if "le" in s.labels}
+    return MetricInfo(
+        name=_exposed_name(family.name, family.type),
+        type=family.type,
+        labels=tuple(sorted(labels - {"le", "quantile"})),
+        buckets=tuple(sorted(b for b in bounds if not math.isinf(b))),
+        help=family.documentation,
+    )
+
+
+# prometheus_client strips these suffixes from a family's name; the exposed samples keep them.
+_EXPOSED_SUFFIX = {"counter": "_total", "info": "_info"}
+
+
+def _exposed_name(name: str, metric_type: str) -> str:
+    return name + _EXPOSED_SUFFIX.get(metric_type, "")
+
+
+# -- docs/metrics.md ----------------------------------------------------------------------------
+_MARKDOWN_HEAD = """# Metric catalogue
+
+Generated from `codequal.telemetry.metrics`; do not edit by hand. Regenerate with
+
+    codequal metrics list --format markdown > docs/metrics.md
+
+Units are base units: seconds, bytes, ratios 0..1, dollars. The `repository` and
+`organization` labels are capped: the first `label_cap` (`CODEQUAL_LABEL_CAP`, default 50)
+distinct values get their own series, every later one is counted as `other`.
+
+| name | type | labels | buckets | help |
+|---|---|---|---|---|
+"""
+
+
+def render_markdown(infos: list[MetricInfo] | None = None) -> str:
+    """docs/metrics.md: the catalogue as a Markdown table, in catalogue order."""
+    rows = [_markdown_row(info) for info in (catalogue() if infos is None else infos)]
+    return _MARKDOWN_HEAD + "".join(rows)
+
+
+def _markdown_row(info: MetricInfo) -> str:
+    labels = ", ".join(f"`{label}`" for label in info.labels)
+    cells = (f"`{info.name}`", info.type, labels, format_buckets(info.buckets), info.help)
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |\n"
+
+
+def format_buckets(buckets: tuple[float, ...]) -> str:
+    """Bucket bounds as short exact numbers: ``0.5, 1, 2.5, 65536``."""
+    return ", ".join(str(int(b)) if b.is_integer() else repr(b) for b in buckets)

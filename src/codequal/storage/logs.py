@@ -1,0 +1,117 @@
+"""Log entries in the embedded store: batched writes and filtered, cursor-paged reads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import sqlalchemy as sa
+
+from codequal.storage.db import Database
+from codequal.storage.models import log_entries
+
+if TYPE_CHECKING:
+    from codequal.telemetry.logging import LogEntry
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """Filters for :meth:`LogStore.query`; every field is optional."""
+
+    level: str | None = None  # this level and above
+    service: str | None = None
+    action: str | None = None
+    trace_id: str | None = None
+    repository_url: str | None = None
+    since: float | None = None
+    until: float | None = None
+    text: str | None = None
+    before_id: int | None = None  # cursor: entries older than this id
+    limit: int = 100
+
+
+_LEVEL_ORDER = ("debug", "info", "warn", "error", "critical")
+
+
+_COLUMNS = (
+    "ts",
+    "level",
+    "service",
+    "trace_id",
+    "user_id",
+    "repository_url",
+    "action",
+    "duration",
+    "error",
+    "metadata",
+)
+
+
+class LogStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        mark = "?" if db.engine.dialect.paramstyle == "qmark" else "%s"
+        # The log writer is the hottest insert we have: plain DBAPI executemany with tuples
+        # costs a third of SQLAlchemy's per-row compilation (bench/bench_logging.py).
+        columns, marks = ", ".join(_COLUMNS), ", ".join([mark] * len(_COLUMNS))
+        self._insert_sql = f"INSERT INTO log_entries ({columns}) VALUES ({marks})"  # noqa: S608
+
+    def write(self, entries: Sequence[LogEntry]) -> None:
+        """Insert a batch in one transaction."""
+        if not entries:
+            return
+        rows = [
+            (
+                e.timestamp,
+                e.level,
+                e.service,
+                e.trace_id,
+                e.user_id,
+                e.repository_url,
+                e.action[:500],
+                e.duration,
+                _json(e.error.to_dict()) if e.error is not None else None,
+                _json(e.metadata) if e.metadata else None,
+            )
+            for e in entries
+        ]
+        with self._db.engine.begin() as conn:
+            conn.exec_driver_sql(self._insert_sql, rows)
+
+    def query(self, q: LogQuery) -> list[dict[str, Any]]:
+        """Newest first; pass the last row's ``id`` as ``before_id`` for the next page."""
+        t = log_entries
+        stmt = sa.select(t).order_by(t.c.id.desc()).limit(q.limit)
+        if q.level is not None:
+            stmt = stmt.where(t.c.level.in_(_LEVEL_ORDER[_LEVEL_ORDER.index(q.level) :]))
+        for column, value in (
+            (t.c.service, q.service),
+            (t.c.action, q.action),
+            (t.c.trace_id, q.trace_id),
+            (t.c.repository_url, q.repository_url),
+        ):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if q.since is not None:
+            stmt = stmt.where(t.c.ts >= q.since)
+        if q.until is not None:
+            stmt = stmt.where(t.c.ts < q.until)
+        if q.before_id is not None:
+            stmt = stmt.where(t.c.id < q.before_id)
+        if q.text:
+            stmt = stmt.where(t.c.action.contains(q.text, autoescape=True))
+        with self._db.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(stmt)]
+
+    def count(self) -> int:
+        with self._db.engine.connect() as conn:
+            return int(
+                conn.execute(sa.select(sa.func.count()).select_from(log_entries)).scalar_one()
+            )
+
+
+def _json(value: Any) -> str:
+    """Metadata may hold anything a caller passed: keep JSON types, stringify the rest."""
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()

@@ -1,0 +1,112 @@
+"""Forwarding captured errors to a real Sentry (or any server speaking its protocol) via sentry-sdk.
+
+The forwarder owns its own ``sentry_sdk.Client`` instead of calling ``sentry_sdk.init``: the
+process-wide SDK state stays untouched, so an application embedding CodeQual can keep its own
+Sentry set-up, and two trackers (or two tests) do not fight over one global client.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import sentry_sdk
+from sentry_sdk.utils import event_from_exception
+
+from codequal.telemetry._worker import BatchWorker
+from codequal.telemetry.metrics import SINK_ERRORS
+from codequal.telemetry.scrub import scrub
+
+if TYPE_CHECKING:
+    from codequal.telemetry.errors import ErrorEvent
+
+_LEVELS = {"warn": "warning", "critical": "fatal"}  # ours -> Sentry's
+
+
+def _before_send(event: Any, _hint: Any) -> Any:
+    """The last step before the SDK serialises: scrub the event Sentry built itself."""
+    return scrub(event)
+
+
+class SentryForwarder:
+    """Builds Sentry events on a worker thread; the SDK's transport thread sends them."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        environment: str,
+        release: str | None,
+        in_app_include: Sequence[str],
+        max_queue: int,
+    ) -> None:
+        try:
+            self.client = sentry_sdk.Client(
+                dsn=dsn,
+                environment=environment,
+                release=release,
+                before_send=_before_send,
+                default_integrations=False,
+                auto_enabling_integrations=False,
+                # Locals can hold a secret under any name; scrubbing by key would miss it.
+                include_local_variables=False,
+                in_app_include=list(in_app_include),
+            )
+        except ValueError as exc:  # the SDK raises BadDsn, a ValueError
+            raise ValueError(
+                "sentry_dsn is not a valid Sentry DSN "
+                f"(expected https://<public key>@<host>/<project id>): {exc}"
+            ) from None
+        self.worker: BatchWorker[tuple[ErrorEvent, BaseException | None]] = BatchWorker(
+            "sentry",
+            self._send,
+            max_queue=max_queue,
+            batch_size=100,
+            on_error=lambda _exc: SINK_ERRORS.labels(sink="sentry").inc(),
+        )
+        self.worker.start()
+
+    def submit(self, event: ErrorEvent, exc: BaseException | None) -> None:
+        """Queue one event (never blocks; the oldest is dropped when the queue is full)."""
+        self.worker.submit((event, exc))
+
+    def flush(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        done = self.worker.flush(timeout)
+        self.client.flush(timeout=max(0.0, deadline - time.monotonic()))
+        return done
+
+    def close(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        done = self.worker.stop(timeout)
+        self.client.close(timeout=max(0.0, deadline - time.monotonic()))
+        return done
+
+    def _send(self, batch: Sequence[tuple[ErrorEvent, BaseException | None]]) -> None:
+        for event, exc in batch:
+            if exc is not None:
+                payload, hint = event_from_exception(exc, client_options=self.client.options)
+            else:
+                payload, hint = {"message": event.message}, {}
+            payload["event_id"] = event.event_id  # one id in our store and in Sentry
+            payload["timestamp"] = datetime.fromtimestamp(event.timestamp, UTC)
+            self.client.capture_event(payload, hint=hint, scope=_scope(event))
+
+
+def _scope(event: ErrorEvent) -> sentry_sdk.Scope:
+    scope = sentry_sdk.Scope()
+    scope.set_level(_LEVELS.get(event.level, event.level))  # type: ignore[arg-type]
+    # Our fingerprint (explicit or default) so Sentry groups exactly as the built-in store does.
+    scope.fingerprint = [event.fingerprint]
+    scope.set_tag("service", event.service)
+    if event.user_id:
+        scope.set_user({"id": event.user_id})
+    known = {
+        "trace_id": event.trace_id,
+        "repository_url": event.repository_url,
+        "analysis_id": event.analysis_id,
+    }
+    scope.set_context("codequal", {**event.context, **{k: v for k, v in known.items() if v}})
+    return scope

@@ -1,0 +1,188 @@
+"""Wiring: build and start every telemetry part from the settings, once.
+
+:func:`setup_telemetry` wires the parts to the configured sinks and stores once, at start;
+components then call ``telemetry.logger(...)``, ``telemetry.errors.capture_exception(...)``,
+``telemetry.tracing.span(...)`` and ``telemetry.resources.track(...)``. No web framework is
+imported here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import structlog
+
+from codequal import __version__
+from codequal.config import Settings
+from codequal.storage.alerts import AlertEventStore
+from codequal.storage.db import Database
+from codequal.storage.errors import ErrorStore
+from codequal.storage.logs import LogStore
+from codequal.storage.spans import SpanStore
+from codequal.storage.work import WorkStore
+from codequal.telemetry.errors import ErrorEvent, ErrorTracker
+from codequal.telemetry.logging import (
+    LEVEL_NUMBERS,
+    AlertHook,
+    ErrorInfo,
+    LogPipeline,
+    PipelineLogger,
+    Sink,
+    StdlibBridge,
+    build_logger,
+    install_stdlib_bridge,
+    to_entry,
+    uninstall_stdlib_bridge,
+)
+from codequal.telemetry.metrics import configure_label_cap
+from codequal.telemetry.resources import ResourceMonitor
+from codequal.telemetry.sinks import ConsoleSink, StoreSink
+from codequal.telemetry.tracing import Tracing, setup_tracing
+
+
+@dataclass
+class Telemetry:
+    """The wired telemetry of one process (or one test)."""
+
+    settings: Settings
+    logs: LogPipeline
+    errors: ErrorTracker
+    tracing: Tracing
+    resources: ResourceMonitor
+    alert_hook: AlertHook
+    log_store: LogStore | None
+    error_store: ErrorStore | None
+    span_store: SpanStore | None
+    _loggers: dict[str, Any] = field(default_factory=dict)
+
+    def logger(self, service: str | None = None, **initial: Any) -> Any:
+        """A structlog logger for ``service`` (default: the configured service name)."""
+        name = service or self.settings.service_name
+        if initial:
+            return build_logger(self.logs, level=self.settings.log_level, service=name, **initial)
+        if name not in self._loggers:
+            self._loggers[name] = build_logger(
+                self.logs, level=self.settings.log_level, service=name
+            )
+        return self._loggers[name]
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything emitted so far reached its sinks and stores."""
+        deadline = time.monotonic() + timeout
+        ok = self.errors.flush(timeout)
+        ok = self.tracing.flush(max(0.0, deadline - time.monotonic())) and ok
+        ok = self.resources.flush(max(0.0, deadline - time.monotonic())) and ok
+        return self.logs.flush(max(0.0, deadline - time.monotonic())) and ok
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush everything within ``timeout`` (default: settings.shutdown_timeout), then stop.
+
+        Errors and spans go first because they log; the log pipeline closes last.
+        """
+        budget = self.settings.shutdown_timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
+        ok = self.errors.shutdown(left())
+        ok = self.tracing.shutdown(left()) and ok
+        ok = self.resources.shutdown(left()) and ok
+        uninstall_stdlib_bridge()
+        return self.logs.close(left()) and ok
+
+
+def setup_telemetry(
+    settings: Settings,
+    db: Database | None,
+    *,
+    console: BinaryIO | None = None,
+    extra_sinks: Sequence[Sink] = (),
+    bridge_stdlib: bool = True,
+    set_global: bool = False,
+) -> Telemetry:
+    """Build and start the telemetry for ``settings``; ``db`` None means no store sinks."""
+    configure_label_cap(settings.label_cap)
+    log_store = LogStore(db) if db is not None else None
+    sinks: list[Sink] = [ConsoleSink(settings.log_format, console)]
+    if log_store is not None:
+        sinks.append(StoreSink(log_store))
+    sinks.extend(extra_sinks)
+    hook = AlertHook()
+    if db is not None:
+        hook.subscribe(AlertEventStore(db).record_log_entries)
+    pipeline = LogPipeline(
+        sinks,
+        alert_hook=hook,
+        max_queue=settings.log_queue_size,
+        batch_size=settings.log_batch_size,
+        flush_interval=settings.log_flush_interval,
+    )
+    pipeline.start()
+    base_logger = build_logger(pipeline, level=settings.log_level, service=settings.service_name)
+    error_store = ErrorStore(db) if db is not None else None
+    span_store = SpanStore(db) if db is not None else None
+    tracker = ErrorTracker(
+        error_store,
+        service=settings.service_name,
+        environment=settings.environment,
+        release=settings.release or __version__,
+        on_event=_log_error_event(base_logger),
+        sentry_dsn=settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else None,
+        max_queue=settings.log_queue_size,
+    )
+    tracing = setup_tracing(
+        service=settings.service_name,
+        version=__version__,
+        environment=settings.environment,
+        span_store=span_store,
+        otlp_endpoint=settings.otlp_endpoint,
+        set_global=set_global,
+    )
+    resources = ResourceMonitor(WorkStore(db) if db is not None else None)
+    if bridge_stdlib:
+        install_stdlib_bridge(StdlibBridge(base_logger, settings.log_level))
+    if set_global:
+        _set_global(pipeline, settings)
+    return Telemetry(
+        settings, pipeline, tracker, tracing, resources, hook, log_store, error_store, span_store
+    )
+
+
+def _log_error_event(logger: Any) -> Any:
+    """Each captured error also becomes an ``error`` LogEntry carrying its issue fingerprint."""
+
+    def on_event(event: ErrorEvent) -> None:
+        logger.error(
+            "exception captured",
+            error=ErrorInfo(event.type, event.message, event.stack),
+            trace_id=event.trace_id,
+            user_id=event.user_id,
+            repository_url=event.repository_url,
+            fingerprint=event.fingerprint,
+            eventId=event.event_id,
+        )
+
+    return on_event
+
+
+def _set_global(pipeline: LogPipeline, settings: Settings) -> None:
+    """Make ``structlog.get_logger()`` anywhere in the process write into this pipeline."""
+    structlog.configure(
+        processors=[to_entry(settings.service_name)],
+        logger_factory=lambda *_args: PipelineLogger(pipeline),
+        wrapper_class=structlog.make_filtering_bound_logger(LEVEL_NUMBERS[settings.log_level]),
+        context_class=dict,
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(**initial: Any) -> Any:
+    """A logger for library code: writes into the process's telemetry once it is set up."""
+    return structlog.get_logger(**initial)
+
+
+__all__ = ["Telemetry", "get_logger", "setup_telemetry"]

@@ -1,0 +1,21 @@
+"""Store sink: batched inserts into the embedded store, queryable through the API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from codequal.storage.logs import LogStore
+from codequal.telemetry.logging import LogEntry
+
+
+class StoreSink:
+    name = "store"
+
+    def __init__(self, store: LogStore) -> None:
+        self._store = store
+
+    def write(self, entries: Sequence[LogEntry]) -> None:
+        self._store.write(entries)
+
+    def close(self) -> None:
+        """Nothing buffered here: every batch is committed by write()."""
