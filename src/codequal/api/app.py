@@ -1,0 +1,136 @@
+"""The FastAPI application: probes, metrics, and the lifecycle that wires storage and telemetry.
+
+Startup runs in the background so the process answers probes at once: ``/ready`` is 503 until
+migrations have run and the telemetry workers have started (and again while shutting down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request, Response
+from prometheus_client.exposition import choose_encoder
+
+from codequal import __version__
+from codequal.api import health
+from codequal.api.errors import FastJSONResponse, error_response, install_error_handlers
+from codequal.api.middleware import TelemetryMiddleware
+from codequal.api.state import AppState
+from codequal.config import Settings
+from codequal.storage.db import open_database
+from codequal.telemetry.logging import iso_timestamp
+from codequal.telemetry.metrics import REGISTRY
+from codequal.telemetry.setup import setup_telemetry
+
+STARTUP_RETRY_SECONDS = 2.0
+
+
+def create_app(settings: Settings, *, set_global_telemetry: bool = False) -> FastAPI:
+    """Build the app; nothing touches the database until the lifespan starts."""
+    state = AppState(settings=settings, db=open_database(settings.resolved_database_url))
+    if settings.redis_url is not None:
+        state.redis = redis.Redis.from_url(
+            settings.redis_url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        starter = asyncio.create_task(_start(state, stop, set_global_telemetry))
+        try:
+            yield
+        finally:
+            state.shutting_down = True
+            stop.set()
+            await starter
+            await asyncio.to_thread(_stop, state)
+
+    app = FastAPI(
+        title="CodeQual",
+        version=__version__,
+        lifespan=lifespan,
+        default_response_class=FastJSONResponse,
+    )
+    app.state.codequal = state
+    install_error_handlers(app)
+    app.add_middleware(TelemetryMiddleware, state=state)
+    _add_probe_routes(app, state)
+    return app
+
+
+async def _start(state: AppState, stop: asyncio.Event, set_global: bool) -> None:
+    """Migrate, then start telemetry; retry while the database is unreachable."""
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(state.db.migrate)
+            break
+        except Exception as exc:  # noqa: BLE001 - keep serving probes and try again
+            state.startup_error = f"database migration failed: {exc}"[:500]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), STARTUP_RETRY_SECONDS)
+    if stop.is_set():
+        return
+    state.telemetry = setup_telemetry(state.settings, state.db, set_global=set_global)
+    state.startup_error = None
+    state.ready.set()
+    state.telemetry.logger("server").info(
+        "codequal started",
+        url=f"http://{state.settings.host}:{state.settings.port}",
+        version=__version__,
+        database=state.db.dialect,
+        data_dir=str(state.settings.data_dir),
+    )
+
+
+def _stop(state: AppState) -> None:
+    telemetry = state.telemetry
+    if telemetry is not None:
+        telemetry.logger("server").info("codequal stopping")
+        telemetry.shutdown()
+    if state.redis is not None:
+        state.redis.close()
+    state.db.dispose()
+
+
+def _add_probe_routes(app: FastAPI, state: AppState) -> None:
+    settings = state.settings
+
+    def health_report() -> FastJSONResponse:
+        checks = {
+            "database": health.check_database(state.db),
+            "vectorDB": health.check_vector_db(state.db),
+            "deepWiki": health.check_deepwiki(settings.resolved_deepwiki_dir),
+            "redis": health.check_redis(state.redis),
+        }
+        healthy = all(c.status != "error" for c in checks.values())
+        body: dict[str, Any] = {
+            "status": "healthy" if healthy else "unhealthy",
+            "timestamp": iso_timestamp(time.time()),
+            "version": __version__,
+            "checks": {name: c.to_dict() for name, c in checks.items()},
+        }
+        return FastJSONResponse(body, status_code=200 if healthy else 503)
+
+    app.get("/health", tags=["probes"], summary="Health of every dependency")(health_report)
+    app.get("/api/monitoring/health", tags=["probes"], summary="Same as /health")(health_report)
+
+    @app.get("/ready", tags=["probes"], summary="503 until started, and while shutting down")
+    def ready() -> FastJSONResponse:
+        if state.is_ready():
+            return FastJSONResponse({"status": "ready"})
+        reason = "shutting down" if state.shutting_down else state.startup_error or "starting"
+        return error_response(503, "not ready", reason)
+
+    @app.get("/live", tags=["probes"], summary="200 while the process serves requests")
+    async def live() -> FastJSONResponse:
+        return FastJSONResponse({"status": "alive"})
+
+    @app.get("/metrics", tags=["probes"], summary="Prometheus text (OpenMetrics on request)")
+    def metrics(request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encoder(REGISTRY), media_type=content_type)

@@ -1,0 +1,43 @@
+"""Options and helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from codequal.config import ConfigError, Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Exit code for "you gave me something I cannot use" (bad configuration, bad input).
+EXIT_USAGE = 2
+
+
+def config_options(fn: F) -> F:
+    """``--config`` and ``--data-dir``: every command that touches storage takes them."""
+    fn = click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Where embedded storage lives (default ./.codequal; env CODEQUAL_DATA_DIR).",
+    )(fn)
+    return click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="YAML file with settings (environment variables take precedence).",
+    )(fn)
+
+
+def settings_or_exit(config_file: Path | None, **explicit: Any) -> Settings:
+    """Load settings; on a bad value print the one-sentence reason and exit 2."""
+    try:
+        return load_settings(config_file, **explicit)
+    except ConfigError as exc:
+        click.echo(f"codequal: configuration error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)

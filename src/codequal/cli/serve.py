@@ -1,0 +1,53 @@
+"""``codequal serve``: the API, dashboard and background workers in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+import uvicorn
+
+from codequal.api.app import create_app
+from codequal.api.state import AppState
+from codequal.cli.common import config_options, settings_or_exit
+
+
+class _Server(uvicorn.Server):
+    """On SIGTERM / SIGINT, flip /ready to 503 first, then let uvicorn drain and stop."""
+
+    def __init__(self, config: uvicorn.Config, state: AppState) -> None:
+        super().__init__(config)
+        self._state = state
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._state.shutting_down = True
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises captured signals after its graceful shutdown, so the process would
+        # die "killed by SIGTERM"; a drained, flushed shutdown on SIGTERM is a clean exit 0.
+        self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
+
+
+@click.command()
+@config_options
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--port", default=None, help="Port to bind (default 8080).")
+def serve(config_file: Path | None, data_dir: Path | None, host: str | None, port: Any) -> None:
+    """Run the CodeQual server."""
+    settings = settings_or_exit(config_file, data_dir=data_dir, host=host, port=port)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings, set_global_telemetry=True)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.shutdown_timeout) or None,
+    )
+    server = _Server(config, app.state.codequal)
+    asyncio.run(server.serve())
