@@ -121,3 +121,85 @@ knowledge_entries = sa.Table(
     sa.Column("profile", Json, nullable=False),
     sa.Column("analysed_at", sa.Float, nullable=False),
 )
+
+# -- authentication (issue: monitoring API) -----------------------------------------------------
+# Service keys for machine clients: only a SHA-256 of the secret is stored. The token a client
+# presents is "cq_<key_id>_<secret>"; key_id finds the row, the hash is compared in constant time.
+service_keys = sa.Table(
+    "service_keys",
+    metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("scopes", sa.String(500), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False, server_default="service"),
+    sa.Column("project_id", sa.Integer),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_used_at", sa.Float),
+    sa.Column("revoked_at", sa.Float),
+)
+
+# -- the monitored pipeline -------------------------------------------------------------------
+analyses = sa.Table(
+    "analyses",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("repository_url", sa.String(1000), nullable=False),
+    sa.Column("base", sa.String(250), nullable=False),
+    sa.Column("head", sa.String(250), nullable=False),
+    sa.Column("pr_number", sa.Integer),
+    sa.Column("requested_mode", sa.String(16), nullable=False),
+    sa.Column("mode", sa.String(16)),
+    sa.Column("mode_reason", sa.String(500)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("step", sa.String(50)),
+    sa.Column("user_id", sa.String(200)),
+    sa.Column("trace_id", sa.String(32)),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("heartbeat_at", sa.Float),
+    sa.Column("worker_id", sa.String(100)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error_type", sa.String(100)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("timings", Json),
+    sa.Column("cost", Json),
+    sa.Column("cost_total", sa.Float),
+    sa.Column("summary", Json),
+    sa.Index("ix_analyses_status_created", "status", "created_at"),
+    sa.Index("ix_analyses_created", "created_at"),
+    sa.Index("ix_analyses_repository", "repository_url"),
+)
+
+findings = sa.Table(
+    "findings",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "analysis_id",
+        sa.String(32),
+        sa.ForeignKey("analyses.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("severity", sa.String(8), nullable=False),
+    sa.Column("file", sa.String(1000), nullable=False),
+    sa.Column("line", sa.Integer),
+    sa.Column("rule", sa.String(100), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("agent", sa.String(50), nullable=False),
+    sa.Index("ix_findings_analysis", "analysis_id"),
+)
+
+deepwiki_cleanups = sa.Table(
+    "deepwiki_cleanups",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("path", sa.String(1000), nullable=False),
+    sa.Column("reason", sa.String(50), nullable=False),
+    sa.Column("result", sa.String(16), nullable=False),
+    sa.Column("bytes_freed", sa.BigInteger, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_deepwiki_cleanups_ts", "ts"),
+)
