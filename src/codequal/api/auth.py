@@ -1,0 +1,287 @@
+"""FastAPI glue for authentication: bearer JWTs and service keys, scopes, failure limits.
+
+Routes declare what they need with ``Depends(auth.require("monitoring:read"))``; the
+dependency returns the :class:`~codequal.security.Principal`. Missing or invalid credentials
+are 401, a valid credential without the scope is 403, and an address that keeps failing is 429
+for the rest of its one-minute window. Every rejection is counted in
+``codequal_auth_failures_total{reason}``; the credential itself is never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from codequal.api.errors import FastJSONResponse, error_response
+from codequal.config import Settings
+from codequal.security.keyfiles import is_asymmetric
+from codequal.security.secret import load_or_create_secret
+from codequal.security.tokens import (
+    ALL_SCOPES,
+    AuthError,
+    Principal,
+    TokenVerifier,
+)
+from codequal.storage.db import Database
+from codequal.storage.keys import KEY_PREFIX, KeyStore
+from codequal.telemetry.metrics import AUTH_FAILURES
+
+_log = logging.getLogger(__name__)
+
+WINDOW_SECONDS = 60.0
+# Bounds the limiter's memory however many addresses an attacker uses; the oldest go first.
+MAX_TRACKED_CLIENTS = 10_000
+REALM = 'Bearer realm="codequal"'
+
+Clock = Callable[[], float]
+
+
+class ErrorBody(BaseModel):
+    """The API's one error shape, for the OpenAPI documentation of 401 / 403 / 429."""
+
+    error: str
+    detail: Any = None
+
+
+# Pass as ``responses=`` to a protected router or route so /docs lists its error answers.
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No token, or an invalid one; detail says why."},
+    403: {"model": ErrorBody, "description": "The token lacks the scope this endpoint needs."},
+    429: {
+        "model": ErrorBody,
+        "description": "Too many failed authentications from this address; see Retry-After.",
+    },
+}
+
+
+class AuthHTTPError(HTTPException):
+    """A 401 / 403 / 429 / 503 in the API's error shape, with the headers the status needs."""
+
+    def __init__(
+        self, status: int, error: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        # detail=message keeps the answer readable even where only the generic handler runs.
+        super().__init__(status_code=status, detail=message, headers=headers)
+        self.error = error
+        self.message = message
+
+
+async def auth_error_handler(_request: Request, exc: Exception) -> FastJSONResponse:
+    assert isinstance(exc, AuthHTTPError)
+    response = error_response(exc.status_code, exc.error, exc.message)
+    response.headers.update(exc.headers or {})
+    return response
+
+
+class FailureLimiter:
+    """A sliding window of failed authentications per client address (thread-safe)."""
+
+    def __init__(
+        self, limit: int, window: float = WINDOW_SECONDS, max_clients: int = MAX_TRACKED_CLIENTS
+    ) -> None:
+        self._limit = limit
+        self._window = window
+        self._max_clients = max_clients
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str, now: float) -> float | None:
+        """Seconds until ``client`` may try again, or None while it is under the limit."""
+        with self._lock:
+            times = self._failures.get(client)
+            if times is None:
+                return None
+            self._expire(times, now)
+            if not times:
+                del self._failures[client]
+            if len(times) < self._limit:
+                return None
+            return times[0] + self._window - now
+
+    def record(self, client: str, now: float) -> None:
+        with self._lock:
+            times = self._failures.get(client)
+            if times is None:
+                if len(self._failures) >= self._max_clients:
+                    del self._failures[next(iter(self._failures))]
+                times = self._failures[client] = deque()
+            self._expire(times, now)
+            times.append(now)
+            # Only the newest `limit` failures can decide when the client may retry.
+            if len(times) > self._limit:
+                times.popleft()
+
+    def _expire(self, times: deque[float], now: float) -> None:
+        while times and times[0] <= now - self._window:
+            times.popleft()
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
+def _bearer_token(header: str) -> str:
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("malformed", "the Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def _digest(value: str) -> bytes:
+    # Comparing fixed-length digests keeps compare_digest from revealing the token's length.
+    return hashlib.sha256(value.encode()).digest()
+
+
+class Authenticator:
+    """Checks bearer credentials (JWT or ``cq_`` service key) and scopes for the API."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        verifier: TokenVerifier,
+        key_store: KeyStore | None,
+        clock: Clock = time.time,
+    ) -> None:
+        self._verifier = verifier
+        self._keys = key_store
+        self._clock = clock
+        self._limiter = FailureLimiter(settings.auth_failures_per_minute)
+        token = settings.metrics_token
+        self._metrics_digest = _digest(token.get_secret_value()) if token is not None else None
+        self._bearer = HTTPBearer(
+            scheme_name="bearer",
+            bearerFormat="JWT or cq_ service key",
+            description="A JWT whose `scope` claim lists the scopes (space-separated), "
+            "or a service key from `codequal keys create`.",
+            auto_error=False,
+        )
+
+    def install(self, app: FastAPI) -> None:
+        """Answer this module's errors in the API's error shape, with their headers."""
+        app.add_exception_handler(AuthHTTPError, auth_error_handler)
+
+    def require(self, scope: str) -> Callable[..., Principal]:
+        """A dependency that authenticates the request and demands ``scope``."""
+        if scope not in ALL_SCOPES:
+            raise ValueError(f"unknown scope {scope!r}: valid scopes are {', '.join(ALL_SCOPES)}")
+
+        # Declares the bearer scheme (and the scope) in OpenAPI; the header is read in authorize.
+        declared = Security(self._bearer, scopes=[scope])
+
+        def dependency(
+            request: Request, _credentials: HTTPAuthorizationCredentials | None = declared
+        ) -> Principal:
+            return self.authorize(request, scope)
+
+        return dependency
+
+    def authorize(self, request: Request, scope: str) -> Principal:
+        """The request's principal if it holds ``scope``; raises AuthHTTPError otherwise."""
+        principal = self._guarded(request, self._verify)
+        if not principal.has(scope):
+            self._count(request, "scope", f"{principal.subject} lacks {scope}")
+            granted = ", ".join(sorted(principal.scopes)) or "none"
+            raise AuthHTTPError(
+                403,
+                "forbidden",
+                f"this endpoint needs the {scope} scope; the credential grants {granted}",
+                {"WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="{scope}"'},
+            )
+        request.state.principal = principal
+        return principal
+
+    def metrics_guard(self, request: Request) -> None:
+        """Dependency for /metrics: demands CODEQUAL_METRICS_TOKEN when it is set."""
+        if self._metrics_digest is not None:
+            self._guarded(request, self._verify_metrics_token)
+
+    # -- the shared path ---------------------------------------------------------------------
+    def _guarded(self, request: Request, check: Callable[[str, float], Principal]) -> Principal:
+        client = _client(request)
+        now = self._clock()
+        header = request.headers.get("authorization")
+        try:
+            if not header:
+                raise AuthError("missing", "this endpoint needs 'Authorization: Bearer <token>'")
+            self._refuse_if_limited(request, client, now)
+            return check(_bearer_token(header), now)
+        except AuthError as exc:
+            # No credential guesses nothing, so only presented credentials use up the limit.
+            if exc.reason != "missing":
+                self._limiter.record(client, now)
+            self._count(request, exc.reason, exc.message)
+            error = "" if exc.reason == "missing" else ', error="invalid_token"'
+            raise AuthHTTPError(
+                401, "unauthorised", exc.message, {"WWW-Authenticate": REALM + error}
+            ) from None
+
+    def _refuse_if_limited(self, request: Request, client: str, now: float) -> None:
+        wait = self._limiter.retry_after(client, now)
+        if wait is None:
+            return
+        self._count(request, "rate_limited", f"{client} is over the failure limit")
+        seconds = max(1, math.ceil(wait))
+        raise AuthHTTPError(
+            429,
+            "too many failed authentications",
+            f"this address failed to authenticate too often; retry in {seconds} s",
+            {"Retry-After": str(seconds)},
+        )
+
+    def _verify(self, token: str, now: float) -> Principal:
+        if not token.startswith(KEY_PREFIX):
+            return self._verifier.verify(token, now)
+        if self._keys is None:
+            raise AuthError("unknown_key", "service keys are not enabled on this server")
+        try:
+            return self._keys.verify(token, now)
+        except sa.exc.SQLAlchemyError:
+            _log.warning("service key check failed: the database is unavailable", exc_info=True)
+            raise AuthHTTPError(
+                503, "service unavailable", "service keys cannot be checked right now"
+            ) from None
+
+    def _verify_metrics_token(self, token: str, _now: float) -> Principal:
+        assert self._metrics_digest is not None
+        if not hmac.compare_digest(_digest(token), self._metrics_digest):
+            raise AuthError("metrics_token", "the bearer token is not the /metrics token")
+        return Principal(subject="metrics", scopes=frozenset(), via="key")
+
+    def _count(self, request: Request, reason: str, message: str) -> None:
+        AUTH_FAILURES.labels(reason=reason).inc()
+        # The path without its query string: a token pasted into a URL must not reach the log.
+        _log.info(
+            "authentication rejected (%s): %s; client %s, %s %s",
+            reason,
+            message,
+            _client(request),
+            request.method,
+            request.url.path,
+        )
+
+
+def build_authenticator(
+    settings: Settings, db: Database, clock: Clock = time.time
+) -> Authenticator:
+    """The server's authenticator: the configured secret or public key, else the data-dir secret.
+
+    Raises ConfigError (naming the variable) when the key material is unusable.
+    """
+    secret = None
+    if settings.jwt_secret is None and not is_asymmetric(settings):
+        secret = load_or_create_secret(settings.data_dir)
+    verifier = TokenVerifier.from_settings(settings, secret)
+    return Authenticator(settings, verifier, KeyStore(db), clock=clock)
