@@ -81,3 +81,14 @@ def redis_url() -> str:
     finally:
         client.close()
     return REDIS_URL
+
+
+TEST_JWT_SECRET = "codequal-test-secret-" + "s" * 32
+
+
+def bearer(*scopes: str, subject: str = "tester") -> dict[str, str]:
+    """Authorization header with an HS256 token signed by TEST_JWT_SECRET."""
+    from codequal.security import mint_token
+
+    token = mint_token(TEST_JWT_SECRET, subject, list(scopes), 3600)
+    return {"Authorization": f"Bearer {token}"}

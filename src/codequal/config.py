@@ -27,7 +27,7 @@ LogLevel = Literal["debug", "info", "warn", "error", "critical"]
 LogFormat = Literal["json", "console", "auto"]
 
 # Words that mark a setting as secret: masked by `codequal config show`, never logged.
-SECRET_HINTS = ("secret", "password", "token", "dsn", "key", "database_url", "redis_url")
+SECRET_HINTS = ("secret", "password", "token", "dsn", "api_key", "database_url", "redis_url")
 
 
 class ConfigError(Exception):
@@ -59,6 +59,28 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = None
     deepwiki_dir: Path | None = None
     label_cap: int = Field(default=50, ge=1, le=10_000)
+
+    # -- authentication (see codequal.security) ----------------------------------------------
+    jwt_secret: SecretStr | None = None  # HS256; generated into the data dir when unset
+    jwt_public_key: Path | None = None  # PEM file; RS256 or ES256
+    jwt_jwks: Path | None = None  # JWKS file; RS256 or ES256
+    jwt_algorithm: Literal["HS256", "RS256", "ES256"] | None = None  # default from the above
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    metrics_token: SecretStr | None = None  # /metrics requires this bearer token when set
+    public_dashboard: bool = True
+    auth_failures_per_minute: int = Field(default=30, ge=1)
+
+    # -- the analysis pipeline -----------------------------------------------------------------
+    max_concurrent_analyses: int = Field(default=2, ge=1, le=64)
+    agent_timeout: float = Field(default=300.0, gt=0)
+    llm_base_url: str | None = None  # an OpenAI-compatible API, e.g. https://api.openai.com/v1
+    llm_model: str = "gpt-4o-mini"
+    llm_api_key: SecretStr | None = None
+    pricing_file: Path | None = None  # LLM prices per model; the shipped table by default
+    price_cpu_hour: float = Field(default=0.04048, ge=0)
+    price_memory_gb_hour: float = Field(default=0.004445, ge=0)
+    price_disk_gb_month: float = Field(default=0.08, ge=0)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -123,6 +145,10 @@ _ALLOWED = {
     "log_flush_interval": "a number of seconds above 0",
     "shutdown_timeout": "a number of seconds, 0 or more",
     "label_cap": "a whole number from 1 to 10000",
+    "jwt_algorithm": "one of HS256, RS256, ES256",
+    "public_dashboard": "true or false",
+    "auth_failures_per_minute": "a whole number of at least 1",
+    "max_concurrent_analyses": "a whole number from 1 to 64",
 }
 
 

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+import codequal.analysis.collector  # noqa: F401 - the DeepWiki families are in the catalogue
 from codequal.cli.metrics_cmd import metrics
 from codequal.telemetry import labels
 from codequal.telemetry.labels import LabelCap, normalise_organization, normalise_repository
@@ -99,7 +100,8 @@ def test_catalogue_lists_each_name_once_in_registration_order() -> None:
     names = [info.name for info in catalogue()]
     assert len(names) == len(set(names))
     assert names[0] == "codequal_analysis_started_total"
-    assert names[-len(SYSTEM_NAMES) :] == list(SYSTEM_NAMES)
+    start = names.index(SYSTEM_NAMES[0])
+    assert names[start : start + len(SYSTEM_NAMES)] == list(SYSTEM_NAMES)
 
 
 def test_analysis_duration_keeps_plan_buckets_and_adds_finer_ones_below_ten_seconds() -> None:

@@ -13,11 +13,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import redis
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from prometheus_client.exposition import choose_encoder
 
 from codequal import __version__
+from codequal.analysis.collector import COLLECTOR
+from codequal.analysis.service import AnalysisService
 from codequal.api import health
+from codequal.api.analyses import analyses_router, deepwiki_router
+from codequal.api.auth import Authenticator, build_authenticator
 from codequal.api.errors import FastJSONResponse, error_response, install_error_handlers
 from codequal.api.middleware import TelemetryMiddleware
 from codequal.api.state import AppState
@@ -30,7 +34,9 @@ from codequal.telemetry.setup import setup_telemetry
 STARTUP_RETRY_SECONDS = 2.0
 
 
-def create_app(settings: Settings, *, set_global_telemetry: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings, *, set_global_telemetry: bool = False, start_workers: bool = True
+) -> FastAPI:
     """Build the app; nothing touches the database until the lifespan starts."""
     state = AppState(settings=settings, db=open_database(settings.resolved_database_url))
     if settings.redis_url is not None:
@@ -41,7 +47,7 @@ def create_app(settings: Settings, *, set_global_telemetry: bool = False) -> Fas
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        starter = asyncio.create_task(_start(state, stop, set_global_telemetry))
+        starter = asyncio.create_task(_start(state, stop, set_global_telemetry, start_workers))
         try:
             yield
         finally:
@@ -58,12 +64,19 @@ def create_app(settings: Settings, *, set_global_telemetry: bool = False) -> Fas
     )
     app.state.codequal = state
     install_error_handlers(app)
+    auth = build_authenticator(settings, state.db)
+    auth.install(app)
+    app.state.auth = auth
     app.add_middleware(TelemetryMiddleware, state=state)
-    _add_probe_routes(app, state)
+    _add_probe_routes(app, state, auth)
+    app.include_router(analyses_router(state, auth.require))
+    app.include_router(deepwiki_router(state, auth.require))
     return app
 
 
-async def _start(state: AppState, stop: asyncio.Event, set_global: bool) -> None:
+async def _start(
+    state: AppState, stop: asyncio.Event, set_global: bool, start_workers: bool
+) -> None:
     """Migrate, then start telemetry; retry while the database is unreachable."""
     while not stop.is_set():
         try:
@@ -76,6 +89,11 @@ async def _start(state: AppState, stop: asyncio.Event, set_global: bool) -> None
     if stop.is_set():
         return
     state.telemetry = setup_telemetry(state.settings, state.db, set_global=set_global)
+    service = AnalysisService.build(state.settings, state.db, state.telemetry)
+    COLLECTOR.attach(service.deepwiki, state.db)
+    if start_workers:
+        service.start()
+    state.analysis = service
     state.startup_error = None
     state.ready.set()
     state.telemetry.logger("server").info(
@@ -89,15 +107,19 @@ async def _start(state: AppState, stop: asyncio.Event, set_global: bool) -> None
 
 def _stop(state: AppState) -> None:
     telemetry = state.telemetry
+    if state.analysis is not None:
+        # Running analyses get half the budget; unfinished ones are requeued after restart.
+        state.analysis.stop(state.settings.shutdown_timeout / 2)
+        COLLECTOR.detach()
     if telemetry is not None:
         telemetry.logger("server").info("codequal stopping")
-        telemetry.shutdown()
+        telemetry.shutdown(state.settings.shutdown_timeout / 2)
     if state.redis is not None:
         state.redis.close()
     state.db.dispose()
 
 
-def _add_probe_routes(app: FastAPI, state: AppState) -> None:
+def _add_probe_routes(app: FastAPI, state: AppState, auth: Authenticator) -> None:
     settings = state.settings
 
     def health_report() -> FastJSONResponse:
@@ -130,7 +152,12 @@ def _add_probe_routes(app: FastAPI, state: AppState) -> None:
     async def live() -> FastJSONResponse:
         return FastJSONResponse({"status": "alive"})
 
-    @app.get("/metrics", tags=["probes"], summary="Prometheus text (OpenMetrics on request)")
+    @app.get(
+        "/metrics",
+        tags=["probes"],
+        summary="Prometheus text (OpenMetrics on request); CODEQUAL_METRICS_TOKEN guards it",
+        dependencies=[Depends(auth.metrics_guard)],
+    )
     def metrics(request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encoder(REGISTRY), media_type=content_type)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import redis
 
 from codequal.config import Settings
 from codequal.storage.db import Database
 from codequal.telemetry.setup import Telemetry
+
+if TYPE_CHECKING:
+    from codequal.analysis.service import AnalysisService
 
 
 @dataclass
@@ -18,6 +22,7 @@ class AppState:
     db: Database
     redis: redis.Redis | None = None
     telemetry: Telemetry | None = None
+    analysis: AnalysisService | None = None
     ready: threading.Event = field(default_factory=threading.Event)
     shutting_down: bool = False
     startup_error: str | None = None

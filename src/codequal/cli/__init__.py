@@ -5,10 +5,13 @@ from __future__ import annotations
 import click
 
 from codequal import __version__
+from codequal.cli.analyze import analyze
 from codequal.cli.common import config_options
 from codequal.cli.config_cmd import config
+from codequal.cli.keys_cmd import keys
 from codequal.cli.metrics_cmd import metrics
 from codequal.cli.serve import serve
+from codequal.cli.token_cmd import token
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,7 +21,10 @@ def main() -> None:
 
 
 main.add_command(serve)
+main.add_command(analyze)
 main.add_command(config)
 main.add_command(metrics)
+main.add_command(keys)
+main.add_command(token)
 
 __all__ = ["config_options", "main"]

@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+import codequal.analysis.collector  # noqa: F401 - registers the DeepWiki families
 from codequal.telemetry.metrics import MetricInfo, catalogue, format_buckets, render_markdown
 
 FORMATS = ("table", "markdown", "json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -13,7 +14,8 @@ import uvicorn
 
 from codequal.api.app import create_app
 from codequal.api.state import AppState
-from codequal.cli.common import config_options, settings_or_exit
+from codequal.cli.common import EXIT_USAGE, config_options, settings_or_exit
+from codequal.config import ConfigError
 
 
 class _Server(uvicorn.Server):
@@ -39,7 +41,11 @@ def serve(config_file: Path | None, data_dir: Path | None, host: str | None, por
     """Run the CodeQual server."""
     settings = settings_or_exit(config_file, data_dir=data_dir, host=host, port=port)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = create_app(settings, set_global_telemetry=True)
+    try:
+        app = create_app(settings, set_global_telemetry=True)
+    except ConfigError as exc:  # key material named by the settings is unusable
+        click.echo(f"codequal: configuration error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -143,6 +143,13 @@ HTTP_DURATION = Histogram(
     registry=REGISTRY,
 )
 
+AUTH_FAILURES = Counter(
+    "codequal_auth_failures_total",
+    "Rejected authentications, by reason (missing, malformed, expired, signature, ...).",
+    ["reason"],
+    registry=REGISTRY,
+)
+
 # -- units of work (resource monitor) -------------------------------------------------------
 WORK_WALL = Histogram(
     "codequal_work_wall_seconds",

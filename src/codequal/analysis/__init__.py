@@ -1,0 +1,1 @@
+"""The monitored pipeline: pull-request analysis (orchestrator, DeepWiki, knowledge, agents)."""

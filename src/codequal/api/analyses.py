@@ -1,0 +1,99 @@
+"""``/api/analyses``: submit pull-request analyses and read their reports."""
+
+# No "from __future__ import annotations": FastAPI must evaluate the route signatures, whose
+# dependencies are built per app (closures) and cannot be resolved from strings.
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from prometheus_client import generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from codequal.analysis.collector import DEEPWIKI_REGISTRY, snapshot
+from codequal.analysis.repo import RepositoryError, normalise_source
+from codequal.api.errors import FastJSONResponse, error_response
+from codequal.api.state import AppState
+from codequal.storage.analyses import AnalysisRequest
+
+Guard = Callable[[str], Any]
+
+
+class AnalysisIn(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    repository_url: str = Field(alias="repositoryUrl", min_length=1, max_length=1000)
+    base: str = Field(min_length=1, max_length=250)
+    head: str = Field(min_length=1, max_length=250)
+    pr_number: int | None = Field(default=None, alias="prNumber", ge=1)
+    mode: Literal["quick", "comprehensive", "deep", "auto"] = "auto"
+
+
+def analyses_router(state: AppState, require: Guard) -> APIRouter:
+    router = APIRouter(prefix="/api/analyses", tags=["analyses"])
+    writer = Annotated[Any, Depends(require("analyses:write"))]
+    reader = Annotated[Any, Depends(require("monitoring:read"))]
+
+    @router.post("", status_code=202, summary="Queue an analysis (scope analyses:write)")
+    def submit(body: AnalysisIn, principal: writer) -> Any:
+        service = state.analysis
+        if service is None:
+            return error_response(503, "not ready", "the analysis workers are starting")
+        try:
+            normalise_source(body.repository_url)
+        except RepositoryError as exc:
+            return error_response(400, "invalid repository", str(exc))
+        user = getattr(principal, "subject", None)
+        analysis_id = service.submit(
+            AnalysisRequest(
+                body.repository_url, body.base, body.head, body.mode, body.pr_number, user
+            )
+        )
+        return FastJSONResponse(
+            {"id": analysis_id, "status": "queued", "url": f"/api/analyses/{analysis_id}"},
+            status_code=202,
+        )
+
+    @router.get("/{analysis_id}", summary="Status, timings, findings and cost of one analysis")
+    def get(analysis_id: str, _: reader) -> Any:
+        service = state.analysis
+        record = service.store.get(analysis_id) if service is not None else None
+        if record is None:
+            return error_response(404, "analysis not found", analysis_id)
+        return FastJSONResponse(record.to_report())
+
+    @router.get("", summary="List analyses, newest first, with filters and paging")
+    def list_(
+        _: reader,
+        status: Literal["queued", "running", "completed", "failed"] | None = None,
+        repository: Annotated[str | None, Query(alias="repositoryUrl")] = None,
+        mode: Literal["quick", "comprehensive", "deep"] | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> Any:
+        service = state.analysis
+        if service is None:
+            return error_response(503, "not ready", "the analysis workers are starting")
+        rows, total = service.store.list(
+            status=status, repository_url=repository, mode=mode, limit=limit, offset=offset
+        )
+        items = [{k: v for k, v in r.to_report().items() if k != "findings"} for r in rows]
+        return FastJSONResponse({"items": items, "total": total, "limit": limit, "offset": offset})
+
+    return router
+
+
+def deepwiki_router(state: AppState, require: Guard) -> APIRouter:
+    router = APIRouter(prefix="/api/monitoring/deepwiki", tags=["deepwiki"])
+    reader = Annotated[Any, Depends(require("monitoring:read"))]
+
+    @router.get("/metrics", summary="DeepWiki metrics as JSON")
+    def metrics_json(_: reader) -> Any:
+        return FastJSONResponse(snapshot())
+
+    @router.get("/metrics-prometheus", summary="DeepWiki metrics in Prometheus text format")
+    def metrics_text(_: reader) -> Any:
+        return Response(generate_latest(DEEPWIKI_REGISTRY), media_type="text/plain; version=0.0.4")
+
+    return router

@@ -1,0 +1,263 @@
+"""The analysis pipeline end to end: real git, real agents, real stores and metrics."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from codequal.analysis.service import AnalysisService
+from codequal.api.app import create_app
+from codequal.config import load_settings
+from codequal.storage.analyses import AnalysisRequest, AnalysisStore
+from codequal.storage.db import Database, open_database
+from codequal.storage.logs import LogQuery
+from codequal.telemetry.metrics import REGISTRY
+from codequal.telemetry.setup import Telemetry, setup_telemetry
+
+from ..conftest import TEST_JWT_SECRET, bearer
+from .conftest import PlantedRepo
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def telemetry(database: Database, tmp_path: Path) -> Iterator[Telemetry]:
+    settings = load_settings(data_dir=tmp_path / "data", log_format="json")
+    tel = setup_telemetry(settings, database, bridge_stdlib=False)
+    yield tel
+    tel.shutdown(10)
+
+
+@pytest.fixture
+def service(database: Database, telemetry: Telemetry, tmp_path: Path) -> AnalysisService:
+    return AnalysisService.build(telemetry.settings, database, telemetry)
+
+
+def analyse(service: AnalysisService, repo: PlantedRepo, mode: str = "quick") -> dict:
+    analysis_id = service.submit(AnalysisRequest(str(repo.path), repo.base, repo.head, mode))
+    record = service.pool.run_one(analysis_id)
+    assert record is not None
+    return record.to_report()
+
+
+def test_quick_analysis_reports_the_planted_security_problems(
+    service: AnalysisService, planted_repo: PlantedRepo
+) -> None:
+    report = analyse(service, planted_repo)
+    assert report["status"] == "completed", report["error"]
+    assert report["mode"] == "quick"
+    found = {(f["agent"], f["severity"], f["file"], f["rule"]) for f in report["findings"]}
+    assert ("security", "critical", "app.py", "aws-access-key-id") in {
+        (a, s, f, r) for a, s, f, r in found if r == "aws-access-key-id"
+    } or any(a == "security" and s == "critical" and f == "app.py" for a, s, f, r in found)
+    assert any(r == "B602" and s == "high" for _a, s, _f, r in found)
+    for finding in report["findings"]:
+        assert set(finding) == {"severity", "file", "line", "rule", "message", "agent"}
+    assert set(report) >= {"findings", "mode", "status", "timings", "cost"}
+
+
+def test_metrics_spans_logs_and_cost_come_from_the_real_run(
+    service: AnalysisService, telemetry: Telemetry, planted_repo: PlantedRepo
+) -> None:
+    started = sample("codequal_analysis_started_total", mode="quick")
+    completed = sample("codequal_analysis_completed_total", mode="quick")
+    timed = sample(
+        "codequal_analysis_duration_seconds_count",
+        mode="quick",
+        repository_size="small",
+        status="completed",
+    )
+    report = analyse(service, planted_repo)
+    assert sample("codequal_analysis_started_total", mode="quick") == started + 1
+    assert sample("codequal_analysis_completed_total", mode="quick") == completed + 1
+    assert (
+        sample(
+            "codequal_analysis_duration_seconds_count",
+            mode="quick",
+            repository_size="small",
+            status="completed",
+        )
+        == timed + 1
+    )
+    assert sample("codequal_active_analyses") == 0
+    telemetry.flush()
+    spans = telemetry.span_store.trace(report["traceId"])
+    names = {s.name for s in spans}
+    assert {"analyze-pr", "check-vector-db", "clone", "trigger-deepwiki", "agents"} <= names
+    assert {"agent security", "agent codeQuality"} <= names
+    (root,) = [s for s in spans if s.parent_span_id is None]
+    assert root.name == "analyze-pr"
+    assert root.attributes["repository.url"] == str(planted_repo.path)
+    assert root.attributes["analysis.mode"] == "quick"
+    logs = telemetry.log_store.query(LogQuery(trace_id=report["traceId"]))
+    assert {"analysis started", "analysis completed"} <= {e["action"] for e in logs}
+    cost = report["cost"]
+    assert cost["total"] == pytest.approx(sum(cost["components"].values()))
+    assert cost["measured"]["analysis"]["cpuSeconds"] > 0
+    assert cost["components"]["llm"] == 0.0
+
+
+def test_workspace_is_removed_after_the_analysis_and_the_cleanup_recorded(
+    service: AnalysisService, planted_repo: PlantedRepo
+) -> None:
+    analyse(service, planted_repo)
+    assert service.deepwiki.active_repositories() == 0
+    counts, last = service.deepwiki.cleanup_counts()
+    assert counts == {"success": 1}
+    assert last is not None
+
+
+def test_second_analysis_reuses_the_fresh_repository_profile(
+    service: AnalysisService, planted_repo: PlantedRepo
+) -> None:
+    first = analyse(service, planted_repo)
+    second = analyse(service, planted_repo)
+    assert "trigger-deepwiki" in first["timings"]
+    assert "trigger-deepwiki" not in second["timings"]
+    assert second["summary"]["profile"]["primaryLanguage"] == "Python"
+
+
+def test_unknown_ref_fails_the_analysis_with_a_typed_error(
+    service: AnalysisService, planted_repo: PlantedRepo
+) -> None:
+    before = sample("codequal_analysis_failed_total", mode="quick", error_type="unknown_ref")
+    analysis_id = service.submit(
+        AnalysisRequest(str(planted_repo.path), "main", "no-such-branch", "quick")
+    )
+    record = service.pool.run_one(analysis_id)
+    assert record is not None and record.status == "failed"
+    assert record.error_type == "unknown_ref"
+    assert "no-such-branch" in (record.error_message or "")
+    after = sample("codequal_analysis_failed_total", mode="quick", error_type="unknown_ref")
+    assert after == before + 1
+
+
+def test_a_job_left_running_by_a_dead_process_is_picked_up_again(
+    database: Database, service: AnalysisService, planted_repo: PlantedRepo
+) -> None:
+    store = AnalysisStore(database)
+    analysis_id = store.create(
+        AnalysisRequest(str(planted_repo.path), "main", "feature", "quick"), now=1_000.0
+    )
+    claimed = store.claim("dead-worker", now=1_000.0)
+    assert claimed is not None and claimed.status == "running"
+    assert store.claim("other", now=1_001.0) is None  # nothing else to take
+    assert store.requeue_stale(now=1_010.0, stale_after=30.0) == 0  # still fresh
+    assert store.requeue_stale(now=1_100.0, stale_after=30.0) == 1  # heartbeat stopped
+    record = service.pool.run_one()
+    assert record is not None and record.id == analysis_id
+    assert record.status == "completed" and record.attempts == 2
+
+
+def app_for(tmp_path: Path, database_url: str) -> FastAPI:
+    settings = load_settings(
+        data_dir=tmp_path / "srv", database_url=database_url, jwt_secret=TEST_JWT_SECRET
+    )
+    return create_app(settings, start_workers=False)
+
+
+ALL = bearer("analyses:write", "monitoring:read")
+
+
+def test_api_accepts_an_analysis_and_serves_its_report(
+    tmp_path: Path, database_url: str, planted_repo: PlantedRepo
+) -> None:
+    app = app_for(tmp_path, database_url)
+    with TestClient(app, headers=ALL) as client:
+        assert app.state.codequal.wait_ready(30)
+        body = {
+            "repositoryUrl": f"file://{planted_repo.path}",
+            "base": "main",
+            "head": "feature",
+            "prNumber": 12,
+            "mode": "quick",
+        }
+        response = client.post("/api/analyses", json=body)
+        assert response.status_code == 202
+        analysis_id = response.json()["id"]
+        assert client.get(f"/api/analyses/{analysis_id}").json()["status"] == "queued"
+        app.state.codequal.analysis.pool.run_one(analysis_id)
+        report = client.get(f"/api/analyses/{analysis_id}").json()
+        assert report["status"] == "completed"
+        assert report["prNumber"] == 12
+        assert any(f["severity"] == "critical" for f in report["findings"])
+        listed = client.get("/api/analyses", params={"status": "completed"}).json()
+        assert listed["total"] == 1 and listed["items"][0]["id"] == analysis_id
+        assert "findings" not in listed["items"][0]
+        assert client.get("/api/analyses/nope").status_code == 404
+
+
+def test_api_rejects_a_bad_repository_and_a_bad_mode_with_clear_errors(
+    tmp_path: Path, database_url: str
+) -> None:
+    app = app_for(tmp_path, database_url)
+    with TestClient(app, headers=ALL) as client:
+        assert app.state.codequal.wait_ready(30)
+        missing = client.post(
+            "/api/analyses",
+            json={"repositoryUrl": str(tmp_path / "nowhere"), "base": "a", "head": "b"},
+        )
+        assert missing.status_code == 400
+        assert "does not exist" in missing.json()["detail"]
+        bad_mode = client.post(
+            "/api/analyses",
+            json={"repositoryUrl": str(tmp_path), "base": "a", "head": "b", "mode": "fast"},
+        )
+        assert bad_mode.status_code == 422
+        assert bad_mode.json()["detail"][0]["field"] == "body.mode"
+
+
+def test_deepwiki_metrics_are_real_readings(
+    tmp_path: Path, database_url: str, planted_repo: PlantedRepo
+) -> None:
+    app = app_for(tmp_path, database_url)
+    with TestClient(app, headers=ALL) as client:
+        assert app.state.codequal.wait_ready(30)
+        data = client.get("/api/monitoring/deepwiki/metrics").json()
+        assert data["codequal_deepwiki_availability"] == 0.0  # workers not started here
+        assert 0 < data["codequal_deepwiki_disk_usage_ratio"] < 1
+        assert (
+            data["codequal_deepwiki_disk_total_bytes"] > data["codequal_deepwiki_disk_used_bytes"]
+        )
+        text = client.get("/api/monitoring/deepwiki/metrics-prometheus").text
+        assert "codequal_deepwiki_active_repositories 0.0" in text
+        assert 'codequal_deepwiki_analyses{status="queued"} 0.0' in text
+        assert "codequal_deepwiki_disk_usage_ratio" in client.get("/metrics").text
+
+
+def test_two_workers_never_take_the_same_job(database: Database, tmp_path: Path) -> None:
+    """Each worker has its own engine (its own connections), as two server processes would."""
+    store = AnalysisStore(database)
+    ids = {
+        store.create(AnalysisRequest(str(tmp_path), "a", "b", "quick"), now=float(i))
+        for i in range(40)
+    }
+    url = database.engine.url.render_as_string(hide_password=False)
+    taken: dict[str, list[str]] = {"w1": [], "w2": []}
+    go = threading.Barrier(2)
+
+    def worker(name: str) -> None:
+        own = open_database(url)
+        try:
+            mine = AnalysisStore(own)
+            go.wait()
+            while (record := mine.claim(name, time.time())) is not None:
+                taken[name].append(record.id)
+        finally:
+            own.dispose()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in taken]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(taken["w1"] + taken["w2"]) == sorted(ids)
+    assert not set(taken["w1"]) & set(taken["w2"])
