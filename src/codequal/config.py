@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     metrics_token: SecretStr | None = None  # /metrics requires this bearer token when set
     public_dashboard: bool = True
+    long_running_seconds: float = Field(default=600.0, gt=0)  # dashboard flags analyses past it
     auth_failures_per_minute: int = Field(default=30, ge=1)
 
     # -- the analysis pipeline -----------------------------------------------------------------

@@ -19,7 +19,9 @@ def add(a: int, b: int) -> int:
 
 # A key id of the AWS shape that is not the documented example key, so scanners cannot
 # dismiss it as a placeholder.
-AWS_KEY = "AKIA" + "".join(random.Random(7).choices(string.ascii_uppercase + "234567", k=16))
+AWS_KEY = "AKIA" + "".join(
+    random.Random(7).choices(string.ascii_uppercase + "234567", k=16)  # noqa: S311 - test data
+)
 
 RISKY_APP = f'''"""A small service."""
 

@@ -1,0 +1,244 @@
+"""``/api/monitoring``: dashboards, logs, error issues and traces."""
+
+# No "from __future__ import annotations": FastAPI must evaluate the route signatures, whose
+# dependencies are built per app (closures) and cannot be resolved from strings.
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+
+from codequal.api.errors import FastJSONResponse, error_response
+from codequal.api.state import AppState
+from codequal.storage.dashboard import (
+    RANGES,
+    DashboardQueries,
+    disk_status,
+    p95_by_mode,
+    series,
+    window_summary,
+)
+from codequal.storage.logs import LogQuery
+from codequal.telemetry.logging import iso_timestamp
+
+Guard = Callable[[str], Any]
+CACHE_SECONDS = 1.0  # dashboards refresh every 10 s; one second of staleness buys a lot
+
+
+class _TTLCache:
+    """A value per key recomputed at most once per ``ttl`` seconds (dashboard aggregates)."""
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._values: dict[str, tuple[float, Any]] = {}
+
+    def get(self, key: str, compute: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._values.get(key)
+            if hit is not None and now - hit[0] < self._ttl:
+                return hit[1]
+        value = compute()
+        with self._lock:
+            self._values[key] = (now, value)
+        return value
+
+
+class StatusChange(BaseModel):
+    status: Literal["unresolved", "resolved", "ignored"]
+
+
+def monitoring_router(
+    state: AppState, require: Guard, health: Callable[[], dict[str, Any]]
+) -> APIRouter:
+    router = APIRouter(prefix="/api/monitoring", tags=["monitoring"])
+    reader = Annotated[Any, Depends(require("monitoring:read"))]
+    admin = Annotated[Any, Depends(require("monitoring:admin"))]
+    cache = _TTLCache(CACHE_SECONDS)
+    queries = DashboardQueries(state.db)
+    long_running = state.settings.long_running_seconds
+
+    def public(range_: str) -> Any:
+        return cache.get(f"public:{range_}", lambda: _public(state, queries, health, range_))
+
+    @router.get(
+        "/public/dashboard", summary="Aggregates only, no token (CODEQUAL_PUBLIC_DASHBOARD)"
+    )
+    def public_dashboard(range: Literal["1h", "6h", "24h"] = "1h") -> Any:
+        if not state.settings.public_dashboard:
+            return error_response(404, "not found", "the public dashboard is turned off")
+        return FastJSONResponse(public(range))
+
+    @router.get("/dashboard", summary="Everything on the dashboard, including per-analysis detail")
+    def dashboard(_: reader, range: Literal["1h", "6h", "24h"] = "1h") -> Any:
+        body = dict(public(range))
+        body.update(cache.get("private", lambda: _private(state, queries, long_running)))
+        return FastJSONResponse(body)
+
+    @router.get("/logs", summary="Log entries, newest first, with filters and a cursor")
+    def logs(  # FastAPI passes query parameters by name  # noqa: PLR0917
+        _: reader,
+        level: Literal["debug", "info", "warn", "error", "critical"] | None = None,
+        service: str | None = None,
+        action: str | None = None,
+        trace_id: Annotated[str | None, Query(alias="traceId")] = None,
+        repository: Annotated[str | None, Query(alias="repositoryUrl")] = None,
+        since: float | None = None,
+        until: float | None = None,
+        q: Annotated[str | None, Query(max_length=200)] = None,
+        cursor: int | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Any:
+        telemetry = state.telemetry
+        if telemetry is None or telemetry.log_store is None:
+            return error_response(503, "not ready", "telemetry is starting")
+        rows = telemetry.log_store.query(
+            LogQuery(level, service, action, trace_id, repository, since, until, q, cursor, limit)
+        )
+        items = [_log_item(r) for r in rows]
+        next_cursor = rows[-1]["id"] if len(rows) == limit else None
+        return FastJSONResponse({"items": items, "nextCursor": next_cursor})
+
+    @router.get("/errors", summary="Error issues (grouped exceptions)")
+    def errors(
+        _: reader,
+        status: Literal["unresolved", "resolved", "ignored"] | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> Any:
+        store = _error_store(state)
+        if store is None:
+            return error_response(503, "not ready", "telemetry is starting")
+        issues = store.list_issues(status=status, limit=limit, offset=offset)
+        return FastJSONResponse({"items": [i.to_dict() for i in issues]})
+
+    @router.get("/errors/{issue_id}", summary="One issue with its latest (scrubbed) event")
+    def error(issue_id: int, _: reader) -> Any:
+        store = _error_store(state)
+        issue = store.get_issue(issue_id) if store is not None else None
+        if store is None or issue is None:
+            return error_response(404, "issue not found", issue_id)
+        sample = store.latest_event(issue_id)
+        body = issue.to_dict() | {"sampleEvent": sample.to_dict() if sample else None}
+        return FastJSONResponse(body)
+
+    @router.patch("/errors/{issue_id}", summary="Resolve, ignore or reopen (monitoring:admin)")
+    def change_error(issue_id: int, change: StatusChange, _: admin) -> Any:
+        store = _error_store(state)
+        issue = store.set_status(issue_id, change.status, time.time()) if store else None
+        if issue is None:
+            return error_response(404, "issue not found", issue_id)
+        return FastJSONResponse(issue.to_dict())
+
+    @router.get("/traces/{trace_id}", summary="A trace as a span tree with timings")
+    def trace(trace_id: str, _: reader) -> Any:
+        return _trace(state, trace_id)
+
+    @router.get("/analyses/{analysis_id}/trace", summary="The trace of one analysis")
+    def analysis_trace(analysis_id: str, _: reader) -> Any:
+        record = state.analysis.store.get(analysis_id) if state.analysis else None
+        if record is None or not record.trace_id:
+            return error_response(404, "analysis or its trace not found", analysis_id)
+        return _trace(state, record.trace_id)
+
+    return router
+
+
+def _error_store(state: AppState) -> Any:
+    return state.telemetry.error_store if state.telemetry is not None else None
+
+
+def _trace(state: AppState, trace_id: str) -> Any:
+    store = state.telemetry.span_store if state.telemetry is not None else None
+    tree = store.tree(trace_id) if store is not None else []
+    if not tree:
+        return error_response(404, "trace not found", trace_id)
+    return FastJSONResponse({"traceId": trace_id, "spans": tree})
+
+
+def _log_item(row: dict[str, Any]) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": row["id"],
+        "timestamp": iso_timestamp(row["ts"]),
+        "level": row["level"],
+        "service": row["service"],
+        "traceId": row["trace_id"],
+        "action": row["action"],
+    }
+    for key, column in (
+        ("userId", "user_id"),
+        ("repositoryUrl", "repository_url"),
+        ("duration", "duration"),
+        ("error", "error"),
+        ("metadata", "metadata"),
+    ):
+        if row[column] is not None:
+            item[key] = row[column]
+    return item  # fmt: skip
+
+
+def _public(
+    state: AppState, queries: DashboardQueries, health: Callable[[], dict[str, Any]], range_: str
+) -> dict[str, Any]:
+    """Aggregates only: no repository, user, error text or log line may appear here."""
+    now = time.time()
+    span = RANGES[range_]
+    rows = queries.finished_since(now - max(span, 86_400.0))
+    hour = [r for r in rows if r.finished_at >= now - 3600]
+    disk = state.analysis.deepwiki.disk() if state.analysis else None
+    checks = health()
+    return {
+        "status": checks["status"],
+        "generatedAt": iso_timestamp(now),
+        "deepwiki": {
+            "diskUsageRatio": disk.ratio if disk else None,
+            "diskStatus": disk_status(disk.ratio) if disk else "unknown",
+            "usedBytes": disk.used if disk else None,
+            "totalBytes": disk.total if disk else None,
+            "available": checks["checks"]["deepWiki"]["status"] == "ok",
+        },
+        "activeAnalyses": queries.count_active(),
+        "analyses": {"lastHour": window_summary(hour), "lastDay": window_summary(rows)},
+        "p95DurationByMode": p95_by_mode(rows),
+        "series": series([r for r in rows if r.finished_at >= now - span], now - span, now),
+    }
+
+
+def _private(state: AppState, queries: DashboardQueries, long_running: float) -> dict[str, Any]:
+    now = time.time()
+    active = [
+        {
+            "id": a["id"],
+            "repositoryUrl": a["repository_url"],
+            "mode": a["mode"] or a["requested_mode"],
+            "status": a["status"],
+            "step": a["step"],
+            "elapsedSeconds": now - (a["started_at"] or a["created_at"]),
+            "longRunning": now - (a["started_at"] or a["created_at"]) > long_running,
+            "traceId": a["trace_id"],
+        }
+        for a in queries.active()
+    ]
+    failures = [
+        {
+            "id": f["id"],
+            "repositoryUrl": f["repository_url"],
+            "mode": f["mode"],
+            "errorType": f["error_type"],
+            "errorMessage": f["error_message"],
+            "finishedAt": iso_timestamp(f["finished_at"]),
+            "traceId": f["trace_id"],
+        }
+        for f in queries.recent_failures()
+    ]
+    store = _error_store(state)
+    top = store.list_issues(status="unresolved", limit=10, order="count") if store else []
+    return {
+        "activeAnalysesDetail": active,
+        "recentFailures": failures,
+        "topErrors": [i.to_dict() for i in top],
+    }
