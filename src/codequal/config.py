@@ -27,7 +27,10 @@ LogLevel = Literal["debug", "info", "warn", "error", "critical"]
 LogFormat = Literal["json", "console", "auto"]
 
 # Words that mark a setting as secret: masked by `codequal config show`, never logged.
-SECRET_HINTS = ("secret", "password", "token", "dsn", "api_key", "database_url", "redis_url")
+SECRET_HINTS = (
+    "secret", "password", "token", "dsn", "api_key", "database_url", "redis_url",
+    "webhook_url", "smtp_url", "routing_key",
+)  # fmt: skip
 
 
 class ConfigError(Exception):
@@ -71,6 +74,21 @@ class Settings(BaseSettings):
     public_dashboard: bool = True
     long_running_seconds: float = Field(default=600.0, gt=0)  # dashboard flags analyses past it
     auth_failures_per_minute: int = Field(default=30, ge=1)
+
+    # -- metric history and alerting ----------------------------------------------------------
+    scrape_interval: float = Field(default=15.0, ge=1.0)
+    tsdb_retention_days: float = Field(default=15.0, gt=0)
+    rule_interval: float = Field(default=15.0, ge=1.0)
+    rule_files: str | None = None  # comma-separated paths or globs, added to the shipped rules
+    slack_webhook_url: SecretStr | None = None
+    smtp_url: SecretStr | None = None  # smtp://user:pass@host:587?starttls=true
+    alert_email_to: str | None = None
+    alert_email_from: str = "codequal@localhost"
+    pagerduty_routing_key: SecretStr | None = None
+    pagerduty_url: str = "https://events.pagerduty.com"
+    webhook_url: SecretStr | None = None
+    alertmanager_url: str | None = None
+    external_url: str | None = None  # the base of runbook and generator links in alerts
 
     # -- the analysis pipeline -----------------------------------------------------------------
     max_concurrent_analyses: int = Field(default=2, ge=1, le=64)

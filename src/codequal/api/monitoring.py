@@ -8,8 +8,11 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from codequal.api.errors import FastJSONResponse, error_response
 from codequal.api.state import AppState
@@ -29,23 +32,46 @@ CACHE_SECONDS = 1.0  # dashboards refresh every 10 s; one second of staleness bu
 
 
 class _TTLCache:
-    """A value per key recomputed at most once per ``ttl`` seconds (dashboard aggregates)."""
+    """A value per key recomputed at most once per ``ttl`` seconds, by one thread at a time.
+
+    While one request recomputes an expired value the others get the previous one, so a burst
+    of dashboard clients costs one computation, not one each (which, under load, never ends).
+    """
 
     def __init__(self, ttl: float) -> None:
         self._ttl = ttl
         self._lock = threading.Lock()
+        self._computing: dict[str, threading.Lock] = {}
         self._values: dict[str, tuple[float, Any]] = {}
 
+    def fresh(self, key: str) -> Any | None:
+        """The cached value if it is still fresh, without blocking (for the event loop)."""
+        hit = self._values.get(key)
+        if hit is not None and time.monotonic() - hit[0] < self._ttl:
+            return hit[1]
+        return None
+
     def get(self, key: str, compute: Callable[[], Any]) -> Any:
-        now = time.monotonic()
         with self._lock:
             hit = self._values.get(key)
-            if hit is not None and now - hit[0] < self._ttl:
-                return hit[1]
-        value = compute()
-        with self._lock:
-            self._values[key] = (now, value)
-        return value
+            gate = self._computing.setdefault(key, threading.Lock())
+        if hit is not None and time.monotonic() - hit[0] < self._ttl:
+            return hit[1]
+        if hit is not None and not gate.acquire(blocking=False):
+            return hit[1]  # someone is refreshing it: the previous value is fresh enough
+        if hit is None:
+            gate.acquire()
+        try:
+            with self._lock:
+                again = self._values.get(key)
+            if again is not None and time.monotonic() - again[0] < self._ttl:
+                return again[1]
+            value = compute()
+            with self._lock:
+                self._values[key] = (time.monotonic(), value)
+            return value
+        finally:
+            gate.release()
 
 
 class StatusChange(BaseModel):
@@ -146,6 +172,10 @@ def monitoring_router(
         return _trace(state, record.trace_id)
 
     return router
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    return orjson.dumps(body, default=str, option=orjson.OPT_NON_STR_KEYS)
 
 
 def _error_store(state: AppState) -> Any:

@@ -170,6 +170,7 @@ analyses = sa.Table(
     sa.Index("ix_analyses_status_created", "status", "created_at"),
     sa.Index("ix_analyses_created", "created_at"),
     sa.Index("ix_analyses_repository", "repository_url"),
+    sa.Index("ix_analyses_finished", "finished_at"),
 )
 
 findings = sa.Table(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,15 @@ def test_every_agent_raises_agent_timeout_when_its_budget_is_spent(
     inp = make_pr(None, {"m.py": "import os\n", "requirements.txt": "flask\n"}, timeout=0)
     with pytest.raises(AgentTimeout, match=f"^{name}: "):
         AGENTS[name].run(inp)
+
+
+@pytest.mark.parametrize("name", sorted(AGENTS))
+def test_no_agent_follows_a_symlink_out_of_the_checked_out_tree(name: str, tmp_path: Path) -> None:
+    outside = tmp_path / "host-file"
+    outside.write_text('password = "kX9#' + 'vQ2!mP7$zR4@wL"\nimport subprocess\n')
+    head = tmp_path / "head"
+    head.mkdir()
+    for link in ("leak.py", "requirements.txt"):
+        (head / link).symlink_to(outside)
+    changed = (ChangedFile("leak.py", "added"), ChangedFile("requirements.txt", "added"))
+    assert AGENTS[name].run(AgentInput(head, None, changed, 30)) == []

@@ -15,7 +15,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codequal.analysis.agents.base import AgentInput, Deadline, Finding, sort_findings
+from codequal.analysis.agents.base import (
+    AgentInput,
+    Deadline,
+    Finding,
+    is_regular,
+    read_text,
+    sort_findings,
+)
 
 AGENT = "architecture"
 
@@ -98,17 +105,23 @@ def _deepest(dotted: str, known: Mapping[str, Module]) -> str | None:
     return None
 
 
+def _from_base(mod: Module, level: int, module: str) -> str | None:
+    """The absolute module a (possibly relative) import names, or None above the top."""
+    if not level:
+        return module
+    package = (mod.name if mod.is_package else mod.name.rpartition(".")[0]).split(".")
+    if level - 1 > len(package):
+        return None
+    prefix = [p for p in package[: len(package) - (level - 1)] if p]
+    return ".".join(prefix + ([module] if module else []))
+
+
 def resolve(mod: Module, raw: RawImport, known: Mapping[str, Module]) -> set[str]:
     """Repository modules one import statement loads (third-party imports resolve to none)."""
     _, level, module, names = raw
-    if level:
-        package = (mod.name if mod.is_package else mod.name.rpartition(".")[0]).split(".")
-        if level - 1 > len(package):
-            return set()
-        prefix = package[: len(package) - (level - 1)]
-        target = ".".join([p for p in prefix if p] + ([module] if module else []))
-    else:
-        target = module
+    target = _from_base(mod, level, module)
+    if target is None:
+        return set()
     found: set[str] = set()
     for name in names or ("",):
         # `from pkg import mod` imports the submodule when there is one, else the package.
@@ -126,7 +139,7 @@ def _python_files(root: Path) -> list[Path]:
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
         found.extend(Path(folder, f) for f in sorted(files) if f.endswith(".py"))
-    return [p for p in found if p.is_file()]
+    return [p for p in found if is_regular(p)]
 
 
 def build_graph(
@@ -139,14 +152,17 @@ def build_graph(
     graph = Graph()
     raw: dict[str, list[RawImport]] = {}
     for path in _python_files(root):
-        mod = module_for(path.relative_to(root).as_posix())
+        rel = path.relative_to(root).as_posix()
+        mod = module_for(rel)
         if mod is None or mod.name in graph.modules:
-            continue
+            continue  # e.g. a module both under src/ and at the top: the first one wins
         tick()
-        data = path.read_bytes()
-        digest = hashlib.blake2b(data, digest_size=16).digest()
+        text = read_text(root, rel)
+        if text is None:
+            continue
+        digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
         if digest not in cache:
-            cache[digest] = raw_imports(data.decode("utf-8", errors="replace"))
+            cache[digest] = raw_imports(text)
         graph.modules[mod.name] = mod
         raw[mod.name] = cache[digest]
     for name, mod in graph.modules.items():
@@ -224,15 +240,21 @@ def cycle_findings(head: Graph, base: Graph, changed: set[str]) -> list[Finding]
         members = set(comp)
         if len(members) < 2 or _within_one(members, base_comp):
             continue
-        inside = [(u, v) for u in sorted(members) for v in sorted(head.edges[u]) if v in members]
-        new = [e for e in inside if e[1] not in base.edges.get(e[0], {})] or inside
-        # Point at the import that closed the cycle, in a file the PR changed when possible.
-        u, v = next((e for e in new if head.modules[e[0]].path in changed), new[0])
+        u, v = _closing_import(members, head, base, changed)
         cycle = " -> ".join([u, *_path(head.edges, v, u, members)])
         message = f"import cycle introduced: {cycle}; move the shared code to a lower module"
         mod = head.modules[u]
         findings.append(Finding("high", mod.path, head.edges[u][v], "import-cycle", message, AGENT))
     return findings
+
+
+def _closing_import(
+    members: set[str], head: Graph, base: Graph, changed: set[str]
+) -> tuple[str, str]:
+    """The import that closed a cycle: one base lacked, in a file the PR changed if any."""
+    inside = [(u, v) for u in sorted(members) for v in sorted(head.edges[u]) if v in members]
+    new = [e for e in inside if e[1] not in base.edges.get(e[0], {})] or inside
+    return next((e for e in new if head.modules[e[0]].path in changed), new[0])
 
 
 def _within_one(members: set[str], base_comp: dict[str, int]) -> bool:

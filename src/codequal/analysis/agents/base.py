@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -62,6 +62,11 @@ class Finding:
         }
 
 
+#: A finding with the key that says what it is about without its line number (e.g. rule, file
+#: and the line's content); base and head findings are compared by key.
+Keyed = tuple[Finding, Hashable]
+
+
 @dataclass(frozen=True)
 class ChangedFile:
     """A file the PR touched; paths are POSIX and relative to the repository root."""
@@ -80,7 +85,8 @@ class ChangedFile:
 
 @dataclass(frozen=True)
 class AgentInput:
-    """Checked-out trees of the PR's head and base (None for a new repository)."""
+    """Checked-out trees of the PR's head and base (None for a new repository), the files the
+    PR changed, and the agent's time budget in seconds."""
 
     head_dir: Path
     base_dir: Path | None
@@ -88,18 +94,21 @@ class AgentInput:
     timeout: float
 
     def present(self, suffixes: tuple[str, ...] = ()) -> list[ChangedFile]:
-        """Changed files that exist in head (deleted ones are ignored), optionally by suffix."""
+        """Changed regular files in head (deleted ones are ignored), optionally by suffix."""
         return [
             c
             for c in self.changed
             if c.status != "deleted"
             and (not suffixes or c.path.endswith(suffixes))
-            and (self.head_dir / c.path).is_file()
+            and is_regular(self.head_dir / c.path)
         ]
 
 
 class Agent(Protocol):
-    """One analysis agent; ``provider`` is ``"local"`` for agents that run tools in-process."""
+    """One analysis agent; ``provider`` is ``"local"`` for agents that need no LLM provider.
+
+    Agents keep no state between runs, so one instance may run several analyses at once.
+    """
 
     @property
     def name(self) -> str: ...
@@ -191,29 +200,35 @@ def parse_name_status(text: str) -> tuple[ChangedFile, ...]:
     changed: list[ChangedFile] = []
     at = 0
     while at < len(tokens):
-        kind = tokens[at][:1]
-        width = 2 if kind in "RC" else 1  # renames and copies name two paths
-        paths = tokens[at + 1 : at + 1 + width]
+        status = tokens[at]
+        width = 2 if status[:1] in "RC" else 1  # renames and copies name two paths
+        changed.append(_changed_file(status[:1], tokens[at + 1 : at + 1 + width]))
         at += 1 + width
-        if kind == "R":
-            changed.append(ChangedFile(paths[1], "renamed", paths[0]))
-        elif kind in "AC":
-            # A copy is new content at a new path: treat it like an addition.
-            changed.append(ChangedFile(paths[-1], "added"))
-        elif kind == "D":
-            changed.append(ChangedFile(paths[0], "deleted"))
-        else:
-            changed.append(ChangedFile(paths[0], "modified"))
     return tuple(changed)
 
 
+def _changed_file(kind: str, paths: list[str]) -> ChangedFile:
+    if kind == "R":
+        return ChangedFile(paths[1], "renamed", paths[0])
+    if kind in "AC":  # a copy is new content at a new path: treat it like an addition
+        return ChangedFile(paths[-1], "added")
+    if kind == "D":
+        return ChangedFile(paths[0], "deleted")
+    return ChangedFile(paths[0], "modified")  # M, T (type change), U (unmerged)
+
+
+def is_regular(path: Path) -> bool:
+    """A regular file and not a symlink: a PR can commit a link to any path on this host."""
+    return path.is_file() and not path.is_symlink()
+
+
 def read_text(root: Path | None, rel: str | None) -> str | None:
-    """A file's text, or None when it is missing, binary or too large to be source."""
+    """A file's text, or None when it is missing, a symlink, binary or too large to be source."""
     if root is None or rel is None:
         return None
     path = root / rel
     try:
-        if not path.is_file() or path.stat().st_size > MAX_TEXT_BYTES:
+        if not is_regular(path) or path.stat().st_size > MAX_TEXT_BYTES:
             return None
         data = path.read_bytes()
     except OSError:
@@ -236,12 +251,9 @@ def line_at(text: str | None, line: int | None) -> str:
     return normalise(lines[line - 1]) if 0 < line <= len(lines) else ""
 
 
-def introduced(head: Iterable[tuple[Finding, Hashable]], base: Iterable[Hashable]) -> list[Finding]:
-    """Head findings whose key base does not already have (a multiset difference).
-
-    Keys name what a finding is about without its line number (e.g. rule, file and the
-    line's content), so code that only moved is not reported again.
-    """
+def introduced(head: Iterable[Keyed], base: Iterable[Hashable]) -> list[Finding]:
+    """Head findings whose key base does not already have (a multiset difference), so code
+    that only moved is not reported again."""
     seen = Counter(base)
     new: list[Finding] = []
     for finding, key in head:
@@ -277,13 +289,43 @@ def tool_targets(inp: AgentInput, suffixes: tuple[str, ...]) -> dict[str, Target
         targets[resolved(inp.head_dir / c.path)] = Target(True, inp.head_dir, c.path, c.path)
         if inp.base_dir is not None and c.base_path is not None:
             old = inp.base_dir / c.base_path
-            if old.is_file():
+            if is_regular(old):
                 targets[resolved(old)] = Target(False, inp.base_dir, c.base_path, c.path)
     return targets
 
 
 def resolved(path: Path | str) -> str:
     return str(Path(path).resolve())
+
+
+ToolReport = Callable[[list[str]], list[dict[str, object]]]
+
+
+def run_on_trees(
+    targets: dict[str, Target],
+    report: ToolReport,
+    to_finding: Callable[[dict[str, object], Target], Keyed],
+    batch: int = 200,
+) -> tuple[list[Keyed], list[Hashable]]:
+    """Run a tool over ``targets`` in batches; split its items into head findings and base keys.
+
+    ``report`` runs the tool on some absolute paths and returns its items, each naming its
+    file under ``"filename"``; batches keep command lines far below the OS argument limit.
+    """
+    head: list[Keyed] = []
+    base: list[Hashable] = []
+    paths = list(targets)
+    for start in range(0, len(paths), batch):
+        for item in report(paths[start : start + batch]):
+            target = targets.get(resolved(str(item.get("filename", ""))))
+            if target is None:  # not a file we passed: nothing to attribute it to
+                continue
+            finding, key = to_finding(item, target)
+            if target.is_head:
+                head.append((finding, key))
+            else:
+                base.append(key)
+    return head, base
 
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:

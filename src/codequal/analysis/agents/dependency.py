@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Hashable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
@@ -30,6 +30,7 @@ from codequal.analysis.agents.base import (
     ChangedFile,
     Deadline,
     Finding,
+    Keyed,
     introduced,
     read_text,
     sort_findings,
@@ -223,27 +224,42 @@ def parse_manifest(kind: Kind, text: str) -> list[Dependency] | None:
         return None
 
 
+def _npm_lock(text: str) -> set[str]:
+    data = json.loads(text)
+    # lockfileVersion 2/3 list "node_modules/<name>" (nested too); version 1 "dependencies".
+    names = {k.rpartition("node_modules/")[2] for k in data.get("packages") or {} if k}
+    return names | set(data.get("dependencies") or {})
+
+
+def _yarn_lock(text: str) -> set[str]:
+    # Entries start unindented: `"@scope/a@^1", a@^2:` (v1) or `"a@npm:^1":` (berry).
+    heads = (ln.rstrip(":") for ln in text.splitlines() if ln and ln[0] not in " #")
+    specs = (s.strip().strip('"') for h in heads for s in h.split(","))
+    return {s.rpartition("@")[0] or s for s in specs if s}
+
+
+def _toml_lock(text: str) -> set[str]:
+    return {str(p.get("name", "")) for p in tomllib.loads(text).get("package", [])}
+
+
+LOCK_READERS = {
+    "package-lock.json": _npm_lock,
+    "npm-shrinkwrap.json": _npm_lock,
+    "yarn.lock": _yarn_lock,
+    "poetry.lock": _toml_lock,
+    "uv.lock": _toml_lock,
+    "pdm.lock": _toml_lock,
+}
+
+
 def lock_names(name: str, text: str) -> set[str] | None:
-    """Normalised package names in a lock file, or None for a format we do not read."""
+    """Normalised package names in a lock file, or None for a format we do not read
+    (pnpm-lock.yaml) or a lock that does not parse."""
+    reader = LOCK_READERS.get(name)
     try:
-        if name in ("package-lock.json", "npm-shrinkwrap.json"):
-            data = json.loads(text)
-            packages = data.get("packages") or {}
-            names = {k.rpartition("node_modules/")[2] for k in packages if k}
-            return {normalise_name(n) for n in names | set(data.get("dependencies") or {})}
-        if name == "yarn.lock":
-            heads = (ln.rstrip(":") for ln in text.splitlines() if ln and ln[0] not in " #")
-            specs = (s.strip().strip('"') for h in heads for s in h.split(","))
-            return {normalise_name(s.rpartition("@")[0] or s) for s in specs if s}
-        if name in ("poetry.lock", "uv.lock", "pdm.lock"):
-            packages = tomllib.loads(text).get("package", [])
-            return {normalise_name(str(p.get("name", ""))) for p in packages}
+        return None if reader is None else {normalise_name(n) for n in reader(text)}
     except (ValueError, AttributeError, TypeError):
         return None
-    return None
-
-
-Keyed = tuple[Finding, Hashable]
 
 
 def manifest_findings(

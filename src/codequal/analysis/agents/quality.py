@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Hashable
 from dataclasses import dataclass
 
 from codequal.analysis.agents.base import (
@@ -17,10 +16,11 @@ from codequal.analysis.agents.base import (
     AgentInput,
     Deadline,
     Finding,
+    Keyed,
     Severity,
     introduced,
     line_at,
-    resolved,
+    run_on_trees,
     run_tool,
     sort_findings,
     tool_targets,
@@ -35,7 +35,6 @@ SELECT = "E,W,F,B,C4,SIM,PIE"
 IGNORE = "E501"
 # Rules whose violations are probable bugs rather than style: medium; everything else low.
 MEDIUM_PREFIXES = ("F", "B", "E9", "invalid-syntax")
-BATCH = 200
 
 
 def ruff_severity(rule: str) -> Severity:
@@ -62,19 +61,11 @@ class QualityAgent:
     def run(self, inp: AgentInput) -> list[Finding]:
         deadline = Deadline.start(AGENT, inp.timeout)
         targets = tool_targets(inp, (".py", ".pyi"))
-        head: list[tuple[Finding, Hashable]] = []
-        base: list[Hashable] = []
-        paths = list(targets)
-        for start in range(0, len(paths), BATCH):
-            for item in self._violations(paths[start : start + BATCH], inp, deadline):
-                target = targets.get(resolved(str(item.get("filename", ""))))
-                if target is None:  # not a file we passed: nothing to attribute it to
-                    continue
-                finding, key = _finding(item, target.head_path, target.text)
-                if target.is_head:
-                    head.append((finding, key))
-                else:
-                    base.append(key)
+        head, base = run_on_trees(
+            targets,
+            lambda paths: self._violations(paths, inp, deadline),
+            lambda item, target: _finding(item, target.head_path, target.text),
+        )
         return sort_findings(introduced(head, base))
 
     def _violations(
@@ -104,7 +95,7 @@ class QualityAgent:
         return [i for i in items if isinstance(i, dict)]
 
 
-def _finding(item: dict[str, object], rel: str, text: str | None) -> tuple[Finding, Hashable]:
+def _finding(item: dict[str, object], rel: str, text: str | None) -> Keyed:
     # ruff names syntax errors "invalid-syntax"; versions before 0.12 gave no code at all.
     rule = str(item.get("code") or "invalid-syntax")
     location = item.get("location")

@@ -20,11 +20,12 @@ from codequal.analysis.agents.base import (
     AgentInput,
     Deadline,
     Finding,
+    Keyed,
     Severity,
     introduced,
     line_at,
     read_text,
-    resolved,
+    run_on_trees,
     run_tool,
     sort_findings,
     tool_targets,
@@ -37,8 +38,6 @@ AGENT = "security"
 BANDIT_SKIP = ("B101", "B105", "B106", "B107")
 BANDIT_SEVERITY: dict[str, Severity] = {"HIGH": "high", "MEDIUM": "medium", "LOW": "low"}
 _DOWNGRADE: dict[Severity, Severity] = {"high": "medium", "medium": "low", "low": "info"}
-# Keeps each bandit command line far below the OS argument limit.
-BATCH = 200
 
 #: Shannon entropy (bits per character) from which an assigned value looks random.
 ENTROPY_THRESHOLD = 3.0
@@ -46,23 +45,30 @@ MIN_SECRET_LENGTH = 8
 
 AWS_KEY_ID = re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|AIDA|AROA)[A-Z0-9]{16}(?![A-Z0-9])")
 PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
-_NAME = (
-    r"(?P<name>[\w.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key"
-    r"|auth[_-]?key|private[_-]?key|credentials?)[\w.-]*)"
+# Scanned files include minified and generated lines tens of kilobytes long: the quoted
+# pattern starts with a literal keyword (cheap to reject at each position), the bare one is
+# anchored, and every repetition is bounded, so no line makes them backtrack quadratically.
+_KEYWORD = (
+    r"(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|auth[_-]?key"
+    r"|private[_-]?key|credentials?)"
 )
-# name, optional closing quote (JSON/YAML keys), optional type annotation, then an assignment
-# operator (never a comparison) and a quoted literal.
+# keyword and the rest of its name, optional closing quote (JSON/YAML keys), optional type
+# annotation, then an assignment operator (never a comparison) and a quoted literal.
 QUOTED_SECRET = re.compile(
-    _NAME + r"""["']?(?:\s*:\s*[\w.\[\]|, ]+?)?\s*(?::=|=>|=(?!=)|:)\s*"""
-    r"""[bru]?(?P<q>["'`])(?P<value>[^"'`\s]+)(?P=q)""",
+    r"(?P<name>" + _KEYWORD + r"""[\w.-]{0,40})["']?"""
+    r"""(?:[ \t]{0,20}:[ \t]{0,20}[\w.\[\]|, ]{1,60}?)?[ \t]{0,20}(?::=|=>|=(?!=)|:)"""
+    r"""[ \t]{0,20}[bru]?(?P<q>["'`])(?P<value>[^"'`\s]{1,200})(?P=q)""",
     re.IGNORECASE,
 )
 # .env, INI and YAML files assign without quotes; there "#" starts a comment only after
 # whitespace, so it may appear inside a value.
 BARE_SECRET = re.compile(
-    r"^\s*(?:export\s+)?" + _NAME + r"\s*[=:]\s*(?P<value>[^\s\"']+)(?:\s+#.*)?\s*$",
+    r"[ \t]{0,40}(?:export[ \t]+)?(?P<name>[\w.-]{0,40}" + _KEYWORD + r"[\w.-]{0,40})"
+    r"""[ \t]{0,20}[=:][ \t]{0,20}(?P<value>[^\s"']{1,200})(?:[ \t]+#.*)?[ \t]*$""",
     re.IGNORECASE,
 )
+# The part of a name before its keyword (``db_`` in ``db_password``).
+_NAME_PREFIX = re.compile(r"[\w.-]{0,40}$")
 CONFIG_SUFFIXES = (".env", ".ini", ".cfg", ".conf", ".properties", ".yaml", ".yml", ".toml")
 ADVICE = "remove it, rotate it and read it from the environment or a secret store"
 PLACEHOLDERS = (
@@ -105,19 +111,19 @@ def _secret_on_line(line: str, config: bool) -> tuple[str, str] | None:
         return "aws-access-key-id", f"hard-coded AWS access key id {mask(m.group(0), 4)}; {ADVICE}"
     if PRIVATE_KEY.search(line):
         return "private-key", f"private key block committed to the repository; {ADVICE}"
-    patterns = (QUOTED_SECRET, BARE_SECRET) if config else (QUOTED_SECRET,)
-    for pattern in patterns:
-        for m in pattern.finditer(line):
-            if looks_secret(value := m.group("value")):
-                name = m.group("name")
-                return (
-                    "hardcoded-secret",
-                    f"`{name}` holds a hard-coded secret {mask(value)}; {ADVICE}",
-                )
+    matches = list(QUOTED_SECRET.finditer(line))
+    if config and (bare := BARE_SECRET.match(line)):
+        matches.append(bare)
+    for m in matches:
+        if looks_secret(value := m.group("value")):
+            start = m.start("name")
+            prefix = _NAME_PREFIX.search(line, max(0, start - 40), start)
+            name = (prefix.group() if prefix else "") + m.group("name")
+            return "hardcoded-secret", f"`{name}` holds a hard-coded secret {mask(value)}; {ADVICE}"
     return None
 
 
-def scan_secrets(path: str, text: str) -> Iterator[tuple[Finding, Hashable]]:
+def scan_secrets(path: str, text: str) -> Iterator[Keyed]:
     """Secrets in one file's text, each with its line-number-free key."""
     config = Path(path).name.startswith(".env") or path.endswith(CONFIG_SUFFIXES)
     for number, line in enumerate(text.splitlines(), start=1):
@@ -152,36 +158,20 @@ class SecurityAgent:
     def run(self, inp: AgentInput) -> list[Finding]:
         deadline = Deadline.start(AGENT, inp.timeout)
         files = inp.present()
-        head: list[tuple[Finding, Hashable]] = []
+        head: list[Keyed] = []
         base: list[Hashable] = []
         for changed in files:
             deadline.remaining()
             head.extend(_secrets_in(inp.head_dir, changed.path, changed.path))
             base.extend(k for _, k in _secrets_in(inp.base_dir, changed.base_path, changed.path))
-        bandit_head, bandit_base = self._bandit(inp, deadline)
+        bandit_head, bandit_base = run_on_trees(
+            tool_targets(inp, (".py",)),
+            lambda paths: self._bandit_results(paths, inp, deadline),
+            lambda result, target: _bandit_finding(result, target.head_path, target.text),
+        )
         head.extend(bandit_head)
         base.extend(bandit_base)
         return sort_findings(introduced(head, base))
-
-    def _bandit(
-        self, inp: AgentInput, deadline: Deadline
-    ) -> tuple[list[tuple[Finding, Hashable]], list[Hashable]]:
-        """Run bandit over head and base copies of the changed Python files."""
-        targets = tool_targets(inp, (".py",))
-        head: list[tuple[Finding, Hashable]] = []
-        base: list[Hashable] = []
-        paths = list(targets)
-        for start in range(0, len(paths), BATCH):
-            for result in self._bandit_results(paths[start : start + BATCH], inp, deadline):
-                target = targets.get(resolved(str(result.get("filename", ""))))
-                if target is None:  # not a file we passed: nothing to attribute it to
-                    continue
-                finding, key = _bandit_finding(result, target.head_path, target.text)
-                if target.is_head:
-                    head.append((finding, key))
-                else:
-                    base.append(key)
-        return head, base
 
     def _bandit_results(
         self, paths: list[str], inp: AgentInput, deadline: Deadline
@@ -196,16 +186,12 @@ class SecurityAgent:
         return [r for r in results if isinstance(r, dict)]
 
 
-def _secrets_in(
-    root: Path | None, rel: str | None, head_rel: str
-) -> list[tuple[Finding, Hashable]]:
+def _secrets_in(root: Path | None, rel: str | None, head_rel: str) -> list[Keyed]:
     text = read_text(root, rel)
     return [] if text is None else list(scan_secrets(head_rel, text))
 
 
-def _bandit_finding(
-    result: dict[str, object], rel: str, text: str | None
-) -> tuple[Finding, Hashable]:
+def _bandit_finding(result: dict[str, object], rel: str, text: str | None) -> Keyed:
     line = int(str(result["line_number"]))
     rule = str(result["test_id"])
     severity = bandit_severity(str(result["issue_severity"]), str(result["issue_confidence"]))

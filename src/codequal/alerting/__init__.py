@@ -1,0 +1,1 @@
+"""Alerting: rule model, pure evaluator, notifier channels, silences, runbook links."""

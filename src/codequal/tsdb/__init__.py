@@ -1,0 +1,1 @@
+"""Embedded metric history and PromQL evaluation (see :mod:`codequal.tsdb.promql`)."""

@@ -1,0 +1,139 @@
+"""Evaluating function calls: range functions per series, instant functions, and the few
+functions whose result depends on the shape of their argument (absent, timestamp)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from codequal.tsdb.promql import batch, gomath
+from codequal.tsdb.promql.ast_adapter import Call, MatrixSelector, Node, VectorSelector
+from codequal.tsdb.promql.batch import (
+    MATRIX_ARG,
+    PARAM_ARG,
+    check_unique_labels,
+    pins_metric_name,
+    unwrap,
+)
+from codequal.tsdb.promql.functions import INSTANT_FUNCTIONS
+from codequal.tsdb.promql.range_functions import (
+    KEEPS_METRIC_NAME,
+    RANGE_FUNCTIONS,
+    Window,
+    duration_seconds,
+)
+from codequal.tsdb.promql.source import MatchOp
+from codequal.tsdb.promql.types import (
+    METRIC_NAME,
+    Labels,
+    Matrix,
+    PromQLError,
+    Sample,
+    Scalar,
+    Value,
+    Vector,
+)
+
+if TYPE_CHECKING:
+    from codequal.tsdb.promql.engine import _Evaluation
+
+
+def absent_labels(node: Node) -> Labels:
+    """The labels ``absent(x{job="a"})`` reports: the selector's equality matchers.
+
+    A label matched more than once, or by another operator, is left out (Prometheus's
+    historic behaviour); any other argument than a plain selector gives no labels.
+    """
+    if isinstance(node, MatrixSelector):
+        node = node.selector
+    if not isinstance(node, VectorSelector):
+        return Labels()
+    labels: dict[str, str] = {}
+    seen: set[str] = set()
+    for m in node.matchers:
+        if m.name == METRIC_NAME:
+            continue
+        if m.op is MatchOp.EQUAL and m.name not in seen:
+            labels[m.name] = m.value
+            seen.add(m.name)
+        else:
+            labels.pop(m.name, None)
+    return Labels.of(labels)
+
+
+def _scalar(ev: _Evaluation, node: Node, t: int) -> float:
+    value = ev.eval(node, t)
+    if not isinstance(value, Scalar):
+        raise PromQLError("expected a scalar argument")
+    return value.value
+
+
+def _has_at(node: Node) -> bool:
+    node = unwrap(node)
+    if isinstance(node, MatrixSelector):
+        return node.selector.at is not None
+    return getattr(node, "at", None) is not None
+
+
+def _range_call(ev: _Evaluation, node: Call, t: int) -> Vector:
+    batched = batch.lookup(ev, node, t)
+    if batched is not None:
+        return batched
+    name = node.func
+    arg = node.args[MATRIX_ARG.get(name, 0)]
+    param_index = PARAM_ARG.get(name)
+    param = gomath.NAN if param_index is None else _scalar(ev, node.args[param_index], t)
+    matrix = ev.eval(arg, t)
+    if not isinstance(matrix, Matrix):
+        raise PromQLError(f'expected type range vector in call to function "{name}"')
+    end, range_ms = ev.window_ref(arg, t)
+    # With @ the call is step-invariant: Prometheus evaluates it once, at the query start.
+    intercept_t = ev.start if _has_at(arg) else t
+    window = Window(end - range_ms, end, range_ms, duration_seconds(range_ms), intercept_t, param)
+    fn = RANGE_FUNCTIONS[name]
+    keep_name = name in KEEPS_METRIC_NAME
+    out = []
+    for s in matrix:
+        value = fn(s.timestamps, s.values, window)
+        if value is not None:
+            out.append(Sample(s.labels if keep_name else s.labels.drop_name(), value, t))
+    if name == "absent_over_time":
+        return Vector() if out else Vector([Sample(absent_labels(arg), 1.0, t)])
+    if keep_name or pins_metric_name(unwrap(arg)):
+        return Vector(out)
+    return check_unique_labels(Vector(out))
+
+
+def _absent(ev: _Evaluation, node: Call, t: int) -> Vector:
+    value = ev.eval(node.args[0], t)
+    if isinstance(value, Vector) and value:
+        return Vector()
+    return Vector([Sample(absent_labels(node.args[0]), 1.0, t)])
+
+
+def _timestamp(ev: _Evaluation, node: Call, t: int) -> Vector:
+    arg = unwrap(node.args[0])
+    if isinstance(arg, VectorSelector):
+        # Of a plain selector: the sample's own time (elsewhere samples carry the eval time).
+        vector = ev.instant_selector(arg, t, sample_time=True)
+    else:
+        value = ev.eval(arg, t)
+        if not isinstance(value, Vector):
+            raise PromQLError('expected type instant vector in call to function "timestamp"')
+        vector = value
+    return check_unique_labels(Vector(Sample(s.labels.drop_name(), s.t / 1000, t) for s in vector))
+
+
+def evaluate_call(ev: _Evaluation, node: Call, t: int) -> Value:
+    """Evaluate one function call at ``t``."""
+    name = node.func
+    if name in RANGE_FUNCTIONS:
+        return _range_call(ev, node, t)
+    if name == "absent":
+        return _absent(ev, node, t)
+    if name == "timestamp":
+        return _timestamp(ev, node, t)
+    fn = INSTANT_FUNCTIONS.get(name)
+    if fn is None:
+        raise PromQLError(f'function "{name}" is not supported by the embedded engine')
+    result = fn([ev.eval(arg, t) for arg in node.args], t)
+    return check_unique_labels(result) if isinstance(result, Vector) else result
