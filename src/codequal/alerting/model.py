@@ -11,6 +11,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from codequal.telemetry.logging import iso_timestamp
+
 AlertStatus = Literal["pending", "firing", "resolved"]
 SEVERITIES = ("emergency", "critical", "warning", "ticket", "info")
 
@@ -49,8 +51,6 @@ class Alert:
 
     def to_alertmanager(self) -> dict[str, Any]:
         """The shape Alertmanager's ``POST /api/v2/alerts`` takes (times RFC 3339)."""
-        from codequal.telemetry.logging import iso_timestamp
-
         body: dict[str, Any] = {
             "labels": self.labels,
             "annotations": self.annotations,

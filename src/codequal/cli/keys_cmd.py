@@ -13,7 +13,7 @@ import orjson
 import sqlalchemy as sa
 
 from codequal.cli.common import EXIT_USAGE, config_options, settings_or_exit
-from codequal.security.tokens import ALL_SCOPES, parse_scopes
+from codequal.security.tokens import ALL_SCOPES, SCOPE_INGEST_WRITE, parse_scopes
 from codequal.storage.db import open_database
 from codequal.storage.keys import KINDS, KeyStore, ServiceKey
 from codequal.telemetry.logging import iso_timestamp
@@ -44,6 +44,13 @@ def scope_option(fn: F) -> F:
     )(fn)
 
 
+def _optional_scopes(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> frozenset[str]:
+    # Optional only for --sentry-dsn, which implies ingest:write; create checks the rest.
+    return _scopes(ctx, param, value) if value else frozenset()
+
+
 @contextlib.contextmanager
 def _key_store(config_file: Path | None, data_dir: Path | None) -> Iterator[KeyStore]:
     settings = settings_or_exit(config_file, data_dir=data_dir)
@@ -67,20 +74,37 @@ def keys() -> None:
 @keys.command("create")
 @config_options
 @click.option("--name", required=True, help="A unique name, such as the client it is for.")
-@scope_option
-@click.option("--kind", type=click.Choice(KINDS), default="service", show_default=True)
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    callback=_optional_scopes,
+    help=f"One of {', '.join(ALL_SCOPES)}; repeat it, or separate with spaces or commas. "
+    "Required, except with --sentry-dsn (which implies ingest:write).",
+)
+@click.option("--kind", type=click.Choice(KINDS), default=None, help="service (default) or sentry.")
 @click.option("--project-id", type=int, default=None, help="For sentry keys: the project.")
+@click.option(
+    "--sentry-dsn",
+    is_flag=True,
+    help="Create a sentry key (ingest:write, a new project id unless --project-id is given) "
+    "and print the DSN for sentry-sdk on the last line.",
+)
 def create(
     *,
     config_file: Path | None,
     data_dir: Path | None,
     name: str,
     scopes: frozenset[str],
-    kind: str,
+    kind: str | None,
     project_id: int | None,
+    sentry_dsn: bool,
 ) -> None:
     """Create a key and print its token, once: only a hash of it is stored."""
+    kind, scopes = _kind_and_scopes(kind, scopes, sentry_dsn)
     with _key_store(config_file, data_dir) as store:
+        if sentry_dsn and project_id is None:
+            project_id = _next_project_id(store)
         try:
             record, token = store.create(name, scopes, kind=kind, project_id=project_id)
         except ValueError as exc:
@@ -88,8 +112,44 @@ def create(
             sys.exit(EXIT_USAGE)
     click.echo(f"created {record.kind} key {record.name!r} (id {record.key_id})")
     click.echo(f"scopes: {' '.join(sorted(record.scopes))}")
-    click.echo("the token below is shown only now; store it where the client can read it:")
-    click.echo(token)
+    if not sentry_dsn:
+        click.echo("the token below is shown only now; store it where the client can read it:")
+        click.echo(token)
+        return
+    settings = settings_or_exit(config_file, data_dir=data_dir)
+    click.echo(f"project id: {record.project_id}")
+    click.echo("the DSN below is shown only now; give it to sentry-sdk (sentry_sdk.init(dsn=...)):")
+    click.echo(sentry_dsn_url(token, settings.host, settings.port, record.project_id or 0))
+
+
+def _kind_and_scopes(
+    kind: str | None, scopes: frozenset[str], sentry_dsn: bool
+) -> tuple[str, frozenset[str]]:
+    """The kind and scopes to create, or a usage error for a combination that makes no sense."""
+    if not sentry_dsn:
+        if not scopes:
+            raise click.UsageError("Missing option '--scope'.")
+        return kind or "service", scopes
+    if kind not in (None, "sentry"):
+        raise click.UsageError("--sentry-dsn creates a sentry key; leave out --kind")
+    # A DSN is handed to every client of a project (even browsers): it may only send events.
+    if scopes - {SCOPE_INGEST_WRITE}:
+        raise click.UsageError(f"a sentry key has only the {SCOPE_INGEST_WRITE} scope")
+    return "sentry", frozenset({SCOPE_INGEST_WRITE})
+
+
+def _next_project_id(store: KeyStore) -> int:
+    used = [k.project_id for k in store.list() if k.kind == "sentry" and k.project_id]
+    return max(used, default=0) + 1
+
+
+def sentry_dsn_url(token: str, host: str, port: int, project_id: int) -> str:
+    """``http://<key>@<host>:<port>/<project id>``: the form sentry-sdk parses."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a bind-all address is not reachable as such
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{token}@{host}:{port}/{project_id}"
 
 
 def _when(ts: float | None) -> str:
