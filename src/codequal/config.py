@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     price_cpu_hour: float = Field(default=0.04048, ge=0)
     price_memory_gb_hour: float = Field(default=0.004445, ge=0)
     price_disk_gb_month: float = Field(default=0.08, ge=0)
+    daily_budget: float | None = Field(
+        default=None, ge=0
+    )  # dollars; cost analytics flags days over it
+    analysis_cost_alert: float | None = Field(default=None, ge=0)  # dollars per analysis
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -64,6 +64,7 @@ class _Run:
     deepwiki_measured: Measured = field(default_factory=lambda: Measured(0.0, 0.0, 0.0))
     agent_errors: dict[str, str] = field(default_factory=dict)
     llm: dict[str, Any] | None = None
+    diff: dict[str, Any] | None = None  # size of the change and the mode `auto` would pick
 
 
 @dataclass
@@ -149,7 +150,7 @@ class Orchestrator:
             run.profile = self._step(run, "trigger-deepwiki", lambda: self._deepwiki(run, head_dir))
         elif state == "stale":
             self.background(lambda: self._refresh(record.repository_url, source))
-        run.mode, run.mode_reason = self._mode(record.requested_mode, diff)
+        run.mode, run.mode_reason = self._mode(run, record.requested_mode, diff)
         inp = AgentInput(head_dir, self._base_dir(record.id), diff.changed, self.agent_timeout)
         findings = self._step(run, "agents", lambda: self._agents(run, inp))
         findings = self._step(run, "aggregate", lambda: aggregate(findings))
@@ -198,10 +199,18 @@ class Orchestrator:
         finally:
             self.deepwiki.release(refresh_id)
 
-    def _mode(self, requested: str, diff: repo.Diff) -> tuple[str, str]:
+    def _mode(self, run: _Run, requested: str, diff: repo.Diff) -> tuple[str, str]:
+        auto, reason = choose_mode(diff.changed, diff.lines_changed)
+        # Kept for every analysis: cost analytics prices what `auto` would have done.
+        run.diff = {
+            "changedFiles": len(diff.changed),
+            "linesChanged": diff.lines_changed,
+            "autoMode": auto,
+            "autoReason": reason,
+        }
         if requested != "auto":
             return requested, f"requested {requested}"
-        return choose_mode(diff.changed, diff.lines_changed)
+        return auto, reason
 
     def _agents(self, run: _Run, inp: AgentInput) -> list[Finding]:
         found: list[Finding] = []
@@ -260,7 +269,7 @@ class Orchestrator:
     ) -> Outcome:
         summary = {
             "counts": severity_counts(findings),
-            "changedFiles": None,
+            "diff": run.diff,
             "agentErrors": run.agent_errors,
             "profile": run.profile,
             "llmSummary": run.llm["summary"] if run.llm else None,

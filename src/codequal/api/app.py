@@ -21,6 +21,7 @@ from codequal.analysis.collector import COLLECTOR
 from codequal.analysis.service import AnalysisService
 from codequal.api import health
 from codequal.api.analyses import analyses_router, deepwiki_router
+from codequal.api.analytics import analytics_router
 from codequal.api.auth import Authenticator, build_authenticator
 from codequal.api.errors import FastJSONResponse, error_response, install_error_handlers
 from codequal.api.middleware import TelemetryMiddleware
@@ -73,6 +74,7 @@ def create_app(
     app.include_router(analyses_router(state, auth.require))
     app.include_router(deepwiki_router(state, auth.require))
     app.include_router(monitoring_router(state, auth.require, lambda: health_data(state)))
+    app.include_router(analytics_router(state, auth.require))
     return app
 
 

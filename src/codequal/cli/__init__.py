@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from codequal import __version__
+from codequal.cli.analytics_cmd import costs, insights
 from codequal.cli.analyze import analyze
 from codequal.cli.common import config_options
 from codequal.cli.config_cmd import config
@@ -22,6 +23,8 @@ def main() -> None:
 
 main.add_command(serve)
 main.add_command(analyze)
+main.add_command(costs)
+main.add_command(insights)
 main.add_command(config)
 main.add_command(metrics)
 main.add_command(keys)

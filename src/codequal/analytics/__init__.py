@@ -1,0 +1,1 @@
+"""Analytics: SLOs and error budgets, anomaly detection, performance insights, costs."""
