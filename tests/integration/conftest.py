@@ -39,6 +39,19 @@ def run(cmd: str) -> int:
 '''
 
 
+# Cyclomatic complexity 22: a chain of independent branches.
+COMPLEX = (
+    "def grade(x: int) -> int:\n    score = 0\n"
+    + "".join(f"    if x > {i}:\n        score += {i}\n" for i in range(21))
+    + "    return score\n"
+)
+
+CYCLE_A = "from pkg import b\n\n\ndef a() -> int:\n    return b.b()\n"
+CYCLE_B = (
+    "from pkg import a\n\n\ndef b() -> int:\n    return 1\n\n\ndef c() -> int:\n    return a.a()\n"
+)
+
+
 @dataclass(frozen=True)
 class PlantedRepo:
     path: Path
@@ -67,7 +80,8 @@ def commit_files(repo: Path, files: dict[str, str], message: str) -> None:
 
 @pytest.fixture
 def planted_repo(tmp_path: Path) -> PlantedRepo:
-    """main: a clean app; feature: a hard-coded AWS key, shell=True, an unpinned dependency."""
+    """main: a clean app; feature: a hard-coded AWS key, shell=True, an unpinned dependency,
+    a very complex function and an import cycle."""
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
@@ -75,7 +89,14 @@ def planted_repo(tmp_path: Path) -> PlantedRepo:
     git(repo, "checkout", "-q", "-b", "feature")
     commit_files(
         repo,
-        {"app.py": RISKY_APP, "requirements.txt": "requests==2.31.0\nflask\n"},
+        {
+            "app.py": RISKY_APP,
+            "requirements.txt": "requests==2.31.0\nflask\n",
+            "grading.py": COMPLEX,
+            "pkg/__init__.py": "",
+            "pkg/a.py": CYCLE_A,
+            "pkg/b.py": CYCLE_B,
+        },
         "add a runner",
     )
     git(repo, "checkout", "-q", "main")

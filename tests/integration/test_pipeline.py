@@ -48,20 +48,41 @@ def analyse(service: AnalysisService, repo: PlantedRepo, mode: str = "quick") ->
     return record.to_report()
 
 
-def test_quick_analysis_reports_the_planted_security_problems(
-    service: AnalysisService, planted_repo: PlantedRepo
+QUICK_FINDINGS = [
+    ("critical", "app.py", 5, "aws-access-key-id", "security"),
+    ("high", "app.py", 13, "B602", "security"),
+    ("low", "app.py", 3, "B404", "security"),
+]
+COMPREHENSIVE_FINDINGS = [
+    ("critical", "app.py", 5, "aws-access-key-id", "security"),
+    ("high", "app.py", 13, "B602", "security"),
+    ("high", "grading.py", 1, "cyclomatic-complexity", "performance"),
+    ("high", "pkg/a.py", 1, "import-cycle", "architecture"),
+    ("medium", "requirements.txt", 2, "unpinned-dependency", "dependency"),
+    ("low", "app.py", 3, "B404", "security"),
+]
+
+
+def exact(report: dict) -> list[tuple]:
+    return [
+        (f["severity"], f["file"], f["line"], f["rule"], f["agent"]) for f in report["findings"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"), [("quick", QUICK_FINDINGS), ("comprehensive", COMPREHENSIVE_FINDINGS)]
+)
+def test_analysis_reports_exactly_the_problems_planted_in_head(
+    service: AnalysisService, planted_repo: PlantedRepo, mode: str, expected: list[tuple]
 ) -> None:
-    report = analyse(service, planted_repo)
+    report = analyse(service, planted_repo, mode)
     assert report["status"] == "completed", report["error"]
-    assert report["mode"] == "quick"
-    found = {(f["agent"], f["severity"], f["file"], f["rule"]) for f in report["findings"]}
-    assert ("security", "critical", "app.py", "aws-access-key-id") in {
-        (a, s, f, r) for a, s, f, r in found if r == "aws-access-key-id"
-    } or any(a == "security" and s == "critical" and f == "app.py" for a, s, f, r in found)
-    assert any(r == "B602" and s == "high" for _a, s, _f, r in found)
+    assert report["mode"] == mode
+    assert exact(report) == expected
     for finding in report["findings"]:
         assert set(finding) == {"severity", "file", "line", "rule", "message", "agent"}
     assert set(report) >= {"findings", "mode", "status", "timings", "cost"}
+    assert report["summary"]["diff"]["changedFiles"] == 6
 
 
 def test_metrics_spans_logs_and_cost_come_from_the_real_run(
