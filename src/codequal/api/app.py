@@ -27,6 +27,7 @@ from codequal.api.errors import FastJSONResponse, error_response, install_error_
 from codequal.api.middleware import TelemetryMiddleware
 from codequal.api.monitoring import monitoring_router
 from codequal.api.state import AppState
+from codequal.api.web import install_web
 from codequal.config import Settings
 from codequal.storage.db import open_database
 from codequal.telemetry.logging import iso_timestamp
@@ -75,6 +76,7 @@ def create_app(
     app.include_router(deepwiki_router(state, auth.require))
     app.include_router(monitoring_router(state, auth.require, lambda: health_data(state)))
     app.include_router(analytics_router(state, auth.require))
+    install_web(app)
     return app
 
 

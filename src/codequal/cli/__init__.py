@@ -12,6 +12,7 @@ from codequal.cli.config_cmd import config
 from codequal.cli.keys_cmd import keys
 from codequal.cli.metrics_cmd import metrics
 from codequal.cli.serve import serve
+from codequal.cli.slo_cmd import slo
 from codequal.cli.token_cmd import token
 
 
@@ -25,6 +26,7 @@ main.add_command(serve)
 main.add_command(analyze)
 main.add_command(costs)
 main.add_command(insights)
+main.add_command(slo)
 main.add_command(config)
 main.add_command(metrics)
 main.add_command(keys)
