@@ -11,8 +11,6 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
 
 from codequal.api.errors import FastJSONResponse, error_response
 from codequal.api.state import AppState
