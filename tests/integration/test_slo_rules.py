@@ -55,6 +55,16 @@ def test_repository_unit_tests_pass_under_promtool(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_repository_unit_tests_pass_under_codequal_rules_test(tmp_path: Path) -> None:
+    generate(tmp_path)
+    shutil.copy(TESTS, tmp_path / TESTS.name)
+    result = subprocess.run(
+        [sys.executable, "-m", "codequal", "rules", "test", TESTS.name],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_a_bad_spec_is_refused_with_the_slo_and_field_named(tmp_path: Path) -> None:
     spec = tmp_path / "bad.yml"
     spec.write_text("service: x\nslos:\n  - name: broken\n    objective: 120\n    sli: {}\n")
