@@ -54,7 +54,10 @@ def test_health_reports_each_dependency_with_status_latency_and_message(
     body = response.json()
     assert response.status_code == 200, body
     assert body["status"] == "healthy"
-    assert set(body) == {"status", "timestamp", "version", "checks"}
+    assert set(body) == {"status", "timestamp", "version", "checks", "notificationChannels"}
+    channels = body["notificationChannels"]
+    assert channels["slack"]["status"] == "disabled"
+    assert "CODEQUAL_SLACK_WEBHOOK_URL" in channels["slack"]["message"]
     checks = body["checks"]
     assert set(checks) == {"database", "vectorDB", "deepWiki", "redis"}
     for name in ("database", "vectorDB", "deepWiki"):

@@ -17,15 +17,19 @@ from fastapi import Depends, FastAPI, Request, Response
 from prometheus_client.exposition import choose_encoder
 
 from codequal import __version__
+from codequal.alerting.service import AlertingService
 from codequal.analysis.collector import COLLECTOR
 from codequal.analysis.service import AnalysisService
 from codequal.api import health
+from codequal.api.alerts import alerts_router
 from codequal.api.analyses import analyses_router, deepwiki_router
 from codequal.api.analytics import analytics_router
 from codequal.api.auth import Authenticator, build_authenticator
 from codequal.api.errors import FastJSONResponse, error_response, install_error_handlers
+from codequal.api.ingest import ingest_router
 from codequal.api.middleware import TelemetryMiddleware
 from codequal.api.monitoring import monitoring_router
+from codequal.api.prom_api import prom_router
 from codequal.api.state import AppState
 from codequal.api.web import install_web
 from codequal.config import Settings
@@ -68,6 +72,7 @@ def create_app(
     app.state.codequal = state
     install_error_handlers(app)
     auth = build_authenticator(settings, state.db)
+    state.alerting = AlertingService.build(settings, state.db)
     auth.install(app)
     app.state.auth = auth
     app.add_middleware(TelemetryMiddleware, state=state)
@@ -76,6 +81,16 @@ def create_app(
     app.include_router(deepwiki_router(state, auth.require))
     app.include_router(monitoring_router(state, auth.require, lambda: health_data(state)))
     app.include_router(analytics_router(state, auth.require))
+    app.include_router(prom_router(state, auth.require))
+    app.include_router(
+        alerts_router(
+            state,
+            auth.require,
+            notifier=lambda: state.alerting.notifier if state.alerting else None,
+            rules=lambda: state.alerting.rules_overview() if state.alerting else [],
+        )
+    )
+    app.include_router(ingest_router(state, auth))
     install_web(app)
     return app
 
@@ -96,6 +111,10 @@ async def _start(
         return
     state.telemetry = setup_telemetry(state.settings, state.db, set_global=set_global)
     service = AnalysisService.build(state.settings, state.db, state.telemetry)
+    if state.alerting is not None:
+        state.alerting.attach(state.telemetry)
+        if start_workers:
+            state.alerting.start()
     COLLECTOR.attach(service.deepwiki, state.db)
     if start_workers:
         service.start()
@@ -117,6 +136,8 @@ def _stop(state: AppState) -> None:
         # Running analyses get half the budget; unfinished ones are requeued after restart.
         state.analysis.stop(state.settings.shutdown_timeout / 2)
         COLLECTOR.detach()
+    if state.alerting is not None:
+        state.alerting.stop(state.settings.shutdown_timeout / 4)
     if telemetry is not None:
         telemetry.logger("server").info("codequal stopping")
         telemetry.shutdown(state.settings.shutdown_timeout / 2)
@@ -134,12 +155,16 @@ def health_data(state: AppState) -> dict[str, Any]:
         "redis": health.check_redis(state.redis),
     }
     healthy = all(c.status != "error" for c in checks.values())
-    return {
+    body = {
         "status": "healthy" if healthy else "unhealthy",
         "timestamp": iso_timestamp(time.time()),
         "version": __version__,
         "checks": {name: c.to_dict() for name, c in checks.items()},
     }
+    # Reported, never failing the probe: a broken Slack webhook must not restart the pod.
+    if state.alerting is not None:
+        body["notificationChannels"] = state.alerting.notifier.channel_health()
+    return body
 
 
 def _add_probe_routes(app: FastAPI, state: AppState, auth: Authenticator) -> None:

@@ -13,6 +13,7 @@ from codequal.storage.db import Database
 from codequal.telemetry.setup import Telemetry
 
 if TYPE_CHECKING:
+    from codequal.alerting.service import AlertingService
     from codequal.analysis.service import AnalysisService
 
 
@@ -23,6 +24,7 @@ class AppState:
     redis: redis.Redis | None = None
     telemetry: Telemetry | None = None
     analysis: AnalysisService | None = None
+    alerting: AlertingService | None = None
     ready: threading.Event = field(default_factory=threading.Event)
     shutting_down: bool = False
     startup_error: str | None = None

@@ -16,6 +16,7 @@ from codequal.cli.rules_cmd import rules
 from codequal.cli.serve import serve
 from codequal.cli.slo_cmd import slo
 from codequal.cli.token_cmd import token
+from codequal.cli.tsdb_cmd import tsdb
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,6 +32,7 @@ main.add_command(insights)
 main.add_command(slo)
 main.add_command(rules)
 main.add_command(anomaly)
+main.add_command(tsdb)
 main.add_command(config)
 main.add_command(metrics)
 main.add_command(keys)

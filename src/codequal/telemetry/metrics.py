@@ -150,6 +150,14 @@ AUTH_FAILURES = Counter(
     registry=REGISTRY,
 )
 
+INGEST_ITEMS = Counter(
+    "codequal_ingest_items_total",
+    "Items received by the ingest endpoints, by wire format, item type and outcome "
+    "(accepted and stored, ignored by type, rejected as invalid).",
+    ["format", "type", "outcome"],
+    registry=REGISTRY,
+)
+
 # -- units of work (resource monitor) -------------------------------------------------------
 WORK_WALL = Histogram(
     "codequal_work_wall_seconds",

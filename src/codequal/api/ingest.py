@@ -1,0 +1,289 @@
+"""Ingest routes: Sentry envelopes, OTLP/HTTP traces and logs, Loki push.
+
+Each request is authenticated, rate limited per key and size-checked before its body is read;
+decoded in a worker thread; and stored synchronously, in one transaction per store, before the
+2xx is sent. An acknowledged entry is therefore committed and survives ``kill -9``; a refused
+one changed nothing. Bad input is always a 4xx naming the problem, never a 5xx.
+"""
+
+# No "from __future__ import annotations": FastAPI must evaluate the route signatures, whose
+# dependencies are built per app (closures) and cannot be resolved from strings.
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from codequal.api.auth import Authenticator
+from codequal.api.errors import FastJSONResponse, error_response
+from codequal.api.state import AppState
+from codequal.ingest import IngestError, count_items, loki, otlp, sentry
+from codequal.ingest.batching import GroupCommit
+from codequal.ingest.limits import (
+    LOKI,
+    OTLP,
+    SENTRY_ENVELOPE,
+    SENTRY_STORE,
+    BodyLimit,
+    RateLimiter,
+    check_content_length,
+    decode_body,
+    rate_limited,
+    read_body,
+)
+from codequal.security.tokens import SCOPE_INGEST_WRITE, AuthError, Principal
+from codequal.storage.errors import ErrorStore
+from codequal.storage.keys import KeyStore
+from codequal.storage.logs import LogStore
+from codequal.storage.spans import SpanStore
+from codequal.telemetry.metrics import AUTH_FAILURES
+
+__all__ = ["DEFAULT_BURST", "DEFAULT_RATE", "ingest_router"]
+
+_log = logging.getLogger(__name__)
+
+# Per key: a sustained rate and a burst of requests (not items: a batch is one request).
+DEFAULT_RATE = 200.0
+DEFAULT_BURST = 400.0
+RETRY_AFTER_UNAVAILABLE = "5"
+KEY_CACHE_SECONDS = 2.0
+MAX_CACHED_KEYS = 10_000
+Clock = Callable[[], float]
+
+
+# (valid until on the monotonic clock, key id, the project the key may send to)
+_Verified = tuple[float, str, int | None]
+
+
+class _DsnKeys:
+    """Checks Sentry DSN keys; a verified key is remembered for ``KEY_CACHE_SECONDS``.
+
+    sentry-sdk sends one request per event, so checking the key in the database each time
+    would cost as much as storing the event. A revoked key is therefore refused within
+    ``KEY_CACHE_SECONDS`` of its revocation, not at once.
+    """
+
+    def __init__(self, keys: KeyStore, clock: Clock) -> None:
+        self._keys = keys
+        self._clock = clock
+        self._verified: dict[bytes, _Verified] = {}  # by the key's sha256
+        self._lock = threading.Lock()
+
+    def cached(self, token: str) -> _Verified | None:
+        """The remembered verification of ``token``, if still fresh (no I/O: the event loop)."""
+        digest = hashlib.sha256(token.encode()).digest()
+        with self._lock:
+            found = self._verified.get(digest)
+        return found if found is not None and found[0] >= time.monotonic() else None
+
+    def verify(self, token: str) -> _Verified:
+        """Check ``token`` in the database (a worker thread) and remember the outcome."""
+        try:
+            principal = self._keys.verify(token, self._clock())
+        except AuthError as exc:
+            AUTH_FAILURES.labels(reason=exc.reason).inc()
+            raise IngestError(401, f"the DSN key is not accepted: {exc.message}") from None
+        record = self._keys.get(principal.key_id or "")
+        project = None  # a key that may send to no project
+        if record is not None and record.kind == "sentry" and principal.has(SCOPE_INGEST_WRITE):
+            project = record.project_id
+        verified = (time.monotonic() + KEY_CACHE_SECONDS, principal.key_id or "", project)
+        with self._lock:
+            if len(self._verified) >= MAX_CACHED_KEYS:
+                self._verified.clear()
+            self._verified[hashlib.sha256(token.encode()).digest()] = verified
+        return verified
+
+    @staticmethod
+    def admit(verified: _Verified, project_id: int) -> str:
+        """The key id, if the key may send to ``project_id``; 403 otherwise."""
+        if verified[2] != project_id:
+            AUTH_FAILURES.labels(reason="scope").inc()
+            raise IngestError(
+                403,
+                f"this DSN key may not send to project {project_id}: it must be a sentry key for "
+                "that project with the ingest:write scope (codequal keys create --sentry-dsn)",
+            )
+        return verified[1]
+
+
+class _Ingest:
+    """What the routes share: the stores (behind group commits), the rate limiter, DSN keys."""
+
+    def __init__(self, state: AppState, limiter: RateLimiter, clock: Clock) -> None:
+        self.state = state
+        self.limiter = limiter
+        self.clock = clock
+        self.logs = GroupCommit(LogStore(state.db).write)
+        self.spans = GroupCommit(SpanStore(state.db).write)
+        self.errors = GroupCommit(ErrorStore(state.db).record)
+        self.dsn_keys = _DsnKeys(KeyStore(state.db), clock)
+
+    async def body(self, request: Request, limit: BodyLimit, key: str) -> bytes:
+        """The raw body, after the readiness, rate and declared-size checks."""
+        if not self.state.ready.is_set():
+            raise IngestError(503, "the server is starting", {"Retry-After": "1"})
+        wait = self.limiter.acquire(key)
+        if wait is not None:
+            raise rate_limited(wait)
+        check_content_length(request.headers.get("content-length"), limit)
+        try:
+            return await read_body(request.stream(), limit)
+        except ClientDisconnect:
+            raise IngestError(400, "the client disconnected before the body was complete") from None
+
+    # -- storing (worker threads) ------------------------------------------------------------
+    def store_sentry(self, body: bytes, encoding: str | None, project_id: int, store: bool) -> Any:
+        limit = SENTRY_STORE if store else SENTRY_ENVELOPE
+        raw = decode_body(body, encoding, limit)
+        decode = sentry.decode_store if store else sentry.decode_envelope
+        batch = decode(raw, project_id=project_id, now=self.clock())
+        self.spans.submit(batch.spans)
+        self.errors.submit(batch.events)
+        for (kind, outcome), n in batch.counts.items():
+            count_items(sentry.FORMAT, kind, outcome, n)
+        return {"id": batch.event_id} if batch.event_id else {}
+
+    def store_otlp(self, kind: str, body: bytes, request: Request, enc: otlp.Encoding) -> bytes:
+        raw = decode_body(body, request.headers.get("content-encoding"), OTLP)
+        if kind == "traces":
+            result = otlp.decode_traces(raw, enc)
+            self.spans.submit(result.records)
+            item = "span"
+        else:
+            result = otlp.decode_logs(raw, enc, self.clock())
+            self.logs.submit(result.records)
+            item = "log"
+        count_items(otlp.FORMAT, item, "accepted", len(result.records))
+        count_items(otlp.FORMAT, item, "rejected", result.rejected)
+        return otlp.encode_response("traces" if kind == "traces" else "logs", enc, result)
+
+    def store_loki(self, body: bytes, encoding: str | None, content_type: str | None) -> None:
+        raw = decode_body(body, encoding, LOKI)
+        entries = loki.decode_push(raw, content_type)
+        self.logs.submit(entries)
+        count_items(loki.FORMAT, "line", "accepted", len(entries))
+
+
+def _principal_key(principal: Principal) -> str:
+    return principal.key_id or f"jwt:{principal.subject}"
+
+
+def _error(exc: IngestError) -> Response:
+    response = error_response(exc.status, exc.title, exc.message)
+    response.headers.update(exc.headers)
+    return response
+
+
+def _storage_error(exc: sa.exc.SQLAlchemyError) -> IngestError:
+    """A refused value is the client's to fix (400); anything else is ours, so retry (503)."""
+    if isinstance(exc, sa.exc.DataError | sa.exc.IntegrityError):
+        first = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
+        return IngestError(400, f"the database refused a value: {first[:300]}")
+    _log.warning("ingest could not store a batch", exc_info=True)
+    return IngestError(
+        503,
+        "the database is unavailable; nothing was stored, retry later",
+        {"Retry-After": RETRY_AFTER_UNAVAILABLE},
+    )
+
+
+async def _guarded(
+    work: Callable[[], Awaitable[Response]], on_error: Callable[[IngestError], Response]
+) -> Response:
+    """Run ``work``; turn every refusal, and every storage failure, into its response."""
+    try:
+        return await work()
+    except IngestError as exc:
+        return on_error(exc)
+    except sa.exc.SQLAlchemyError as exc:
+        return on_error(_storage_error(exc))
+
+
+def ingest_router(
+    state: AppState,
+    auth: Authenticator,
+    *,
+    limiter: RateLimiter | None = None,
+    clock: Clock = time.time,
+) -> APIRouter:
+    """The ingest routes; ``limiter`` (per-key rate) and ``clock`` are injectable for tests."""
+    ingest = _Ingest(state, limiter or RateLimiter(DEFAULT_RATE, DEFAULT_BURST), clock)
+    router = APIRouter(tags=["ingest"])
+    writer = Annotated[Principal, Depends(auth.require(SCOPE_INGEST_WRITE))]
+    _sentry_routes(router, ingest)
+
+    @router.post("/v1/traces", summary="OTLP/HTTP traces (protobuf or JSON)")
+    async def traces(request: Request, principal: writer) -> Response:
+        return await _otlp(ingest, "traces", request, principal)
+
+    @router.post("/v1/logs", summary="OTLP/HTTP logs (protobuf or JSON)")
+    async def logs(request: Request, principal: writer) -> Response:
+        return await _otlp(ingest, "logs", request, principal)
+
+    @router.post("/loki/api/v1/push", status_code=204, summary="Loki push (JSON or protobuf)")
+    async def loki_push(request: Request, principal: writer) -> Response:
+        return await _loki(ingest, request, principal)
+
+    return router
+
+
+def _sentry_routes(router: APIRouter, ingest: _Ingest) -> None:
+    async def handle(request: Request, project_id: int, store: bool) -> Response:
+        async def work() -> FastJSONResponse:
+            header, query = request.headers.get("x-sentry-auth"), request.query_params
+            token = sentry.public_key(header, query.get("sentry_key"))
+            verified = ingest.dsn_keys.cached(token)
+            if verified is None:
+                verified = await run_in_threadpool(ingest.dsn_keys.verify, token)
+            key_id = ingest.dsn_keys.admit(verified, project_id)
+            body = await ingest.body(request, SENTRY_STORE if store else SENTRY_ENVELOPE, key_id)
+            encoding = request.headers.get("content-encoding")
+            answer = await run_in_threadpool(ingest.store_sentry, body, encoding, project_id, store)
+            return FastJSONResponse(answer)
+
+        return await _guarded(work, _error)
+
+    @router.post("/api/{project_id}/envelope/", summary="Sentry envelopes (DSN key auth)")
+    async def envelope(project_id: int, request: Request) -> Response:
+        return await handle(request, project_id, store=False)
+
+    @router.post("/api/{project_id}/store/", summary="Sentry's legacy store endpoint")
+    async def store(project_id: int, request: Request) -> Response:
+        return await handle(request, project_id, store=True)
+
+
+async def _otlp(ingest: _Ingest, kind: str, request: Request, principal: Principal) -> Response:
+    try:
+        encoding = otlp.encoding_of(request.headers.get("content-type"))
+    except IngestError as exc:
+        return _error(exc)
+
+    def refuse(exc: IngestError) -> Response:
+        content, media_type = otlp.encode_error(encoding, exc)
+        return Response(content, exc.status, headers=exc.headers, media_type=media_type)
+
+    async def work() -> Response:
+        body = await ingest.body(request, OTLP, _principal_key(principal))
+        content = await run_in_threadpool(ingest.store_otlp, kind, body, request, encoding)
+        return Response(content, media_type=otlp.CONTENT_TYPES[encoding])
+
+    return await _guarded(work, refuse)
+
+
+async def _loki(ingest: _Ingest, request: Request, principal: Principal) -> Response:
+    async def work() -> Response:
+        body = await ingest.body(request, LOKI, _principal_key(principal))
+        headers = request.headers
+        encoding, content_type = headers.get("content-encoding"), headers.get("content-type")
+        await run_in_threadpool(ingest.store_loki, body, encoding, content_type)
+        return Response(status_code=204)
+
+    return await _guarded(work, _error)

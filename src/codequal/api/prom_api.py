@@ -1,0 +1,201 @@
+"""``/api/v1``: the Prometheus HTTP API over the embedded metric history.
+
+Enough of it for a Grafana Prometheus data source (and ``promtool query``) to point at
+CodeQual: instant and range queries, series, label names and values, GET or form-encoded
+POST, Prometheus's JSON answers and error shapes. Token scope: ``monitoring:read``.
+"""
+
+# No "from __future__ import annotations": FastAPI must evaluate the route signatures, whose
+# dependencies are built per app (closures) and cannot be resolved from strings.
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import parse_qsl
+
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy.exc import SQLAlchemyError
+
+from codequal.api.errors import FastJSONResponse
+from codequal.api.state import AppState
+from codequal.tsdb import httpapi
+from codequal.tsdb.httpapi import APIError, Params, first, success
+from codequal.tsdb.promql import Engine, Matcher, PromQLError, Series, to_prometheus_json
+from codequal.tsdb.promql.ast_adapter import parse, value_type
+from codequal.tsdb.store import SampleStore, store_for
+
+Guard = Callable[[str], Any]
+MAX_TIMEOUT_SECONDS = 120.0  # Prometheus's --query.timeout default
+MAX_CONCURRENT_QUERIES = 4  # the rest wait (and time out) rather than starve the server
+BUILD_INFO = {"version": "2.42.0", "revision": "codequal", "branch": "", "buildUser": "",
+              "buildDate": "", "goVersion": ""}  # fmt: skip
+
+
+class _QueryTimeout(Exception):
+    pass
+
+
+class _DeadlineSource:
+    """The store, refusing to read past the query's deadline: a query abandoned by its
+    request stops at its next selector instead of running on."""
+
+    def __init__(self, store: SampleStore, deadline: float) -> None:
+        self._store, self._deadline = store, deadline
+
+    def select(self, matchers: Sequence[Matcher], start: int, end: int) -> list[Series]:
+        if time.monotonic() > self._deadline:
+            raise _QueryTimeout
+        return self._store.select(matchers, start, end)
+
+
+async def _params(request: Request) -> dict[str, list[str]]:
+    """Form body first, then the URL, as Go's ``r.Form`` orders them."""
+    merged: dict[str, list[str]] = {}
+    content_type = request.headers.get("content-type", "")
+    if request.method == "POST" and content_type.startswith("application/x-www-form-urlencoded"):
+        body = (await request.body()).decode("utf-8", errors="replace")
+        for key, value in parse_qsl(body, keep_blank_values=True):
+            merged.setdefault(key, []).append(value)
+    for key, value in request.query_params.multi_items():
+        merged.setdefault(key, []).append(value)
+    return merged
+
+
+def _answer(result: Any) -> FastJSONResponse:
+    if isinstance(result, APIError):
+        return FastJSONResponse(result.body(), status_code=result.status)
+    return FastJSONResponse(success(result))
+
+
+def _checked_query(params: Params, range_query: bool) -> str:
+    """Parse errors and wrong result types are the client's (bad_data), as in Prometheus."""
+    query = first(params, "query")
+    try:
+        kind = value_type(parse(query))
+    except PromQLError as exc:
+        raise httpapi.bad_param("query", exc.message) from None
+    if range_query and kind not in ("scalar", "vector"):
+        shown = "range vector" if kind == "matrix" else kind
+        raise httpapi.bad_param(
+            "query",
+            f'invalid expression type "{shown}" for range query, must be Scalar or instant Vector',
+        )
+    return query
+
+
+def _timeout(params: Params) -> float:
+    given = httpapi.duration_param(params, "timeout")
+    return MAX_TIMEOUT_SECONDS if given is None else min(given / 1000, MAX_TIMEOUT_SECONDS)
+
+
+class _PromAPI:
+    """The handlers, bound to one app's store and query concurrency limit."""
+
+    def __init__(self, store: SampleStore) -> None:
+        self.store = store
+        self.limiter = anyio.CapacityLimiter(MAX_CONCURRENT_QUERIES)
+
+    async def query(self, request: Request) -> FastJSONResponse:
+        params = await _params(request)
+        try:
+            t = httpapi.time_param(params, "time", httpapi.now_ms())
+            if t is None:  # Prometheus's "min time" or "max time": no instant to evaluate at
+                raise httpapi.bad_param("time", f'cannot evaluate at "{first(params, "time")}"')
+            text = _checked_query(params, range_query=False)
+        except APIError as exc:
+            return _answer(exc)
+        return _answer(await self._evaluate(params, lambda engine: engine.instant(text, t)))
+
+    async def query_range(self, request: Request) -> FastJSONResponse:
+        params = await _params(request)
+        try:
+            start, end, step = httpapi.range_params(params)
+            text = _checked_query(params, range_query=True)
+        except APIError as exc:
+            return _answer(exc)
+        result = await self._evaluate(params, lambda engine: engine.range(text, start, end, step))
+        return _answer(result)
+
+    async def _evaluate(self, params: Params, evaluate: Callable[[Engine], Any]) -> Any:
+        """Run the query on a worker thread; past its timeout, answer 503 and abandon it."""
+        timeout = _timeout(params)
+        engine = Engine(_DeadlineSource(self.store, time.monotonic() + timeout))
+        try:
+            with anyio.fail_after(timeout):
+                return await anyio.to_thread.run_sync(
+                    lambda: to_prometheus_json(evaluate(engine)),
+                    abandon_on_cancel=True,
+                    limiter=self.limiter,
+                )
+        except (TimeoutError, _QueryTimeout):
+            return APIError("timeout", "query timed out in expression evaluation")
+        except PromQLError as exc:
+            return APIError("execution", exc.message)
+        except SQLAlchemyError:
+            return APIError("internal", "the metric store is not available")
+
+    async def series(self, request: Request) -> FastJSONResponse:
+        def fetch(sets: list[list[Matcher]], start: int | None, end: int | None) -> Any:
+            found = {labels for m in sets for labels in self.store.series(m, start, end)}
+            return [labels.to_dict() for labels in sorted(found)]
+
+        return _answer(await _lookup(request, True, fetch))
+
+    async def labels(self, request: Request) -> FastJSONResponse:
+        def fetch(sets: list[list[Matcher]], start: int | None, end: int | None) -> Any:
+            if not sets:
+                return self.store.label_names((), start, end)
+            return sorted({n for m in sets for n in self.store.label_names(m, start, end)})
+
+        return _answer(await _lookup(request, False, fetch))
+
+    async def label_values(self, name: str, request: Request) -> FastJSONResponse:
+        def fetch(sets: list[list[Matcher]], start: int | None, end: int | None) -> Any:
+            httpapi.label_name(name)
+            if not sets:
+                return self.store.label_values(name, (), start, end)
+            values = (self.store.label_values(name, m, start, end) for m in sets)
+            return sorted({v for found in values for v in found})
+
+        return _answer(await _lookup(request, False, fetch))
+
+    def buildinfo(self) -> FastJSONResponse:
+        return _answer(BUILD_INFO)
+
+
+async def _lookup(request: Request, need_match: bool, fetch: Callable[..., Any]) -> Any:
+    """Parse match[], start and end, then run ``fetch`` on a worker thread."""
+    params = await _params(request)
+    try:
+        matcher_sets = httpapi.match_params(params, required=need_match)
+        start = httpapi.time_param(params, "start", None)
+        end = httpapi.time_param(params, "end", None)
+        return await anyio.to_thread.run_sync(fetch, matcher_sets, start, end)
+    except APIError as exc:
+        return exc
+    except SQLAlchemyError:
+        return APIError("internal", "the metric store is not available")
+
+
+def prom_router(state: AppState, require: Guard) -> APIRouter:
+    """``/api/v1/...`` on the process's store for ``state.db`` (scope ``monitoring:read``)."""
+    api = _PromAPI(store_for(state.db))
+    router = APIRouter(
+        prefix="/api/v1", tags=["prometheus"], dependencies=[Depends(require("monitoring:read"))]
+    )
+    for path, handler, summary in (
+        ("/query", api.query, "Instant query"),
+        ("/query_range", api.query_range, "Range query"),
+        ("/series", api.series, "Series matching match[]"),
+        ("/labels", api.labels, "Label names"),
+    ):
+        for method in ("GET", "POST"):  # Grafana POSTs form-encoded queries
+            name = f"prom_{path.strip('/')}_{method.lower()}"  # one OpenAPI id per method
+            router.add_api_route(
+                path, handler, methods=[method], summary=summary, operation_id=name
+            )
+    router.add_api_route("/label/{name}/values", api.label_values, summary="A label's values")
+    router.add_api_route("/status/buildinfo", api.buildinfo, summary="The Prometheus version")
+    return router

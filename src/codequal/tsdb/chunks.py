@@ -1,0 +1,121 @@
+"""The on-disk chunk format: a run of one series' samples, compressed into one BLOB.
+
+Pure functions, no I/O. Without numpy, everything per sample runs in C: ``itertools``
+prefix sums, ``array`` conversions, extended-slice byte shuffles and zlib.
+
+* Timestamps: the first one, then the first delta; when the rest are equally spaced (the
+  scraper stamps the scheduled tick) nothing more. Otherwise the delta-of-deltas.
+* Values: when every value is an integer below 2**53 (counters, histogram buckets, byte
+  gauges), the integer deltas; otherwise each value's IEEE bits XOR the previous one's, as in
+  Gorilla, with identical bit patterns kept (staleness markers are a NaN payload).
+* Both arrays are byte-shuffled (all first bytes, then all second bytes, ...) before raw
+  deflate: the high bytes of small deltas and of XORs of similar floats are zero, and long
+  runs of zeros are what deflate compresses best.
+
+Layout: ``<B version><B flags><H count><q t0><q first delta>`` then deflate(body).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import struct
+import zlib
+from array import array
+from collections.abc import Sequence
+from itertools import accumulate
+
+VERSION = 1
+_HEADER = struct.Struct("<BBHqq")
+_REGULAR = 0x01  # timestamps equally spaced: no timestamp body
+_INTEGER = 0x02  # values are integer deltas (else XOR of IEEE bits)
+_EXACT_INT = float(2**53)  # every integer below it is exact in float64
+MAX_SAMPLES = 0xFFFF
+
+
+class ChunkError(ValueError):
+    """A BLOB that is not a chunk this version can read."""
+
+
+def encode(timestamps: Sequence[int], values: Sequence[float]) -> bytes:
+    """One chunk from sorted timestamps (ms) and their values (1..65535 samples)."""
+    n = len(timestamps)
+    if n == 0 or n != len(values) or n > MAX_SAMPLES:
+        raise ValueError(f"a chunk holds 1..{MAX_SAMPLES} samples with one value each, got {n}")
+    first_delta = timestamps[1] - timestamps[0] if n > 1 else 0
+    deltas = _differences(timestamps)
+    flags = 0
+    body = bytearray()
+    if deltas.count(first_delta) == len(deltas):
+        flags |= _REGULAR
+    else:
+        body += _shuffle(array("q", _differences(deltas)).tobytes(), 8)
+    if _all_integers(values):
+        flags |= _INTEGER
+        ints = list(map(int, values))
+        body += _shuffle(array("q", [ints[0], *_differences(ints)]).tobytes(), 8)
+    else:
+        bits = array("q", array("d", values).tobytes())
+        body += _shuffle(array("q", [bits[0], *map(operator.xor, bits[1:], bits)]).tobytes(), 8)
+    header = _HEADER.pack(VERSION, flags, n, timestamps[0], first_delta)
+    return header + _deflate(bytes(body))
+
+
+def decode(blob: bytes) -> tuple[array[int], array[float]]:
+    """The timestamps (``array('q')``) and values (``array('d')``) of a chunk."""
+    try:
+        version, flags, n, t0, first_delta = _HEADER.unpack_from(blob)
+        body = zlib.decompress(blob[_HEADER.size :], -15)
+    except (struct.error, zlib.error) as exc:
+        raise ChunkError(f"corrupt chunk: {exc}") from exc
+    if version != VERSION:
+        raise ChunkError(f"chunk format version {version}; this CodeQual reads {VERSION}")
+    offset = 0
+    if flags & _REGULAR:
+        timestamps = array(
+            "q", list(range(t0, t0 + n * first_delta, first_delta)) if n > 1 else [t0]
+        )
+    else:
+        offset = (n - 2) * 8
+        dods = array("q", _unshuffle(body[:offset], 8))
+        deltas = accumulate(dods, initial=first_delta)
+        timestamps = array("q", accumulate(deltas, initial=t0))
+    raw = _unshuffle(body[offset:], 8)
+    if len(raw) != n * 8 or len(timestamps) != n:
+        raise ChunkError(f"corrupt chunk: {len(raw) // 8} values for {n} samples")
+    if flags & _INTEGER:
+        values = array("d", list(accumulate(array("q", raw))))
+    else:
+        bits = array("q", list(accumulate(array("q", raw), operator.xor)))
+        values = array("d", bits.tobytes())
+    return timestamps, values
+
+
+def _differences(xs: Sequence[int]) -> list[int]:
+    # map() over operator functions keeps the per-sample loop in C.
+    return list(map(operator.sub, xs[1:], xs))
+
+
+def _all_integers(values: Sequence[float]) -> bool:
+    if not all(map(float.is_integer, values)) or max(map(abs, values)) >= _EXACT_INT:
+        return False
+    # -0.0 is an integer to is_integer() but int() would lose its sign.
+    return 0.0 not in values or all(math.copysign(1.0, v) > 0 for v in values if v == 0)
+
+
+def _shuffle(raw: bytes, width: int) -> bytes:
+    return b"".join(raw[i::width] for i in range(width))
+
+
+def _unshuffle(raw: bytes, width: int) -> bytes:
+    n = len(raw) // width
+    out = bytearray(len(raw))
+    for i in range(width):
+        out[i::width] = raw[i * n : (i + 1) * n]
+    return bytes(out)
+
+
+def _deflate(data: bytes) -> bytes:
+    # Raw deflate (no zlib header or checksum): 6 bytes per chunk matter at ~1 byte/sample.
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return packer.compress(data) + packer.flush()

@@ -1,0 +1,154 @@
+"""The series catalogue in SQL: identity (fingerprints), creation, and matcher push-down.
+
+A series is its metric name plus its sorted labels. Label pairs also go into a postings
+table, so every equality matcher (``=``, ``!=``, including the "label absent" forms with an
+empty value) narrows the candidates in SQL; regex matchers run in Python on what is left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from codequal.storage.tsdb_models import tsdb_chunks, tsdb_postings, tsdb_series
+from codequal.tsdb.promql import Labels, Matcher, MatchOp
+from codequal.tsdb.promql.source import matches_all
+
+# PostgreSQL cannot index arbitrarily long strings; no label value we produce comes close.
+MAX_LABEL_VALUE_BYTES = 1024
+MAX_LABEL_NAME_CHARS = 200
+IN_BATCH = 500  # ids per IN (...) list: well inside SQLite's and PostgreSQL's limits
+
+
+def fingerprint(labels: Labels) -> str:
+    """A stable 128-bit hash of the label set, hex (bytes that cannot occur in UTF-8 split)."""
+    canonical = b"\xff".join(k.encode() + b"\xfe" + v.encode() for k, v in labels)
+    return hashlib.blake2b(canonical, digest_size=16).hexdigest()
+
+
+def label_problem(labels: Labels) -> str | None:
+    """Why the store cannot index ``labels``, or None when it can."""
+    for name, value in labels:
+        if len(name) > MAX_LABEL_NAME_CHARS:
+            return f"label name {name[:40]!r}... is longer than {MAX_LABEL_NAME_CHARS} characters"
+        if len(value.encode()) > MAX_LABEL_VALUE_BYTES:
+            return f"the value of label {name!r} is longer than {MAX_LABEL_VALUE_BYTES} bytes"
+    return None
+
+
+def batched(items: Sequence[Any], size: int = IN_BATCH) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def labels_from_json(value: Any) -> Labels:
+    # JSONB does not keep key order, so sort on the way out.
+    return Labels(sorted(value.items()))
+
+
+def ensure_series(conn: Connection, wanted: Iterable[Labels], created_ms: int) -> dict[Labels, int]:
+    """The ids of ``wanted`` label sets, creating the missing series (safe under races)."""
+    by_fp = {fingerprint(labels): labels for labels in wanted}
+    ids = _ids_by_fingerprint(conn, list(by_fp))
+    missing = [fp for fp in by_fp if fp not in ids]
+    if missing:
+        rows = [
+            {"fingerprint": fp, "labels": dict(by_fp[fp]), "created_ms": created_ms}
+            for fp in missing
+        ]
+        conn.execute(_insert_ignoring(conn, tsdb_series), rows)
+        created = _ids_by_fingerprint(conn, missing)
+        postings = [
+            {"name": name, "value": value, "series_id": created[fp]}
+            for fp in missing
+            for name, value in by_fp[fp]
+        ]
+        conn.execute(_insert_ignoring(conn, tsdb_postings), postings)
+        ids.update(created)
+    return {labels: ids[fp] for fp, labels in by_fp.items()}
+
+
+def _ids_by_fingerprint(conn: Connection, fps: Sequence[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for part in batched(fps):
+        stmt = sa.select(tsdb_series.c.fingerprint, tsdb_series.c.id).where(
+            tsdb_series.c.fingerprint.in_(part)
+        )
+        out.update({fp: series_id for fp, series_id in conn.execute(stmt)})
+    return out
+
+
+def _insert_ignoring(conn: Connection, table: sa.Table) -> Any:
+    # The same statement in both dialects, but each is its own construct.
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def _posting_ids(name: str, value: str | None) -> sa.Select[Any]:
+    stmt = sa.select(tsdb_postings.c.series_id).where(tsdb_postings.c.name == name)
+    return stmt if value is None else stmt.where(tsdb_postings.c.value == value)
+
+
+def _pushed_down(matcher: Matcher) -> sa.ColumnElement[bool] | None:
+    """The SQL condition for an equality matcher; None for regexes (Python does those)."""
+    series_id = tsdb_series.c.id
+    if matcher.op is MatchOp.EQUAL:
+        if matcher.value == "":  # an empty value means "the label is absent"
+            return series_id.not_in(_posting_ids(matcher.name, None))
+        return series_id.in_(_posting_ids(matcher.name, matcher.value))
+    if matcher.op is MatchOp.NOT_EQUAL:
+        if matcher.value == "":
+            return series_id.in_(_posting_ids(matcher.name, None))
+        return series_id.not_in(_posting_ids(matcher.name, matcher.value))
+    return None
+
+
+def matching_series(
+    conn: Connection, matchers: Sequence[Matcher], start: int | None = None, end: int | None = None
+) -> dict[int, Labels]:
+    """Series matching every matcher; with ``start``/``end``, only those with a stored chunk
+    overlapping that window (the caller adds what is still in memory)."""
+    stmt = sa.select(tsdb_series.c.id, tsdb_series.c.labels)
+    for matcher in matchers:
+        condition = _pushed_down(matcher)
+        if condition is not None:
+            stmt = stmt.where(condition)
+    if start is not None or end is not None:
+        overlapping = sa.select(tsdb_chunks.c.series_id).where(
+            tsdb_chunks.c.max_t >= (start if start is not None else -(2**62)),
+            tsdb_chunks.c.min_t <= (end if end is not None else 2**62),
+        )
+        stmt = stmt.where(tsdb_series.c.id.in_(overlapping))
+    rest = [m for m in matchers if m.op in (MatchOp.REGEX, MatchOp.NOT_REGEX)]
+    out = {}
+    for series_id, raw in conn.execute(stmt):
+        labels = labels_from_json(raw)
+        if matches_all(labels, rest):
+            out[series_id] = labels
+    return out
+
+
+def series_labels(conn: Connection, ids: Sequence[int]) -> dict[int, Labels]:
+    """The labels of the series with these ids."""
+    out: dict[int, Labels] = {}
+    for part in batched(ids):
+        stmt = sa.select(tsdb_series.c.id, tsdb_series.c.labels).where(tsdb_series.c.id.in_(part))
+        out.update({series_id: labels_from_json(raw) for series_id, raw in conn.execute(stmt)})
+    return out
+
+
+# Sorted in Python: PostgreSQL's ORDER BY follows the database's collation, Prometheus's
+# answers are in byte order.
+def label_names(conn: Connection) -> list[str]:
+    return sorted(conn.execute(sa.select(tsdb_postings.c.name).distinct()).scalars())
+
+
+def label_values(conn: Connection, name: str) -> list[str]:
+    stmt = sa.select(tsdb_postings.c.value).where(tsdb_postings.c.name == name).distinct()
+    return sorted(conn.execute(stmt).scalars())

@@ -1,0 +1,177 @@
+"""The ingest routes on a real HTTP server, plus the helpers the other test_ingest_* modules use.
+
+``ingest_app`` builds the app exactly as ``codequal serve`` does and adds the ingest router only
+if ``create_app`` does not include it yet, so these tests run before and after it is wired in.
+``run_server`` serves an app with uvicorn on a loopback port in a thread: sentry-sdk and the
+OpenTelemetry exporters need a real HTTP server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from codequal.api.app import create_app
+from codequal.api.auth import build_authenticator
+from codequal.api.errors import install_error_handlers
+from codequal.api.ingest import ingest_router
+from codequal.api.state import AppState
+from codequal.config import Settings, load_settings
+from codequal.ingest.limits import RateLimiter
+from codequal.storage.db import open_database
+from codequal.storage.keys import KeyStore
+
+from ..conftest import TEST_JWT_SECRET, bearer
+
+INGEST = bearer("ingest:write")
+READ = bearer("monitoring:read")
+INGEST_PATHS = ("/api/{project_id}/envelope/", "/api/{project_id}/store/", "/v1/traces",
+                "/v1/logs", "/loki/api/v1/push")  # fmt: skip
+
+
+def has_ingest_routes(app: FastAPI) -> bool:
+    return any(getattr(route, "path", None) == "/loki/api/v1/push" for route in app.routes)
+
+
+def ingest_settings(data_dir: Path, database_url: str, port: int = 8080) -> Settings:
+    return load_settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        jwt_secret=TEST_JWT_SECRET,
+        host="127.0.0.1",
+        port=port,
+        log_format="json",
+    )
+
+
+def ingest_app(settings: Settings) -> FastAPI:
+    return create_app(settings, start_workers=False)
+
+
+def bare_ingest_app(settings: Settings, limiter: RateLimiter) -> FastAPI:
+    """Only the ingest routes, with an injected rate limiter; the database is migrated here."""
+    state = AppState(settings=settings, db=open_database(settings.resolved_database_url))
+    state.db.migrate()
+    state.ready.set()
+    app = FastAPI()
+    install_error_handlers(app)
+    auth = build_authenticator(settings, state.db)
+    auth.install(app)
+    app.state.codequal = state
+    app.include_router(ingest_router(state, auth, limiter=limiter))
+    return app
+
+
+@dataclass
+class Server:
+    base: str
+    port: int
+    app: FastAPI
+    settings: Settings
+
+    @property
+    def state(self) -> AppState:
+        state: AppState = self.app.state.codequal
+        return state
+
+    def sentry_dsn(self, project_id: int, name: str | None = None) -> str:
+        _, token = KeyStore(self.state.db).create(
+            name or f"sentry-{project_id}", ["ingest:write"], kind="sentry", project_id=project_id
+        )
+        return f"http://{token}@127.0.0.1:{self.port}/{project_id}"
+
+
+@contextlib.contextmanager
+def run_server(data_dir: Path, database_url: str) -> Iterator[Server]:
+    """``codequal serve``'s app under uvicorn on 127.0.0.1, in a thread, until the block ends."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    # Listening before uvicorn starts: early connections wait in the backlog, no polling needed.
+    sock.listen(128)
+    port = int(sock.getsockname()[1])
+    settings = ingest_settings(data_dir, database_url, port)
+    app = ingest_app(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        assert app.state.codequal.wait_ready(30), "the server did not become ready"
+        yield Server(f"http://127.0.0.1:{port}", port, app, settings)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str) -> Iterator[Server]:
+    with run_server(tmp_path / "srv", database_url) as running:
+        yield running
+
+
+# -- tests of the router as served -------------------------------------------------------------
+def test_every_ingest_route_is_served_and_documented(server: Server) -> None:
+    paths = set(httpx.get(f"{server.base}/openapi.json", timeout=10).json()["paths"])
+    assert set(INGEST_PATHS) <= paths
+
+
+@pytest.mark.parametrize("path", ["/v1/traces", "/v1/logs", "/loki/api/v1/push"])
+def test_bearer_routes_need_an_ingest_write_credential(server: Server, path: str) -> None:
+    with httpx.Client(base_url=server.base, timeout=10) as client:
+        missing = client.post(path, content=b"{}")
+        wrong_scope = client.post(path, content=b"{}", headers=READ)
+    assert missing.status_code == 401
+    assert missing.json()["error"] == "unauthorised"
+    assert wrong_scope.status_code == 403
+    assert "ingest:write" in wrong_scope.json()["detail"]
+
+
+def test_sentry_routes_need_the_dsn_key_of_that_project(server: Server) -> None:
+    dsn_key = server.sentry_dsn(7).split("//")[1].split("@")[0]
+    _, service_token = KeyStore(server.state.db).create("svc", ["ingest:write"])
+    with httpx.Client(base_url=server.base, timeout=10) as client:
+        none = client.post("/api/7/envelope/", content=b"{}\n")
+        other_project = client.post(f"/api/8/envelope/?sentry_key={dsn_key}", content=b"{}\n")
+        service_key = client.post(f"/api/7/envelope/?sentry_key={service_token}", content=b"{}")
+        unknown = client.post("/api/7/envelope/?sentry_key=cq_0123456789abcdef_nope")
+        good = client.post(
+            "/api/7/envelope/",
+            content=b"{}\n",
+            headers={"X-Sentry-Auth": f"Sentry sentry_version=7, sentry_key={dsn_key}"},
+        )
+    assert none.status_code == 401 and "sentry_key" in none.json()["detail"]
+    assert other_project.status_code == 403 and "project 8" in other_project.json()["detail"]
+    assert service_key.status_code == 403
+    assert unknown.status_code == 401
+    assert good.status_code == 200 and good.json() == {}
+
+
+def test_rate_limit_answers_429_with_retry_after_per_key(tmp_path: Path) -> None:
+    now = [1000.0]
+    limiter = RateLimiter(rate=2.0, burst=2.0, clock=lambda: now[0])
+    app = bare_ingest_app(ingest_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}"), limiter)
+    push = b'{"streams": []}'
+    other = bearer("ingest:write", subject="other")
+    with TestClient(app) as client:
+        answers = [client.post("/loki/api/v1/push", content=push, headers=INGEST) for _ in range(3)]
+        assert [a.status_code for a in answers] == [204, 204, 429]
+        assert answers[2].headers["Retry-After"] == "1"
+        assert "rate limit" in answers[2].json()["detail"]
+        # Another key has its own bucket.
+        assert client.post("/loki/api/v1/push", content=push, headers=other).status_code == 204
+        now[0] += 0.5  # one token back at 2 per second
+        assert client.post("/loki/api/v1/push", content=push, headers=INGEST).status_code == 204
+        assert client.post("/loki/api/v1/push", content=push, headers=INGEST).status_code == 429
+    app.state.codequal.db.dispose()

@@ -1,0 +1,190 @@
+"""The embedded metric history on SQLite and PostgreSQL: chunks, heads, merges, retention."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from codequal.storage.db import Database
+from codequal.storage.tsdb_models import tsdb_chunks, tsdb_series
+from codequal.tsdb.promql import STALE_NAN, Engine, Labels, Matcher, MatchOp, Vector, is_stale
+from codequal.tsdb.store import SampleStore, store_for
+
+T0 = 1_700_000_000_000 - 1_700_000_000_000 % 7_200_000  # a 2 h chunk window starts here
+STEP = 15_000
+NAME = Matcher(MatchOp.EQUAL, "__name__", "req_total")
+
+
+def req(mode: str, instance: str = "a:1") -> dict[str, str]:
+    return {"__name__": "req_total", "mode": mode, "instance": instance, "job": "codequal"}
+
+
+def feed(store: SampleStore, first: int, count: int, modes: tuple[str, ...] = ("a", "b")) -> None:
+    for i in range(first, first + count):
+        store.append([(req(m), T0 + i * STEP, float(i * (k + 1))) for k, m in enumerate(modes)])
+
+
+def points(
+    store: SampleStore, mode: str, start: int = T0, end: int = T0 + 10**9
+) -> list[tuple[int, float]]:
+    (series,) = store.select([NAME, Matcher(MatchOp.EQUAL, "mode", mode)], start, end)
+    return series.points()
+
+
+def chunk_rows(db: Database) -> list[tuple[int, int, int]]:
+    with db.engine.connect() as conn:
+        stmt = sa.select(tsdb_chunks.c.min_t, tsdb_chunks.c.max_t, tsdb_chunks.c.samples)
+        return sorted((a, b, c) for a, b, c in conn.execute(stmt))
+
+
+@pytest.fixture
+def store(database: Database) -> Iterator[SampleStore]:
+    yield SampleStore(database)
+
+
+def test_samples_round_trip_through_memory_and_the_database(
+    database: Database, store: SampleStore
+) -> None:
+    feed(store, 0, 1000)
+    expected = [(T0 + i * STEP, float(i)) for i in range(1000)]
+    assert points(store, "a") == expected  # all in memory
+    assert store.flush().remaining == 0
+    assert points(store, "a") == expected  # stored, the open chunk still in memory too
+    assert points(SampleStore(database), "a") == expected  # another process: database only
+
+
+def test_chunks_are_cut_at_2h_windows_and_at_the_sample_cap(database: Database) -> None:
+    store = SampleStore(database, max_chunk_samples=300)
+    feed(store, 0, 1000, modes=("a",))
+    store.flush()
+    window = 7_200_000
+    assert chunk_rows(database) == [
+        (T0, T0 + 299 * STEP, 300),  # the cap cuts first
+        (T0 + 300 * STEP, T0 + 479 * STEP, 180),  # then the end of the window
+        (T0 + window, T0 + window + 299 * STEP, 300),
+        (T0 + window + 300 * STEP, T0 + window + 479 * STEP, 180),
+        (T0 + 2 * window, T0 + 2 * window + 39 * STEP, 40),  # the open chunk, written as is
+    ]
+
+
+def test_the_open_chunk_is_rewritten_in_place_not_duplicated(
+    database: Database, store: SampleStore
+) -> None:
+    feed(store, 0, 10, modes=("a",))
+    store.flush()
+    feed(store, 10, 10, modes=("a",))
+    store.flush()
+    assert chunk_rows(database) == [(T0, T0 + 19 * STEP, 20)]
+    assert store.flush().written == 0  # nothing new: nothing written
+    assert points(SampleStore(database), "a") == [(T0 + i * STEP, float(i)) for i in range(20)]
+
+
+def test_reads_merge_stored_chunks_with_unflushed_samples(
+    database: Database, store: SampleStore
+) -> None:
+    feed(store, 0, 600)
+    store.flush()
+    feed(store, 600, 100)  # crosses into the next window, none of it flushed
+    window = points(store, "b", T0 + 590 * STEP, T0 + 610 * STEP)
+    assert window == [(T0 + i * STEP, float(2 * i)) for i in range(590, 611)]
+    assert len(points(store, "b")) == 700
+    assert len(points(SampleStore(database), "b")) == 600
+
+
+def test_overlapping_chunks_from_two_writers_merge_without_duplicates(database: Database) -> None:
+    first, second = SampleStore(database), SampleStore(database)
+    feed(first, 0, 100, modes=("a",))
+    feed(second, 50, 100, modes=("a",))  # e.g. a backfill over live data
+    first.flush()
+    second.flush()
+    got = points(SampleStore(database), "a")
+    assert [t for t, _ in got] == [T0 + i * STEP for i in range(150)]
+
+
+def test_appends_report_duplicates_and_out_of_order_samples(store: SampleStore) -> None:
+    store.append([(req("a"), T0, 1.0)])
+    result = store.append([(req("a"), T0, 1.0), (req("a"), T0 - 1, 2.0), (req("a"), T0, 3.0)])
+    assert (result.appended, result.duplicates, result.out_of_order) == (0, 1, 2)
+    too_long = dict(req("a"), path="x" * 2000)
+    assert store.append([(too_long, T0, 1.0)]).rejected == 1
+
+
+def test_matchers_run_in_sql_and_python_alike(store: SampleStore) -> None:
+    feed(store, 0, 3, modes=("get", "put", "post"))
+    store.append([({"__name__": "other", "mode": "get"}, T0, 1.0)])
+
+    def modes(*matchers: Matcher) -> list[str]:
+        return sorted(s.labels.get("mode") for s in store.select(list(matchers), T0, T0 + 10**6))
+
+    assert modes(NAME, Matcher(MatchOp.NOT_EQUAL, "mode", "get")) == ["post", "put"]
+    assert modes(NAME, Matcher(MatchOp.REGEX, "mode", "p.*")) == ["post", "put"]
+    assert modes(NAME, Matcher(MatchOp.NOT_REGEX, "mode", "p.*")) == ["get"]
+    assert modes(NAME, Matcher(MatchOp.EQUAL, "missing", "")) == ["get", "post", "put"]
+    assert modes(NAME, Matcher(MatchOp.NOT_EQUAL, "missing", "")) == []
+    assert modes(Matcher(MatchOp.EQUAL, "mode", "get")) == ["get", "get"]
+    assert store.select([NAME], T0 + 10 * STEP, T0 + 20 * STEP) == []
+
+
+def test_series_and_label_queries(store: SampleStore) -> None:
+    feed(store, 0, 3, modes=("get", "put"))
+    store.flush()
+    store.append([({"__name__": "late", "zone": "z1"}, T0 + 10**7, 1.0)])  # memory only
+    assert store.label_names() == ["__name__", "instance", "job", "mode", "zone"]
+    assert store.label_values("mode") == ["get", "put"]
+    assert store.label_values("__name__", [Matcher(MatchOp.EQUAL, "zone", "z1")]) == ["late"]
+    assert store.series([NAME], T0, T0 + STEP) == sorted(Labels.of(req(m)) for m in ("get", "put"))
+    assert store.series([NAME], T0 + 10 * STEP, T0 + 20 * STEP) == []
+    late = store.series([Matcher(MatchOp.EQUAL, "__name__", "late")], T0 + 10**7, None)
+    assert late == [Labels.of({"__name__": "late", "zone": "z1"})]
+    assert store.label_names(start=T0 + 10**7) == ["__name__", "zone"]
+
+
+def test_retention_drops_old_chunks_in_memory_and_in_the_database(
+    database: Database, store: SampleStore
+) -> None:
+    feed(store, 0, 1500)  # three full windows and a bit
+    store.flush()
+    feed(store, 1500, 10)
+    cut = T0 + 2 * 7_200_000
+    deleted = store.delete_before(cut)
+    assert deleted == 2 * 2  # two windows of two series
+    assert points(store, "a")[0][0] == cut
+    assert points(SampleStore(database), "a")[0][0] == cut
+    store.append([({"__name__": "gone"}, T0, 1.0)])
+    store.flush()
+    store.delete_before(T0 + 10**9)
+    with database.engine.connect() as conn:
+        names = {row["__name__"] for row in conn.execute(sa.select(tsdb_series.c.labels)).scalars()}
+    assert "gone" not in names  # an empty series row goes once older than the cut
+    assert store.select([NAME], 0, T0 + 10**10) == []
+
+
+def test_flush_stops_at_its_deadline_and_finishes_later(store: SampleStore) -> None:
+    feed(store, 0, 10, modes=tuple(f"m{i}" for i in range(30)))
+    assert store.flush(timeout=-1) == (0, 30)
+    assert store.flush(timeout=5) == (30, 0)
+
+
+def test_the_engine_sees_a_series_go_stale_one_scrape_after_it_disappears(
+    database: Database, store: SampleStore
+) -> None:
+    feed(store, 0, 10, modes=("a", "b"))
+    store.append([(req("a"), T0 + 10 * STEP, 10.0), (req("b"), T0 + 10 * STEP, STALE_NAN)])
+    store.flush()
+    engine = Engine(store)
+    before = engine.instant("req_total", T0 + 9 * STEP)
+    after = engine.instant("req_total", T0 + 10 * STEP)
+    assert isinstance(before, Vector) and isinstance(after, Vector)
+    assert sorted(s.labels.get("mode") for s in before) == ["a", "b"]
+    assert [s.labels.get("mode") for s in after] == ["a"]  # not 5 minutes of lookback later
+    (stored,) = SampleStore(database).select(
+        [NAME, Matcher(MatchOp.EQUAL, "mode", "b")], T0, T0 + 10**6
+    )
+    assert is_stale(stored.values[-1]) and not math.isnan(stored.values[0])
+
+
+def test_one_store_per_database_in_a_process(database: Database) -> None:
+    assert store_for(database) is store_for(database)
