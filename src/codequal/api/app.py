@@ -30,6 +30,7 @@ from codequal.api.ingest import ingest_router
 from codequal.api.middleware import TelemetryMiddleware
 from codequal.api.monitoring import monitoring_router
 from codequal.api.prom_api import prom_router
+from codequal.api.runbooks import install_runbooks
 from codequal.api.state import AppState
 from codequal.api.web import install_web
 from codequal.config import Settings
@@ -92,6 +93,7 @@ def create_app(
     )
     app.include_router(ingest_router(state, auth))
     install_web(app)
+    install_runbooks(app)
     return app
 
 

@@ -1,0 +1,85 @@
+"""One machine, nothing else installed: a DeepWiki outage is scraped, evaluated and paged.
+
+The server's own scraper, rule scheduler and notifier are driven with explicit times (no
+sleeping); the page arrives at a webhook receiver on loopback in Alertmanager's JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from codequal.api.app import create_app
+from codequal.config import load_settings
+
+from ..conftest import TEST_JWT_SECRET, bearer
+
+
+class Receiver(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []  # noqa: RUF012 - reset per test by the fixture
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        Receiver.received.append(json.loads(self.rfile.read(length)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[str]:
+    Receiver.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+
+
+def test_deepwiki_down_fires_after_its_for_and_pages_the_webhook(
+    tmp_path: Path, webhook: str
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("the workspace cannot be created here")
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        deepwiki_dir=blocker / "workspace",
+        jwt_secret=TEST_JWT_SECRET,
+        webhook_url=webhook,
+    )
+    app = create_app(settings, start_workers=False)
+    with TestClient(app) as client:
+        assert app.state.codequal.wait_ready(30)
+        alerting = app.state.codequal.alerting
+        start = 1_800_000_000.0
+        states = []
+        for step in range(13):  # 3 minutes at 15 s
+            now = start + 15 * step
+            alerting.history.scraper.scrape_once(round(now * 1000))
+            alerting.scheduler.evaluate_once(now)
+            alerting.notifier.tick(now)
+            overview = {r["name"]: r for r in alerting.rules_overview()}
+            states.append(overview["DeepWikiDown"]["state"])
+        alerting.notifier.tick(start + 15 * 12 + 31)  # past group_wait
+        assert states[0] == "pending" and states[-1] == "firing"
+        assert states.index("firing") == 8  # the `for: 2m` at a 15 s interval
+        pages = [
+            a
+            for body in Receiver.received
+            for a in body["alerts"]
+            if a["labels"]["alertname"] == "DeepWikiDown"
+        ]
+        assert pages and pages[0]["status"] == "firing"
+        assert pages[0]["labels"]["severity"] == "critical"
+        assert pages[0]["annotations"]["runbook_url"].endswith("/runbooks/DeepWikiDown")
+        assert Receiver.received[0]["version"] == "4"
+        active = client.get("/api/monitoring/alerts", headers=bearer("monitoring:read")).json()
+        assert "DeepWikiDown" in json.dumps(active)
