@@ -23,7 +23,7 @@ from ..conftest import TEST_JWT_SECRET, bearer
 
 
 class Receiver(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []  # noqa: RUF012 - reset per test by the fixture
+    received: list[dict[str, Any]] = []
 
     def do_POST(self) -> None:
         length = int(self.headers["Content-Length"])
