@@ -81,5 +81,10 @@ def test_deepwiki_down_fires_after_its_for_and_pages_the_webhook(
         assert pages[0]["labels"]["severity"] == "critical"
         assert pages[0]["annotations"]["runbook_url"].endswith("/runbooks/DeepWikiDown")
         assert Receiver.received[0]["version"] == "4"
-        active = client.get("/api/monitoring/alerts", headers=bearer("monitoring:read")).json()
+        read = bearer("monitoring:read")
+        active = client.get("/api/monitoring/alerts", headers=read).json()
         assert "DeepWikiDown" in json.dumps(active)
+        panel = client.get("/api/monitoring/dashboard", headers=read).json()["firingAlerts"]
+        down = [a for a in panel if a["alertname"] == "DeepWikiDown"]
+        assert down and down[0]["runbookUrl"] == "/runbooks/DeepWikiDown"
+        assert client.get(down[0]["runbookUrl"]).status_code == 200

@@ -101,6 +101,12 @@ def test_dashboard_needs_a_token_and_adds_the_detail(
     assert failure["repositoryUrl"] == str(planted_repo.path)
     assert body["activeAnalysesDetail"] == []
     assert "analyses" in body and "series" in body
+    assert body["firingAlerts"] == []  # nothing evaluated yet: the workers are not started
+    assert {s["name"] for s in body["slos"]} == {
+        "analysis-success",
+        "analysis-latency",
+        "api-availability",
+    }
 
 
 def test_logs_filter_by_trace_and_level_with_cursor_paging(

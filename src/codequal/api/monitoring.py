@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from codequal.api.analytics import compute_slo
 from codequal.api.errors import FastJSONResponse, error_response
 from codequal.api.state import AppState
 from codequal.storage.dashboard import (
@@ -228,7 +229,7 @@ def _public(
     span = RANGES[range_]
     rows = queries.finished_since(now - max(span, 86_400.0))
     hour = [r for r in rows if r.finished_at >= now - 3600]
-    disk = state.analysis.deepwiki.disk() if state.analysis else None
+    disk = _disk(state)
     checks = health()
     return {
         "status": checks["status"],
@@ -245,6 +246,16 @@ def _public(
         "p95DurationByMode": p95_by_mode(rows),
         "series": series([r for r in rows if r.finished_at >= now - span], now - span, now),
     }
+
+
+def _disk(state: AppState) -> Any:
+    """The workspace volume's usage; None when it cannot be read (the dashboard still loads)."""
+    if state.analysis is None:
+        return None
+    try:
+        return state.analysis.deepwiki.disk()
+    except OSError:
+        return None
 
 
 def _private(state: AppState, queries: DashboardQueries, long_running: float) -> dict[str, Any]:
@@ -280,4 +291,27 @@ def _private(state: AppState, queries: DashboardQueries, long_running: float) ->
         "activeAnalysesDetail": active,
         "recentFailures": failures,
         "topErrors": [i.to_dict() for i in top],
+        "firingAlerts": _firing(state),
+        "slos": compute_slo(state.alerting.history.store, now) if state.alerting else [],
     }
+
+
+def _firing(state: AppState) -> list[dict[str, Any]]:
+    """Firing alerts, most severe first, with the runbook each links to."""
+    if state.alerting is None:
+        return []
+    order = {"emergency": 0, "critical": 1, "warning": 2, "ticket": 3, "info": 4}
+    alerts = [(a, muted) for a, muted in state.alerting.notifier.active_alerts()
+              if a.status == "firing"]  # fmt: skip
+    alerts.sort(key=lambda item: (order.get(item[0].severity, 5), item[0].name))
+    return [
+        {
+            "alertname": a.name,
+            "severity": a.severity,
+            "summary": a.annotations.get("summary", ""),
+            "firedAt": iso_timestamp(a.fired_at or a.active_at),
+            "runbookUrl": a.annotations.get("runbook_url"),
+            "mutedBy": muted or None,
+        }
+        for a, muted in alerts
+    ]

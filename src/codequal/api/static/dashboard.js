@@ -384,12 +384,44 @@
   function renderPrivate(data) {
     $("private").hidden = data === null;
     if (data === null) {
-      for (const id of ["active-table", "failures-table", "errors-table"]) $(id).replaceChildren();
+      for (const id of ["alerts-table", "slo-table", "active-table", "failures-table",
+        "errors-table"]) $(id).replaceChildren();
       return;
     }
+    renderAlerts(data.firingAlerts || []);
+    renderSlos(data.slos || []);
     renderActive(data.activeAnalysesDetail);
     renderFailures(data.recentFailures);
     renderTopErrors(data.topErrors);
+  }
+
+  function renderAlerts(items) {
+    const rows = items.map((a) => {
+      const runbook = el("td", null, "links");
+      if (a.runbookUrl) {
+        const link = el("a", "runbook");
+        link.href = a.runbookUrl; // same-origin path such as /runbooks/DeepWikiDown
+        runbook.append(link);
+      }
+      const tr = row([a.alertname, a.severity, a.summary + (a.mutedBy ? " (muted)" : ""),
+        formatWhen(a.firedAt), runbook]);
+      tr.classList.add("severity-" + a.severity);
+      return tr;
+    });
+    $("alerts-table").replaceChildren(...(rows.length ? rows : [emptyRow(5, "nothing firing")]));
+  }
+
+  function renderSlos(items) {
+    const pct = (x) => (x === null || x === undefined ? "–" : (x * 100).toFixed(2) + " %");
+    const burn = (x) => (x === null || x === undefined ? "–" : x.toFixed(1) + "×");
+    const rows = items.map((s) => {
+      const rates = s.burnRates || {};
+      const burns = ["5m", "1h", "6h", "1d"].map((w) => burn(rates[w])).join(" / ");
+      const left = s.timeToExhaustionSeconds;
+      return row([s.name, s.objective + " %", pct(s.sli), pct(s.errorBudget.remainingRatio),
+        burns, left === null ? "–" : formatDuration(left)]);
+    });
+    $("slo-table").replaceChildren(...(rows.length ? rows : [emptyRow(6, "no SLO data yet")]));
   }
 
   function renderActive(items) {
