@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
     sentry_dsn: SecretStr | None = None
     otlp_endpoint: str | None = None
+    loki_url: str | None = None  # log entries are also pushed here (spooled while it is down)
+    elasticsearch_url: str | None = None  # and bulk-indexed here, into codequal-logs-YYYY.MM.DD
     deepwiki_dir: Path | None = None
     label_cap: int = Field(default=50, ge=1, le=10_000)
 

@@ -38,6 +38,7 @@ from codequal.storage.db import open_database
 from codequal.telemetry.logging import iso_timestamp
 from codequal.telemetry.metrics import REGISTRY
 from codequal.telemetry.setup import setup_telemetry
+from codequal.telemetry.sinks.spool import DeliveringSink
 
 STARTUP_RETRY_SECONDS = 2.0
 
@@ -166,14 +167,31 @@ def health_data(state: AppState) -> dict[str, Any]:
     # Reported, never failing the probe: a broken Slack webhook must not restart the pod.
     if state.alerting is not None:
         body["notificationChannels"] = state.alerting.notifier.channel_health()
+    sinks = _sink_health(state)
+    if sinks:
+        body["sinks"] = sinks
+        if healthy and any(v["status"] != "ok" for v in sinks.values()):
+            body["status"] = "degraded"  # still 200: a slow Loki must not fail the probe
     return body
+
+
+def _sink_health(state: AppState) -> dict[str, dict[str, Any]]:
+    telemetry = state.telemetry
+    if telemetry is None:
+        return {}
+    return {
+        sink.name: {"status": sink.health()}
+        for sink in telemetry.logs.sinks
+        if isinstance(sink, DeliveringSink)
+    }
 
 
 def _add_probe_routes(app: FastAPI, state: AppState, auth: Authenticator) -> None:
 
     def health_report() -> FastJSONResponse:
         body = health_data(state)
-        return FastJSONResponse(body, status_code=200 if body["status"] == "healthy" else 503)
+        ok = body["status"] in ("healthy", "degraded")
+        return FastJSONResponse(body, status_code=200 if ok else 503)
 
     app.get("/health", tags=["probes"], summary="Health of every dependency")(health_report)
     app.get("/api/monitoring/health", tags=["probes"], summary="Same as /health")(health_report)

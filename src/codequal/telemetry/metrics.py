@@ -128,6 +128,44 @@ SINK_ERRORS = Counter(
     registry=REGISTRY,
 )
 
+# Export sinks with a disk spool (Loki, Elasticsearch).
+SINK_SENT = Counter(
+    "codequal_sink_sent_total", "Entries a sink delivered.", ["sink"], registry=REGISTRY
+)
+SINK_FAILED = Counter(
+    "codequal_sink_failed_total",
+    "Entries a destination rejected permanently (4xx other than 429).",
+    ["sink"],
+    registry=REGISTRY,
+)
+SINK_RETRIED = Counter(
+    "codequal_sink_retried_total",
+    "Entries sent again after a failure.",
+    ["sink"],
+    registry=REGISTRY,
+)
+SINK_SPOOLED = Counter(
+    "codequal_sink_spooled_total", "Entries written to a sink's spool.", ["sink"], registry=REGISTRY
+)
+SINK_DROPPED = Counter(
+    "codequal_sink_dropped_total",
+    "Entries dropped, oldest first, because a sink's spool was over its size cap.",
+    ["sink"],
+    registry=REGISTRY,
+)
+SINK_QUEUE_DEPTH = Gauge(
+    "codequal_sink_queue_depth", "Entries waiting in a sink's spool.", ["sink"], registry=REGISTRY
+)
+SINK_SPOOL_BYTES = Gauge(
+    "codequal_sink_spool_bytes", "Bytes of undelivered spool records.", ["sink"], registry=REGISTRY
+)
+SINK_LAST_SUCCESS = Gauge(
+    "codequal_sink_last_success_timestamp_seconds",
+    "Unix time of a sink's last successful delivery.",
+    ["sink"],
+    registry=REGISTRY,
+)
+
 # -- HTTP -----------------------------------------------------------------------------------
 HTTP_REQUESTS = Counter(
     "codequal_http_requests_total",

@@ -40,6 +40,8 @@ from codequal.telemetry.logging import (
 from codequal.telemetry.metrics import configure_label_cap
 from codequal.telemetry.resources import ResourceMonitor
 from codequal.telemetry.sinks import ConsoleSink, StoreSink
+from codequal.telemetry.sinks.elasticsearch import ElasticsearchSink
+from codequal.telemetry.sinks.loki import LokiSink
 from codequal.telemetry.tracing import Tracing, setup_tracing
 
 
@@ -111,6 +113,11 @@ def setup_telemetry(
     if log_store is not None:
         sinks.append(StoreSink(log_store))
     sinks.extend(extra_sinks)
+    if settings.loki_url:
+        labels = {"environment": settings.environment}
+        sinks.append(LokiSink(settings.loki_url, settings.data_dir, labels))
+    if settings.elasticsearch_url:
+        sinks.append(ElasticsearchSink(settings.elasticsearch_url, settings.data_dir))
     hook = AlertHook()
     if db is not None:
         hook.subscribe(AlertEventStore(db).record_log_entries)

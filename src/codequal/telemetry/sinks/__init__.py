@@ -6,8 +6,15 @@ A new destination is a new module plus one line in :data:`SINKS`.
 from __future__ import annotations
 
 from codequal.telemetry.sinks.console import ConsoleSink
+from codequal.telemetry.sinks.elasticsearch import ElasticsearchSink
+from codequal.telemetry.sinks.loki import LokiSink
 from codequal.telemetry.sinks.store import StoreSink
 
-SINKS = {"console": ConsoleSink, "store": StoreSink}
+SINKS = {
+    "console": ConsoleSink,
+    "store": StoreSink,
+    "loki": LokiSink,
+    "elasticsearch": ElasticsearchSink,
+}
 
-__all__ = ["SINKS", "ConsoleSink", "StoreSink"]
+__all__ = ["SINKS", "ConsoleSink", "ElasticsearchSink", "LokiSink", "StoreSink"]
