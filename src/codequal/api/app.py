@@ -20,10 +20,12 @@ from codequal import __version__
 from codequal.alerting.service import AlertingService
 from codequal.analysis.collector import COLLECTOR
 from codequal.analysis.service import AnalysisService
+from codequal.analytics.anomaly_service import AnomalyService
 from codequal.api import health
 from codequal.api.alerts import alerts_router
 from codequal.api.analyses import analyses_router, deepwiki_router
 from codequal.api.analytics import analytics_router
+from codequal.api.anomalies import anomalies_router
 from codequal.api.auth import Authenticator, build_authenticator
 from codequal.api.errors import FastJSONResponse, error_response, install_error_handlers
 from codequal.api.ingest import ingest_router
@@ -93,6 +95,7 @@ def create_app(
         )
     )
     app.include_router(ingest_router(state, auth))
+    app.include_router(anomalies_router(state, auth.require))
     install_web(app)
     install_runbooks(app)
     return app
@@ -116,8 +119,12 @@ async def _start(
     service = AnalysisService.build(state.settings, state.db, state.telemetry)
     if state.alerting is not None:
         state.alerting.attach(state.telemetry)
+        state.anomalies = AnomalyService(
+            state.alerting.history.store, state.db, state.alerting.notifier
+        )
         if start_workers:
             state.alerting.start()
+            state.anomalies.start()
     COLLECTOR.attach(service.deepwiki, state.db)
     if start_workers:
         service.start()
@@ -139,6 +146,8 @@ def _stop(state: AppState) -> None:
         # Running analyses get half the budget; unfinished ones are requeued after restart.
         state.analysis.stop(state.settings.shutdown_timeout / 2)
         COLLECTOR.detach()
+    if state.anomalies is not None:
+        state.anomalies.stop(state.settings.shutdown_timeout / 8)
     if state.alerting is not None:
         state.alerting.stop(state.settings.shutdown_timeout / 4)
     if telemetry is not None:

@@ -15,6 +15,7 @@ from codequal.telemetry.setup import Telemetry
 if TYPE_CHECKING:
     from codequal.alerting.service import AlertingService
     from codequal.analysis.service import AnalysisService
+    from codequal.analytics.anomaly_service import AnomalyService
 
 
 @dataclass
@@ -25,6 +26,7 @@ class AppState:
     telemetry: Telemetry | None = None
     analysis: AnalysisService | None = None
     alerting: AlertingService | None = None
+    anomalies: AnomalyService | None = None
     ready: threading.Event = field(default_factory=threading.Event)
     shutting_down: bool = False
     startup_error: str | None = None

@@ -1,18 +1,129 @@
-"""``codequal slo``: generate Prometheus rules from SLO specs."""
+"""``codequal slo``: SLO status from the metric history, and Prometheus rules from SLO specs."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import time
 from pathlib import Path
+from typing import Any
 
 import click
+from rich.console import Console
+from rich.table import Table
 
-from codequal.analytics.slo import SLOSpecError, dump_rules, load_spec
-from codequal.cli.common import EXIT_USAGE
+from codequal.analytics.slo import (
+    WINDOWS,
+    SLOSpecError,
+    dump_rules,
+    load_spec,
+    status_from_ratios,
+    window_seconds,
+)
+from codequal.cli.analytics_cmd import _emit_json, _period
+from codequal.cli.common import EXIT_USAGE, config_options, settings_or_exit
+from codequal.storage.db import open_database
+from codequal.tsdb.promql import Engine, PromQLError, Scalar, SeriesSource, Vector
+from codequal.tsdb.store import SampleStore
+
+SHOWN_BURN_WINDOWS = ("5m", "1h", "6h", "1d", "3d")
 
 
-@click.group()
-def slo() -> None:
-    """SLOs and error budgets."""
+@click.group(invoke_without_command=True)
+@click.option("--since", default=None, help="Compliance period: 30m, 24h, 7d (default: SLO's).")
+@click.option("--json", "as_json", is_flag=True)
+@config_options
+@click.pass_context
+def slo(
+    ctx: click.Context,
+    since: str | None,
+    as_json: bool,
+    config_file: Path | None,
+    data_dir: Path | None,
+) -> None:
+    """SLOs and error budgets (without a subcommand: ``status``)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(status, since=since, as_json=as_json, config_file=config_file, data_dir=data_dir)
+
+
+@slo.command("status")
+@click.option("--since", default=None, help="Compliance period: 30m, 24h, 7d (default: SLO's).")
+@click.option("--json", "as_json", is_flag=True)
+@config_options
+def status(
+    since: str | None, as_json: bool, config_file: Path | None, data_dir: Path | None
+) -> None:
+    """Each SLO's SLI, error budget remaining, burn rates and time to exhaustion."""
+    window = None if since is None else f"{max(1, round(_period(since) / 60))}m"
+    settings = settings_or_exit(config_file, data_dir=data_dir)
+    db = open_database(settings.resolved_database_url)
+    db.migrate()
+    try:
+        body = slo_status(SampleStore(db), time.time(), window)
+    finally:
+        db.dispose()
+    if as_json:
+        _emit_json({"slos": body})
+        return
+    _print_status(Console(), body)
+
+
+def slo_status(source: SeriesSource, now: float, window: str | None = None) -> list[dict[str, Any]]:
+    """Each shipped SLO's status at ``now``; ``window`` replaces the SLOs' compliance period."""
+    engine = Engine(source)
+    t_ms = round(now * 1000)
+    out = []
+    for spec in load_spec():
+        s = spec if window is None else dataclasses.replace(spec, window=window)
+        ratios = {w: _scalar(engine, f"({s.errors(w)}) / ({s.total(w)})", t_ms) for w in WINDOWS}
+        period_ratio = _scalar(engine, f"({s.errors(s.window)}) / ({s.total(s.window)})", t_ms)
+        per_second = _scalar(engine, s.total(s.window), t_ms)
+        events = None if per_second is None else per_second * window_seconds(s.window)
+        out.append(status_from_ratios(s, ratios, period_ratio, events))
+    return out
+
+
+def _scalar(engine: Engine, query: str, t_ms: int) -> float | None:
+    try:
+        result = engine.instant(query, t_ms)
+    except PromQLError:
+        return None
+    if isinstance(result, Scalar):
+        value = float(result.value)
+    elif isinstance(result, Vector) and len(result) > 0:
+        value = float(result[0].value)
+    else:
+        return None
+    return None if math.isnan(value) else value
+
+
+def _print_status(console: Console, body: list[dict[str, Any]]) -> None:
+    burn_heads = [f"burn {w}" for w in SHOWN_BURN_WINDOWS]
+    table = Table("SLO", "objective", "window", "SLI", "budget left", *burn_heads,
+                  "exhausted in", title="SLO status")  # fmt: skip
+    for s in body:
+        budget = s["errorBudget"]["remainingRatio"]
+        burns = [_num(s["burnRates"].get(w), "x") for w in SHOWN_BURN_WINDOWS]
+        table.add_row(s["id"], f"{s['objective']:g}%", s["window"], _pct(s["sli"], 3),
+                      _pct(budget, 1), *burns, _duration(s["timeToExhaustionSeconds"]))  # fmt: skip
+    console.print(table)
+
+
+def _pct(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def _num(value: float | None, unit: str) -> str:
+    return "-" if value is None else f"{value:.2f}{unit}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86_400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 @slo.command("generate")

@@ -72,7 +72,11 @@ def _json_dumps(value: Any) -> str:
 def open_database(url: str, *, echo: bool = False) -> Database:
     """Create the engine for ``url``; for SQLite, create the file's folder and enable WAL."""
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {"echo": echo, "json_serializer": _json_dumps}
+    kwargs: dict[str, Any] = {
+        "echo": echo,
+        "json_serializer": _json_dumps,
+        "json_deserializer": orjson.loads,
+    }
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

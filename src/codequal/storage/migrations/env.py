@@ -6,6 +6,7 @@ from alembic import context
 
 # Tables declared outside models.py register themselves on the same metadata when imported.
 import codequal.storage.alerting_models
+import codequal.storage.anomaly_models
 import codequal.storage.kv
 import codequal.storage.tsdb_models  # noqa: F401
 from codequal.storage.models import metadata
