@@ -29,7 +29,7 @@ from codequal.storage.logs import LogQuery
 from codequal.telemetry.logging import iso_timestamp
 
 Guard = Callable[[str], Any]
-CACHE_SECONDS = 1.0  # dashboards refresh every 10 s; one second of staleness buys a lot
+CACHE_SECONDS = 5.0  # dashboards refresh every 10 s (at least 2 s); a few seconds is fresh
 
 
 class _TTLCache:
