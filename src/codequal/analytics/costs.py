@@ -8,13 +8,13 @@ infrastructure cost is what they spend).
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from codequal.analysis.costs import PricingTable
+from codequal.stats import percentile
 
 DAY = 86_400.0
 MONTH_DAYS = 30.0
@@ -41,15 +41,6 @@ class CostRecord:
     @property
     def llm(self) -> dict[str, Any]:
         return self.cost.get("llm") or {}
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = q * (len(ordered) - 1)
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def _sum_by(records: Iterable[CostRecord], key: Any) -> dict[str, float]:

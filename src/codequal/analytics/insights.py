@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from codequal.analytics.costs import percentile
+from codequal.stats import percentile
 
 
 @dataclass(frozen=True)

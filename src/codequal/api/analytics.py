@@ -3,6 +3,7 @@
 # No "from __future__ import annotations": FastAPI must evaluate the route signatures, whose
 # dependencies are built per app (closures) and cannot be resolved from strings.
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -80,12 +81,14 @@ def analytics_router(state: AppState, require: Callable[[str], Any]) -> APIRoute
     return router
 
 
-def compute_slo(source: Any, now: float) -> list[dict[str, Any]]:
-    """Each shipped SLO's status from the metric history (``source`` is a SeriesSource)."""
+def compute_slo(source: Any, now: float, window: str | None = None) -> list[dict[str, Any]]:
+    """Each shipped SLO's status from the metric history (``source`` is a SeriesSource);
+    ``window`` replaces the SLOs' compliance period."""
     engine = Engine(source)
     t_ms = round(now * 1000)
     out = []
-    for slo in load_spec():
+    for spec in load_spec():
+        slo = spec if window is None else dataclasses.replace(spec, window=window)
         ratios = {
             w: _scalar(engine, f"({slo.errors(w)}) / ({slo.total(w)})", t_ms) for w in WINDOWS
         }

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -13,17 +11,15 @@ from rich.console import Console
 from rich.table import Table
 
 from codequal.analytics.slo import (
-    WINDOWS,
     SLOSpecError,
     dump_rules,
     load_spec,
-    status_from_ratios,
-    window_seconds,
 )
+from codequal.api.analytics import compute_slo
 from codequal.cli.analytics_cmd import _emit_json, _period
 from codequal.cli.common import EXIT_USAGE, config_options, settings_or_exit
 from codequal.storage.db import open_database
-from codequal.tsdb.promql import Engine, PromQLError, Scalar, SeriesSource, Vector
+from codequal.tsdb.promql import SeriesSource
 from codequal.tsdb.store import SampleStore
 
 SHOWN_BURN_WINDOWS = ("5m", "1h", "6h", "1d", "3d")
@@ -70,31 +66,7 @@ def status(
 
 def slo_status(source: SeriesSource, now: float, window: str | None = None) -> list[dict[str, Any]]:
     """Each shipped SLO's status at ``now``; ``window`` replaces the SLOs' compliance period."""
-    engine = Engine(source)
-    t_ms = round(now * 1000)
-    out = []
-    for spec in load_spec():
-        s = spec if window is None else dataclasses.replace(spec, window=window)
-        ratios = {w: _scalar(engine, f"({s.errors(w)}) / ({s.total(w)})", t_ms) for w in WINDOWS}
-        period_ratio = _scalar(engine, f"({s.errors(s.window)}) / ({s.total(s.window)})", t_ms)
-        per_second = _scalar(engine, s.total(s.window), t_ms)
-        events = None if per_second is None else per_second * window_seconds(s.window)
-        out.append(status_from_ratios(s, ratios, period_ratio, events))
-    return out
-
-
-def _scalar(engine: Engine, query: str, t_ms: int) -> float | None:
-    try:
-        result = engine.instant(query, t_ms)
-    except PromQLError:
-        return None
-    if isinstance(result, Scalar):
-        value = float(result.value)
-    elif isinstance(result, Vector) and len(result) > 0:
-        value = float(result[0].value)
-    else:
-        return None
-    return None if math.isnan(value) else value
+    return compute_slo(source, now, window)
 
 
 def _print_status(console: Console, body: list[dict[str, Any]]) -> None:

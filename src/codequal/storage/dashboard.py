@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from codequal.stats import percentile
 from codequal.storage.db import Database
 from codequal.storage.models import analyses
 
@@ -25,16 +25,6 @@ def disk_status(ratio: float) -> str:
         if ratio >= threshold:
             return level
     return "ok"
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear-interpolated percentile (q in 0..1) of ``values``; None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = q * (len(ordered) - 1)
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 @dataclass(frozen=True)
