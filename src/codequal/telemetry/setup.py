@@ -42,6 +42,7 @@ from codequal.telemetry.resources import ResourceMonitor
 from codequal.telemetry.sinks import ConsoleSink, StoreSink
 from codequal.telemetry.sinks.elasticsearch import ElasticsearchSink
 from codequal.telemetry.sinks.loki import LokiSink
+from codequal.telemetry.sinks.otlp import OtlpLogSink
 from codequal.telemetry.tracing import Tracing, setup_tracing
 
 
@@ -118,6 +119,9 @@ def setup_telemetry(
         sinks.append(LokiSink(settings.loki_url, settings.data_dir, labels))
     if settings.elasticsearch_url:
         sinks.append(ElasticsearchSink(settings.elasticsearch_url, settings.data_dir))
+    if settings.otlp_endpoint:  # logs next to the traces tracing.py sends to the same collector
+        resource = {"service.version": __version__, "deployment.environment": settings.environment}
+        sinks.append(OtlpLogSink(settings.otlp_endpoint, settings.data_dir, resource))
     hook = AlertHook()
     if db is not None:
         hook.subscribe(AlertEventStore(db).record_log_entries)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from codequal.telemetry.sinks.console import ConsoleSink
 from codequal.telemetry.sinks.elasticsearch import ElasticsearchSink
 from codequal.telemetry.sinks.loki import LokiSink
+from codequal.telemetry.sinks.otlp import OtlpLogSink
 from codequal.telemetry.sinks.store import StoreSink
 
 SINKS = {
@@ -15,6 +16,7 @@ SINKS = {
     "store": StoreSink,
     "loki": LokiSink,
     "elasticsearch": ElasticsearchSink,
+    "otlp": OtlpLogSink,
 }
 
-__all__ = ["SINKS", "ConsoleSink", "ElasticsearchSink", "LokiSink", "StoreSink"]
+__all__ = ["SINKS", "ConsoleSink", "ElasticsearchSink", "LokiSink", "OtlpLogSink", "StoreSink"]
