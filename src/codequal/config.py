@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     scrape_interval: float = Field(default=15.0, ge=1.0)
     tsdb_retention_days: float = Field(default=15.0, gt=0)
     rule_interval: float = Field(default=15.0, ge=1.0)
+    # Several replicas on one PostgreSQL: each one's samples carry its own `instance` label
+    # (default <hostname>:<port>), and each writes its in-memory samples every flush interval,
+    # which is how stale another replica's newest samples can look to the leader's rules.
+    instance: str | None = None
+    tsdb_flush_interval: float = Field(default=60.0, ge=1.0)
     rule_files: str | None = None  # comma-separated paths or globs, added to the shipped rules
     slack_webhook_url: SecretStr | None = None
     smtp_url: SecretStr | None = None  # smtp://user:pass@host:587?starttls=true
@@ -91,6 +96,10 @@ class Settings(BaseSettings):
     webhook_url: SecretStr | None = None
     alertmanager_url: str | None = None
     external_url: str | None = None  # the base of runbook and generator links in alerts
+    # Alertmanager's route timing, used by the embedded notifier and by `rules export`.
+    alert_group_wait: float = Field(default=30.0, ge=0)
+    alert_group_interval: float = Field(default=300.0, gt=0)
+    alert_repeat_interval: float = Field(default=4 * 3600.0, gt=0)
 
     # -- the analysis pipeline -----------------------------------------------------------------
     max_concurrent_analyses: int = Field(default=2, ge=1, le=64)
@@ -155,6 +164,11 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'codequal.db').resolve()}"
 
     @property
+    def alert_timing(self) -> tuple[float, float, float]:
+        """(group_wait, group_interval, repeat_interval) in seconds."""
+        return (self.alert_group_wait, self.alert_group_interval, self.alert_repeat_interval)
+
+    @property
     def resolved_deepwiki_dir(self) -> Path:
         return self.deepwiki_dir if self.deepwiki_dir is not None else self.data_dir / "deepwiki"
 
@@ -174,6 +188,10 @@ _ALLOWED = {
     "public_dashboard": "true or false",
     "auth_failures_per_minute": "a whole number of at least 1",
     "max_concurrent_analyses": "a whole number from 1 to 64",
+    "tsdb_flush_interval": "a number of seconds, 1 or more",
+    "alert_group_wait": "a number of seconds, 0 or more",
+    "alert_group_interval": "a number of seconds above 0",
+    "alert_repeat_interval": "a number of seconds above 0",
 }
 
 

@@ -54,7 +54,17 @@ def test_health_reports_each_dependency_with_status_latency_and_message(
     body = response.json()
     assert response.status_code == 200, body
     assert body["status"] == "healthy"
-    assert set(body) == {"status", "timestamp", "version", "checks", "notificationChannels"}
+    assert set(body) == {
+        "status",
+        "timestamp",
+        "version",
+        "checks",
+        "notificationChannels",
+        "replica",
+    }
+    # One process on its own database leads: it runs the rules and the notifier.
+    assert body["replica"]["leader"] is True
+    assert body["replica"]["instance"].endswith(":8080")
     channels = body["notificationChannels"]
     assert channels["slack"]["status"] == "disabled"
     assert "CODEQUAL_SLACK_WEBHOOK_URL" in channels["slack"]["message"]

@@ -104,6 +104,10 @@ class Notifier:
         self._rt = _Runtime()
         self._log_alerts = LogAlerts(self.config.log_alert_ttl)
         self._restored = False
+        self._active = True
+        # Called at the start of each tick to pull alerts from elsewhere (other replicas'
+        # critical log entries, read from the shared store by the leader).
+        self.sources: list[Callable[[], None]] = []
         self._log = get_logger(service="notifier")
         self.courier = Courier(store, self.channels, self.config.retry, rand, self._log)
 
@@ -155,8 +159,21 @@ class Notifier:
             return not self._thread.is_alive()
         return True
 
+    def set_active(self, active: bool) -> None:
+        """Leadership: only the leader routes and delivers. A new leader first restores what
+        the previous one persisted (firing alerts, group state), so it neither loses nor
+        repeats a page; a follower drops what it queued (the leader sees the same alerts)."""
+        if active and not self._active:
+            self._restored = False
+        self._active = active
+        self._wake.set()
+
     def _run(self) -> None:
         while not self._stopping.is_set():
+            if not self._active:
+                self._queue.clear()
+                self._sleep(self.config.tick_interval)
+                continue
             try:
                 self.tick()
             except Exception as exc:  # noqa: BLE001 - the worker must outlive any one bad tick
@@ -195,6 +212,8 @@ class Notifier:
         if not self._restored:
             self._restored = True  # once: a database that is down now must not stop paging
             self._guard("restore its state", self.restore)
+        for source in self.sources:
+            self._guard("read alerts from another replica", source)
         self._ingest(now)
         self._expire_log_alerts(now)
         self._plan(now)
@@ -211,7 +230,8 @@ class Notifier:
                 known = self._rt.alerts.get(item.fingerprint)
                 transitions.extend(self._log_alerts.observe(item, known, now))
             else:
-                self._refresh(item)
+                seen = {t.fingerprint for t in transitions}
+                transitions.extend(self._refresh(item, seen, now))
         for t in transitions:
             self._apply(t)
         self._guard("record alert transitions", self.store.record_transitions, transitions)
@@ -223,13 +243,25 @@ class Notifier:
         with self._lock:
             self._rt.alerts[t.fingerprint] = alert
 
-    def _refresh(self, current: list[Alert]) -> None:
-        # Fresh values and annotations for alerts whose status has not changed.
+    def _refresh(self, current: list[Alert], seen: set[str], now: float) -> list[Transition]:
+        """Fresh values and annotations for alerts whose status has not changed; and the
+        transitions of alerts the evaluator has but this notifier never heard of (a leader
+        that died between persisting its evaluation and recording the transition)."""
+        adopted = []
         with self._lock:
             for alert in current:
                 known = self._rt.alerts.get(alert.fingerprint)
-                if known is not None and known.status == alert.status:
+                if alert.fingerprint in seen:
+                    continue  # its transition is in this very batch
+                if known is None and alert.status != "resolved":
+                    adopted.append(
+                        Transition(
+                            alert.fingerprint, alert.name, "inactive", alert.status, now, alert
+                        )
+                    )
+                elif known is not None and known.status == alert.status:
                     self._rt.alerts[alert.fingerprint] = alert
+        return adopted
 
     def _expire_log_alerts(self, now: float) -> None:
         transitions = self._log_alerts.expire(self._rt.alerts, now)

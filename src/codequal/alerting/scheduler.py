@@ -43,7 +43,9 @@ class RuleScheduler:
         self._external_url = external_url
         self._clock = clock
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._active = True
         # Read on the first evaluation, not here: the app builds this before migrations run.
         self.state = EvaluationState()
         self._restored = False
@@ -73,17 +75,32 @@ class RuleScheduler:
     def overview(self) -> list[dict[str, Any]]:
         return rules_overview(self.groups, self.state)
 
+    def set_active(self, active: bool) -> None:
+        """Leadership: only the leader evaluates. A new leader first re-reads the state the
+        previous one persisted (pending timers, firing alerts) and evaluates at once."""
+        if active and not self._active:
+            self._restored = False
+        self._active = active
+        self._wake.set()
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="cq-rules", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            if not self._active:
+                continue
             try:
                 self.evaluate_once()
             except Exception as exc:  # noqa: BLE001 - keep evaluating; report the failure

@@ -7,12 +7,13 @@ binds) and started with the other background workers.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from codequal.alerting.channels import build_channels
 from codequal.alerting.evaluator import EvaluationResult
 from codequal.alerting.notifier import Notifier, NotifierConfig
+from codequal.alerting.routing import Timing
 from codequal.alerting.rules import (
     RuleFileError,
     RuleGroup,
@@ -27,6 +28,7 @@ from codequal.config import ConfigError, Settings
 from codequal.storage.alerting_store import AlertingStore
 from codequal.storage.db import Database
 from codequal.storage.kv import KeyValueStore
+from codequal.storage.logs import LogStore
 from codequal.telemetry.metrics import REGISTRY
 from codequal.telemetry.setup import Telemetry
 from codequal.tsdb.scrape import Collectable
@@ -54,6 +56,7 @@ class AlertingService:
     history: MetricHistory
     notifier: Notifier
     scheduler: RuleScheduler
+    critical_logs: CriticalLogFeed = field(repr=False)
 
     @classmethod
     def build(cls, settings: Settings, db: Database) -> AlertingService:
@@ -62,14 +65,17 @@ class AlertingService:
             db,
             cast(Collectable, REGISTRY),  # prometheus_client's registry is a collector
             # The machine's name, not the bind address: every replica binds 0.0.0.0.
-            instance=f"{socket.gethostname()}:{settings.port}",
+            instance=settings.instance or f"{socket.gethostname()}:{settings.port}",
             scrape_interval=settings.scrape_interval,
+            flush_interval=settings.tsdb_flush_interval,
             retention=settings.tsdb_retention_days * DAY_SECONDS,
         )
         notifier = Notifier(
             AlertingStore(db),
             build_channels(settings),
-            NotifierConfig(external_url=external_url(settings)),
+            NotifierConfig(
+                timing=Timing(*settings.alert_timing), external_url=external_url(settings)
+            ),
         )
 
         def deliver(result: EvaluationResult) -> None:
@@ -84,7 +90,9 @@ class AlertingService:
             on_error=lambda _exc: None,
             external_url=external_url(settings),
         )
-        return cls(history, notifier, scheduler)
+        service = cls(history, notifier, scheduler, CriticalLogFeed(db, notifier))
+        notifier.sources.append(service.critical_logs.pull)
+        return service
 
     def attach(self, telemetry: Telemetry) -> None:
         """Critical log lines page through the same notifier; scheduler errors are captured."""
@@ -96,6 +104,13 @@ class AlertingService:
                 errors.capture_exception(exc, {"component": "rules"})
 
         self.scheduler.on_error = on_error
+
+    def set_active(self, leading: bool) -> None:
+        """Leadership (:mod:`codequal.cluster`): every replica scrapes its own metrics; only
+        the leader evaluates rules, notifies and deletes expired history."""
+        self.scheduler.set_active(leading)
+        self.notifier.set_active(leading)
+        self.history.retention.active = leading
 
     def start(self) -> None:
         self.history.start()
@@ -109,3 +124,31 @@ class AlertingService:
 
     def rules_overview(self) -> list[dict[str, Any]]:
         return self.scheduler.overview()
+
+
+WATERMARK_KEY = "critical-log-watermark"
+
+
+class CriticalLogFeed:
+    """Critical entries every replica wrote to the shared log store, for the leader's notifier.
+
+    The in-process hook only sees this process's entries; with several replicas a follower's
+    critical entry reaches the pager through the store. The position is persisted, so a new
+    leader carries on where the previous one stopped (a duplicate only postpones the
+    resolve of an alert that is already firing).
+    """
+
+    def __init__(self, db: Database, notifier: Notifier) -> None:
+        self._logs = LogStore(db)
+        self._kv = KeyValueStore(db)
+        self._notifier = notifier
+
+    def pull(self) -> None:
+        saved = self._kv.get(WATERMARK_KEY)
+        if saved is None:  # the first leader ever: start from now, not from history
+            self._kv.put(WATERMARK_KEY, {"id": self._logs.last_id()})
+            return
+        found = self._logs.critical_after(int(saved["id"]))
+        if found:
+            self._notifier.log_subscriber([entry for _, entry in found])
+            self._kv.put(WATERMARK_KEY, {"id": found[-1][0]})

@@ -88,6 +88,7 @@ class AnomalyService:
         self._watches = tuple(watches)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._active = True
         self._log = get_logger(service="anomalies")
 
     def scan_once(self, now: float) -> list[Found]:
@@ -165,10 +166,15 @@ class AnomalyService:
         thread.join(timeout)
         return not thread.is_alive()
 
+    def set_active(self, active: bool) -> None:
+        """Leadership: with several replicas only the leader scans (and stores anomalies)."""
+        self._active = active
+
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                self.scan_once(time.time())
+                if self._active:
+                    self.scan_once(time.time())
             except Exception as exc:  # noqa: BLE001 - the loop must outlive one bad scan
                 self._log.error("anomaly scan failed", error=exc)
             self._stopping.wait(self._interval)

@@ -36,6 +36,7 @@ from codequal.api.prom_api import prom_router
 from codequal.api.runbooks import install_runbooks
 from codequal.api.state import AppState
 from codequal.api.web import install_web
+from codequal.cluster import Leadership
 from codequal.config import Settings
 from codequal.storage.db import open_database
 from codequal.telemetry.logging import iso_timestamp
@@ -124,6 +125,7 @@ async def _start(
             state.alerting.history.store, state.db, state.alerting.notifier
         )
         if start_workers:
+            _campaign(state)
             state.alerting.start()
             state.anomalies.start()
     COLLECTOR.attach(service.deepwiki, state.db)
@@ -146,6 +148,29 @@ async def _start(
     )
 
 
+def _campaign(state: AppState) -> None:
+    """Run the singleton work only while this replica holds the leader lock (cluster.py)."""
+    assert state.alerting is not None and state.anomalies is not None
+    telemetry = state.telemetry
+    log = telemetry.logger("cluster") if telemetry is not None else None
+
+    def changed(leading: bool) -> None:
+        if log is not None:
+            log.info("leadership gained" if leading else "leadership lost", leader=leading)
+
+    def failed(exc: BaseException) -> None:
+        if log is not None:
+            log.warn("leader election failed", error=str(exc)[:300])
+
+    leadership = Leadership(state.db, on_error=failed)
+    for service in (state.alerting, state.anomalies):
+        service.set_active(False)
+        leadership.subscribe(service.set_active)
+    leadership.subscribe(changed)
+    state.leadership = leadership
+    leadership.start()
+
+
 def _stop(state: AppState) -> None:
     telemetry = state.telemetry
     if state.analysis is not None:
@@ -156,6 +181,8 @@ def _stop(state: AppState) -> None:
         state.anomalies.stop(state.settings.shutdown_timeout / 8)
     if state.alerting is not None:
         state.alerting.stop(state.settings.shutdown_timeout / 4)
+    if state.leadership is not None:
+        state.leadership.stop(1.0)  # after the work stopped: another replica takes over now
     if telemetry is not None:
         telemetry.logger("server").info("codequal stopping")
         telemetry.shutdown(state.settings.shutdown_timeout / 2)
@@ -173,12 +200,18 @@ def health_data(state: AppState) -> dict[str, Any]:
         "redis": health.check_redis(state.redis),
     }
     healthy = all(c.status != "error" for c in checks.values())
-    body = {
+    body: dict[str, Any] = {
         "status": "healthy" if healthy else "unhealthy",
         "timestamp": iso_timestamp(time.time()),
         "version": __version__,
         "checks": {name: c.to_dict() for name, c in checks.items()},
     }
+    if state.alerting is not None:
+        leadership = state.leadership
+        body["replica"] = {
+            "instance": state.alerting.history.scraper.target["instance"],
+            "leader": leadership.is_leader if leadership is not None else False,
+        }
     # Reported, never failing the probe: a broken Slack webhook must not restart the pod.
     if state.alerting is not None:
         body["notificationChannels"] = state.alerting.notifier.channel_health()

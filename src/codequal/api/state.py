@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from codequal.alerting.service import AlertingService
     from codequal.analysis.service import AnalysisService
     from codequal.analytics.anomaly_service import AnomalyService
+    from codequal.cluster import Leadership
 
 
 @dataclass
@@ -27,6 +28,7 @@ class AppState:
     analysis: AnalysisService | None = None
     alerting: AlertingService | None = None
     anomalies: AnomalyService | None = None
+    leadership: Leadership | None = None
     ready: threading.Event = field(default_factory=threading.Event)
     shutting_down: bool = False
     startup_error: str | None = None

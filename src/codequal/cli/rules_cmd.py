@@ -23,6 +23,7 @@ from codequal.alerting.export import (
     ExportError,
     export,
 )
+from codequal.alerting.routing import Timing
 from codequal.alerting.rules import (
     RuleFileError,
     default_rule_files,
@@ -146,6 +147,7 @@ def export_command(
             base_url=base_url or settings.external_url,
             disk_horizon=disk_horizon,
             extra_rule_files=extra,
+            timing=Timing(*settings.alert_timing),
         )
     except RuleFileError as exc:
         click.echo(f"codequal: rule files are invalid:\n{exc}", err=True)

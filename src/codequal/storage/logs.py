@@ -105,6 +105,45 @@ class LogStore:
         with self._db.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(stmt)]
 
+    def last_id(self) -> int:
+        """The newest entry's id (0 when empty): a starting point for :meth:`critical_after`."""
+        with self._db.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.max(log_entries.c.id))).scalar() or 0)
+
+    def critical_after(self, after_id: int, limit: int = 500) -> list[tuple[int, LogEntry]]:
+        """``critical`` entries with an id above ``after_id``, oldest first, with their ids."""
+        from codequal.telemetry.logging import ErrorInfo, LogEntry  # noqa: PLC0415 - a cycle
+
+        t = log_entries
+        stmt = (
+            sa.select(t)
+            .where(t.c.id > after_id, t.c.level == "critical")
+            .order_by(t.c.id)
+            .limit(limit)
+        )
+        with self._db.engine.connect() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        out = []
+        for row in rows:
+            error = row["error"]
+            entry = LogEntry(
+                timestamp=row["ts"],
+                level="critical",
+                service=row["service"],
+                trace_id=row["trace_id"],
+                action=row["action"],
+                user_id=row["user_id"],
+                repository_url=row["repository_url"],
+                duration=row["duration"],
+                error=(
+                    ErrorInfo(str(error.get("type", "")), str(error.get("message", "")))
+                    if isinstance(error, dict)
+                    else None
+                ),
+            )
+            out.append((int(row["id"]), entry))
+        return out
+
     def count(self) -> int:
         with self._db.engine.connect() as conn:
             return int(

@@ -219,6 +219,19 @@ WORK_MEMORY = Histogram(
     registry=REGISTRY,
 )
 
+# -- replicas --------------------------------------------------------------------------------
+LEADER = Gauge(
+    "codequal_leader",
+    "1 while this replica holds the leader lock and runs the singleton work (rule evaluation"
+    " and notifications, anomaly scans, metric retention), else 0.",
+    registry=REGISTRY,
+)
+LEADER_CHANGES = Counter(
+    "codequal_leader_changes_total",
+    "Times this replica gained or lost the leader lock.",
+    registry=REGISTRY,
+)
+
 # -- process and system (psutil, read at scrape time) ---------------------------------------
 SYSTEM_COLLECTOR = SystemCollector()
 REGISTRY.register(SYSTEM_COLLECTOR)

@@ -104,6 +104,7 @@ class Scraper:
         self.registry = registry
         self.interval = interval
         self._target = {"job": job, "instance": instance}
+        self.target = dict(self._target)  # for display; the scrape uses its own copy
         self._flush_every = flush_interval
         self._previous: set[Labels] = set()
         self._last_flush = 0.0

@@ -28,6 +28,8 @@ class RetentionTask:
             raise ValueError(f"the retention must be positive, got {retention} s")
         self.store = store
         self.retention_ms = round(retention * 1000)
+        # With several replicas on one database only the leader deletes (see cluster.py).
+        self.active = True
         self._loop = Periodic("tsdb-retention", check_interval, self._tick, clock)
 
     def run_once(self, now_ms: int) -> int:
@@ -35,7 +37,8 @@ class RetentionTask:
         return self.store.delete_before(now_ms - self.retention_ms)
 
     def _tick(self, now: float) -> None:
-        self.run_once(round(now * 1000))
+        if self.active:
+            self.run_once(round(now * 1000))
 
     def start(self) -> None:
         self._loop.start()
