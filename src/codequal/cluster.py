@@ -187,9 +187,17 @@ class Leadership:
     def check(self) -> bool:
         """One round: verify the lock if held, else try to take it. Returns ``is_leader``."""
         try:
-            leading = self._lock.still_held() if self._leader else self._lock.try_acquire()
-        except Exception as exc:  # noqa: BLE001 - database down: not leading, try again later
-            leading = False
+            if self._leader:
+                # A lost session (the database restarted, or was unreachable): take the lock
+                # again at once if nobody else did meanwhile.
+                leading = self._lock.still_held() or self._lock.try_acquire()
+            else:
+                leading = self._lock.try_acquire()
+        except Exception as exc:  # noqa: BLE001 - the database is unreachable
+            # Nobody can take the lock while the database is down, so the leader keeps leading
+            # (its notifier can still page about the outage) and a follower keeps following.
+            # When the database is back, whoever takes the lock first leads.
+            leading = self._leader
             if self._on_error is not None:
                 self._on_error(exc)
         if leading != self._leader:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from codequal.api.app import create_app
@@ -88,3 +89,40 @@ def test_deepwiki_down_fires_after_its_for_and_pages_the_webhook(
         down = [a for a in panel if a["alertname"] == "DeepWikiDown"]
         assert down and down[0]["runbookUrl"] == "/runbooks/DeepWikiDown"
         assert client.get(down[0]["runbookUrl"]).status_code == 200
+
+
+def test_rules_that_cannot_run_page_through_the_notifier_without_the_database(
+    tmp_path: Path, webhook: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(
+        data_dir=tmp_path / "data", jwt_secret=TEST_JWT_SECRET, webhook_url=webhook
+    )
+    app = create_app(settings, start_workers=False)
+    with TestClient(app):
+        state = app.state.codequal
+        assert state.wait_ready(30)
+        alerting = state.alerting
+
+        def unreachable(*_args: Any, **_kwargs: Any) -> Any:
+            raise sa.exc.OperationalError("SELECT", {}, Exception("connection refused"))
+
+        # What PostgreSQL stopped looks like to the rules: the history cannot be read.
+        monkeypatch.setattr(alerting.history.store, "select", unreachable)
+        start = 1_800_000_000.0
+        alerting.scheduler.run_round(start)
+        assert alerting.scheduler.consecutive_failures == 1
+        alerting.scheduler.run_round(start + 15)
+        state.telemetry.logs.flush(5)  # the critical entry reaches the alert hook
+        alerting.notifier.tick(start + 16)
+        alerting.notifier.tick(start + 16 + 31)  # past group_wait
+        pages = [
+            a
+            for body in Receiver.received
+            for a in body["alerts"]
+            if a["labels"]["alertname"] == "CriticalLogEntry"
+        ]
+        assert [p["labels"]["action"] for p in pages] == ["alert rules cannot be evaluated"]
+        assert "connection refused" in pages[0]["annotations"]["description"]
+        monkeypatch.undo()
+        alerting.scheduler.run_round(start + 30)
+        assert alerting.scheduler.consecutive_failures == 0

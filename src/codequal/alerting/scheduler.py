@@ -46,6 +46,7 @@ class RuleScheduler:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._active = True
+        self.consecutive_failures = 0  # rounds in a row that failed (the database is down...)
         # Read on the first evaluation, not here: the app builds this before migrations run.
         self.state = EvaluationState()
         self._restored = False
@@ -99,9 +100,14 @@ class RuleScheduler:
             self._wake.clear()
             if self._stop.is_set():
                 return
-            if not self._active:
-                continue
-            try:
-                self.evaluate_once()
-            except Exception as exc:  # noqa: BLE001 - keep evaluating; report the failure
-                self.on_error(exc)
+            if self._active:
+                self.run_round()
+
+    def run_round(self, now: float | None = None) -> None:
+        """One scheduled round: evaluate; count and report a failure instead of raising."""
+        try:
+            self.evaluate_once(now)
+            self.consecutive_failures = 0
+        except Exception as exc:  # noqa: BLE001 - keep evaluating; report the failure
+            self.consecutive_failures += 1
+            self.on_error(exc)

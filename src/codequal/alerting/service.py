@@ -34,6 +34,8 @@ from codequal.telemetry.setup import Telemetry
 from codequal.tsdb.scrape import Collectable
 from codequal.tsdb.service import DAY_SECONDS, MetricHistory
 
+BLIND_AFTER = 2  # failed evaluation rounds in a row before the critical "cannot evaluate" entry
+
 
 def external_url(settings: Settings) -> str:
     return settings.external_url or f"http://{settings.host}:{settings.port}"
@@ -98,10 +100,20 @@ class AlertingService:
         """Critical log lines page through the same notifier; scheduler errors are captured."""
         telemetry.alert_hook.subscribe(self.notifier.log_subscriber)
         errors = telemetry.errors
+        log = telemetry.logger("rules")
+        scheduler = self.scheduler
 
         def on_error(exc: BaseException) -> None:
             if isinstance(exc, Exception):
                 errors.capture_exception(exc, {"component": "rules"})
+            if scheduler.consecutive_failures == BLIND_AFTER:
+                # Rules that cannot run cannot fire: this page goes out through the notifier,
+                # which needs no database, while the metric history is unreachable.
+                log.critical(
+                    "alert rules cannot be evaluated",
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                    failed_rounds=BLIND_AFTER,
+                )
 
         self.scheduler.on_error = on_error
 
