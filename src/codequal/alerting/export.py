@@ -82,6 +82,7 @@ def export(
     disk_horizon: str | None = None,
     extra_rule_files: Sequence[Path] = (),
     timing: Timing | None = None,
+    generated: Mapping[str, Sequence[RuleGroup]] | None = None,
 ) -> list[Path]:
     """Write the rule files and ``alertmanager.yml`` to ``out_dir``; return their paths.
 
@@ -89,7 +90,8 @@ def export(
     ``CODEQUAL_SMTP_URL`` + ``CODEQUAL_ALERT_EMAIL_TO``, ``CODEQUAL_PAGERDUTY_ROUTING_KEY`` +
     ``CODEQUAL_PAGERDUTY_URL``, ``CODEQUAL_WEBHOOK_URL``); ``base_url`` turns the relative
     ``/runbooks/...`` links into absolute ones; ``disk_horizon`` (e.g. ``8h``) replaces the
-    shipped 4h horizon of the disk forecast.
+    shipped 4h horizon of the disk forecast; ``generated`` maps file names to rules built
+    from settings (the cost alerts), written beside the others.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -100,6 +102,11 @@ def export(
         if base_url:
             groups = with_absolute_runbooks(groups, base_url)
         target = _unique(out_dir / Path(source).name, written)
+        target.write_text(_yaml(groups_to_document(groups)), encoding="utf-8")
+        written.append(target)
+    for name, built in (generated or {}).items():
+        groups = with_absolute_runbooks(built, base_url) if base_url else list(built)
+        target = _unique(out_dir / name, written)
         target.write_text(_yaml(groups_to_document(groups)), encoding="utf-8")
         written.append(target)
     config = alertmanager_config(settings, timing or Timing())

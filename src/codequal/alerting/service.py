@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from codequal.alerting.channels import build_channels
+from codequal.alerting.cost_rules import cost_rules_for
 from codequal.alerting.evaluator import EvaluationResult
 from codequal.alerting.notifier import Notifier, NotifierConfig
 from codequal.alerting.routing import Timing
@@ -42,7 +43,8 @@ def external_url(settings: Settings) -> str:
 
 
 def rule_groups(settings: Settings) -> list[RuleGroup]:
-    """The shipped rules, the shipped SLOs' generated rules, and CODEQUAL_RULE_FILES."""
+    """The shipped rules, the shipped SLOs' generated rules, the cost alerts generated from
+    CODEQUAL_DAILY_BUDGET / CODEQUAL_ANALYSIS_COST_ALERT, and CODEQUAL_RULE_FILES."""
     extra = [p.strip() for p in (settings.rule_files or "").split(",") if p.strip()]
     try:
         files = default_rule_files() + (expand_rule_paths(extra) if extra else [])
@@ -50,7 +52,7 @@ def rule_groups(settings: Settings) -> list[RuleGroup]:
         groups += parse_rule_file(dump_rules(load_spec()), "<shipped SLOs>")
     except (RuleFileError, ValueError) as exc:
         raise ConfigError(f"CODEQUAL_RULE_FILES: {exc}") from None
-    return groups
+    return groups + cost_rules_for(settings)
 
 
 @dataclass

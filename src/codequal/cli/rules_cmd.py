@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from codequal.alerting.cost_rules import RULES_FILE as COST_RULES_FILE
+from codequal.alerting.cost_rules import cost_rules_for
 from codequal.alerting.export import (
     ALERT_EMAIL_FROM,
     ALERT_EMAIL_TO,
@@ -32,7 +34,7 @@ from codequal.alerting.rules import (
 )
 from codequal.alerting.unittest import run_test_file
 from codequal.cli.common import EXIT_USAGE, config_options, settings_or_exit
-from codequal.config import Settings
+from codequal.config import ConfigError, Settings
 
 EXIT_FAILED = 1
 
@@ -130,7 +132,8 @@ def export_command(
 ) -> None:
     """Write Prometheus rule files and an Alertmanager config for the configured channels.
 
-    Operator rule files (CODEQUAL_RULE_FILES) are exported beside the shipped ones.
+    Operator rule files (CODEQUAL_RULE_FILES) are exported beside the shipped ones, and the
+    cost alerts (CODEQUAL_DAILY_BUDGET, CODEQUAL_ANALYSIS_COST_ALERT) as codequal-costs.rules.yml.
     """
     settings = settings_or_exit(config_file, data_dir=data_dir)
     try:
@@ -141,12 +144,18 @@ def export_command(
     for path in extra:
         _readable(path)
     try:
+        cost_rules = cost_rules_for(settings)  # the budget alerts, when budgets are set
+    except ConfigError as exc:
+        click.echo(f"codequal: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    try:
         written = export(
             out_dir,
             _channel_settings(settings),
             base_url=base_url or settings.external_url,
             disk_horizon=disk_horizon,
             extra_rule_files=extra,
+            generated={COST_RULES_FILE: cost_rules} if cost_rules else None,
             timing=Timing(*settings.alert_timing),
         )
     except RuleFileError as exc:
