@@ -52,6 +52,7 @@ class Server:
     base: str
     repo: Path
     analyses: dict[str, str] = field(default_factory=dict)  # "completed" / "failed" -> id
+    data_dir: Path | None = None  # where its SQLite database lives
 
     def token(self, *scopes: str) -> str:
         return mint_token(SECRET, "tester", list(scopes), 3600)
@@ -209,7 +210,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             analysis_id = submit(seeding, head)
             assert wait_finished(seeding, analysis_id) == expected, process.output()
             analyses[expected] = analysis_id
-        yield Server(base, seeding.repo, analyses)
+        yield Server(base, seeding.repo, analyses, data_dir)
     finally:
         stop_server(process)
 

@@ -1,4 +1,5 @@
-"""``/api/monitoring/anomalies``: the stored anomaly windows, newest first."""
+"""``/api/monitoring/anomalies``: the stored anomaly windows, newest first; ``status``
+(open / closed / adapted) and ``limit`` narrow them down for the dashboard."""
 
 # No "from __future__ import annotations": FastAPI must evaluate the route signatures, whose
 # dependencies are built per app (closures) and cannot be resolved from strings.
@@ -16,6 +17,9 @@ from codequal.api.state import AppState
 from codequal.storage.analytics_queries import parse_period
 from codequal.storage.anomaly_models import AnomalyStore
 
+STATUSES = ("open", "closed", "adapted")  # analytics.anomaly.base.Status
+MAX_LIMIT = 1000
+
 
 def anomalies_router(state: AppState, require: Callable[[str], Any]) -> APIRouter:
     router = APIRouter(prefix="/api/monitoring", tags=["analytics"])
@@ -23,7 +27,9 @@ def anomalies_router(state: AppState, require: Callable[[str], Any]) -> APIRoute
     store = AnomalyStore(state.db)
 
     @router.get("/anomalies", summary="Anomaly windows the detectors found, with explanations")
-    async def anomalies(_: reader, since: str = "7d", detector: str = "") -> Any:
+    async def anomalies(
+        _: reader, since: str = "7d", detector: str = "", status: str = "", limit: int = 0
+    ) -> Any:
         try:
             seconds = parse_period(since)
         except ValueError as exc:
@@ -32,9 +38,19 @@ def anomalies_router(state: AppState, require: Callable[[str], Any]) -> APIRoute
             return error_response(
                 400, "unknown detector", f"detector must be one of {', '.join(DETECTORS)}"
             )
+        if status and status not in STATUSES:
+            return error_response(400, "invalid status", "status must be open, closed or adapted")
+        if not 0 <= limit <= MAX_LIMIT:
+            return error_response(
+                400, "invalid limit", f"limit must be from 1 to {MAX_LIMIT} (0 or none: all)"
+            )
         rows = await run_in_threadpool(
-            store.query, since=time.time() - seconds, detector=detector or None
+            store.query,
+            since=time.time() - seconds,
+            detector=detector or None,
+            status=status or None,
         )
-        return FastJSONResponse({"anomalies": [row.to_json() for row in rows]})
+        shown = rows[:limit] if limit else rows
+        return FastJSONResponse({"anomalies": [row.to_json() for row in shown]})
 
     return router

@@ -14,6 +14,15 @@
   const REQUEST_TIMEOUT_MS = 8000;
   const CHART_HEIGHT = 190;
   const MODE_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
+  // Each SLO's 1 h error ratio as its recording rule stores it, over its error budget: the
+  // burn rate the 14.4x page alert compares. Read from the metric history, never recomputed.
+  const BURN_QUERY = "slo:sli_error:ratio_rate1h / on (sloth_id, sloth_slo, sloth_service) " +
+    "group_left slo:error_budget:ratio";
+  const BURN_POINTS = 120;
+  const MIN_STEP_SECONDS = 15; // the default scrape and rule interval
+  const ANOMALY_SINCE = "7d";
+  const ANOMALY_LIMIT = 200; // newest first; open windows are the recent ones
+  const ANOMALY_ROWS = 20;
   const TOKEN_HINT =
     "Paste a token with the monitoring:read scope " +
     "(for example from `codequal token create --scope monitoring:read`).";
@@ -28,6 +37,7 @@
     tokenBlockedUntil: 0, // after a 429, wait out Retry-After before using the token again
     view: null,
     charts: {},
+    burnRange: [0, 1], // the dashboard's range in epoch seconds, for the burn chart's x axis
   };
 
   const $ = (id) => document.getElementById(id);
@@ -207,6 +217,31 @@
         ". It has been forgotten. " + TOKEN_HINT;
   }
 
+  async function loadAnalytics(series) {
+    // Token-only extras. Each fails on its own: the panel says why, the rest stays fresh.
+    state.burnRange = [series.start, series.end];
+    const token = usableToken();
+    const step = Math.max(MIN_STEP_SECONDS, Math.ceil((series.end - series.start) / BURN_POINTS));
+    const range = new URLSearchParams({
+      query: BURN_QUERY, start: String(series.start), end: String(series.end), step: String(step),
+    });
+    const [burn, anomalies] = await Promise.all([
+      loadPart("/api/v1/query_range?" + range.toString(), token),
+      loadPart("/api/monitoring/anomalies?since=" + ANOMALY_SINCE + "&limit=" + ANOMALY_LIMIT,
+        token),
+    ]);
+    return { burn, anomalies };
+  }
+
+  async function loadPart(path, token) {
+    try {
+      const answer = await getJSON(path, token);
+      return answer.status === 200 ? { body: answer.body } : { error: failure(answer).message };
+    } catch (error) {
+      return { error: error.message };
+    }
+  }
+
   // ---- the refresh loop -------------------------------------------------------------------------
 
   async function refresh() {
@@ -215,7 +250,9 @@
     try {
       const result = await loadDashboard();
       if (generation !== state.generation) return;
-      render(result);
+      const analytics = result.view === "full" ? await loadAnalytics(result.data.series) : null;
+      if (generation !== state.generation) return;
+      render(result, analytics);
       markFresh();
     } catch (error) {
       if (generation !== state.generation) return;
@@ -269,7 +306,7 @@
 
   const VIEW_LABELS = { full: "full view (token)", public: "public view", disabled: "no data" };
 
-  function render(result) {
+  function render(result, analytics) {
     const firstDisabled = result.view === "disabled" && state.view !== "disabled";
     state.view = result.view;
     document.body.dataset.view = result.view;
@@ -279,7 +316,7 @@
     if (!result.data) return;
     renderSummary(result.data);
     renderCharts(result.data.series);
-    renderPrivate(result.view === "full" ? result.data : null);
+    renderPrivate(result.view === "full" ? result.data : null, analytics);
   }
 
   function renderSummary(data) {
@@ -365,12 +402,21 @@
     return {
       width: Math.max(240, container.clientWidth),
       height: CHART_HEIGHT,
-      scales: { x: { time: true }, y: format.range ? { range: format.range } : {} },
+      scales: {
+        x: format.x ? { time: true, range: format.x } : { time: true },
+        y: format.range ? { range: format.range } : {},
+      },
       series: [{}, ...lines.map((line) => ({ width: 2, value: valueFormat, ...line }))],
       // Wider x-tick spacing: three charts share a row and time labels need room.
       axes: [{ space: 60 }, { size: 70, values: (_u, ticks) => ticks.map((v) => format.y(v)) }],
       legend: { live: true },
     };
+  }
+
+  function destroyChart(id) {
+    const existing = state.charts[id];
+    if (existing) existing.plot.destroy();
+    delete state.charts[id];
   }
 
   function resizeCharts() {
@@ -381,15 +427,18 @@
 
   // ---- the token-only lists ---------------------------------------------------------------------
 
-  function renderPrivate(data) {
+  function renderPrivate(data, analytics) {
     $("private").hidden = data === null;
     if (data === null) {
       for (const id of ["alerts-table", "slo-table", "active-table", "failures-table",
-        "errors-table"]) $(id).replaceChildren();
+        "errors-table", "anomalies-table"]) $(id).replaceChildren();
+      destroyChart("chart-burn");
       return;
     }
     renderAlerts(data.firingAlerts || []);
     renderSlos(data.slos || []);
+    renderBurn(analytics.burn);
+    renderAnomalies(analytics.anomalies);
     renderActive(data.activeAnalysesDetail);
     renderFailures(data.recentFailures);
     renderTopErrors(data.topErrors);
@@ -422,6 +471,88 @@
         burns, left === null ? "–" : formatDuration(left)]);
     });
     $("slo-table").replaceChildren(...(rows.length ? rows : [emptyRow(6, "no SLO data yet")]));
+  }
+
+  function finite(text) {
+    // Prometheus's JSON sends sample values as strings, "NaN" for an SLO without traffic.
+    const value = Number.parseFloat(text);
+    return Number.isFinite(value) ? value : null;
+  }
+
+  function formatBurn(value) {
+    if (value === null || value === undefined) return "–";
+    return (value >= 10 ? value.toFixed(0) : String(Number(value.toFixed(2)))) + "×";
+  }
+
+  function renderBurn(part) {
+    const figure = $("burn-figure");
+    setText("burn-range", "(last " + RANGES[state.range] + ")");
+    const matrix = part.error ? [] : part.body.data.result;
+    const message = part.error ? "Could not load the burn rates: " + part.error
+      : "No burn-rate history yet: the SLO recording rules store it at every rule evaluation.";
+    $("burn-message").hidden = matrix.length > 0;
+    $("chart-burn").hidden = matrix.length === 0;
+    figure.dataset.slos = "";
+    if (matrix.length === 0) {
+      setText("burn-message", message);
+      destroyChart("chart-burn");
+      return;
+    }
+    const slos = matrix.map((s) => ({
+      name: s.metric.sloth_slo || s.metric.sloth_id || "slo",
+      values: new Map(s.values.map(([t, v]) => [t, finite(v)])),
+    })).sort((a, b) => a.name.localeCompare(b.name));
+    // The range's ends as well, so the 1x line spans the chart while the history is young.
+    const times = matrix.flatMap((s) => s.values.map(([t]) => t)).concat(state.burnRange);
+    const x = [...new Set(times)].sort((a, b) => a - b);
+    const data = [x, ...slos.map((slo) => x.map((t) => slo.values.get(t) ?? null)),
+      x.map(() => 1)];
+    const lines = slos.map((slo, i) => ({
+      label: slo.name, stroke: MODE_COLOURS[i % MODE_COLOURS.length],
+    }));
+    // 1x spends the budget exactly over the SLO window; above it the budget runs out early.
+    lines.push({ label: "1× (budget lasts the window)", stroke: "#9aa5b1", width: 1,
+      dash: [6, 4] });
+    drawChart("chart-burn", data, lines, { y: formatBurn, x: () => state.burnRange });
+    figure.dataset.slos = slos.map((slo) => slo.name).join(",");
+  }
+
+  const SERIES_FORMATS = {
+    failure_ratio: formatPercent,
+    memory: formatPercent,
+    disk: formatPercent,
+    p99_duration: formatDuration,
+    throughput: (v) => (v === null || v === undefined ? "–" : (v * 60).toFixed(1) + " /min"),
+  };
+
+  function formatNumber(value) {
+    return value === null || value === undefined ? "–" : String(Number(value.toPrecision(4)));
+  }
+
+  function renderAnomalies(part) {
+    const table = $("anomalies-table");
+    if (part.error) {
+      table.replaceChildren(emptyRow(7, "Could not load the anomalies: " + part.error));
+      return;
+    }
+    // Open windows first; the API's newest-first order holds within each (the sort is stable).
+    const rank = (a) => (a.status === "open" ? 0 : 1);
+    const items = [...part.body.anomalies].sort((a, b) => rank(a) - rank(b)).slice(0, ANOMALY_ROWS);
+    const rows = items.map((a) => {
+      const format = SERIES_FORMATS[a.series] || formatNumber;
+      const band = a.band || [null, null];
+      const status = el("td", a.status + (a.alert ? " (alert " + a.alert + ")" : ""),
+        "anomaly-" + a.status);
+      const tr = row([status, a.detector, a.series,
+        formatWhen(a.start) + " – " + formatWhen(a.end),
+        format(a.peak) + " vs " + format(a.baseline) +
+          " (" + format(band[0]) + " to " + format(band[1]) + ")",
+        a.score === null ? "–" : a.score.toFixed(2), el("td", a.explanation, "explanation")]);
+      tr.dataset.anomalyId = String(a.id);
+      return tr;
+    });
+    const none = emptyRow(7, "no anomalies in the last " + ANOMALY_SINCE.replace("d", " days"));
+    table.replaceChildren(...(rows.length ? rows : [none]));
   }
 
   function renderActive(items) {
