@@ -9,9 +9,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from codequal.storage import Database, open_database
 from codequal.storage.errors import ErrorStore
+from codequal.storage.models import error_events
 from codequal.telemetry.context import bind
 from codequal.telemetry.errors import FILTERED, ErrorEvent, ErrorTracker, build_event
 from codequal.telemetry.metrics import REGISTRY
@@ -182,6 +184,34 @@ def test_latest_event_is_the_newest_and_round_trips(database: Database) -> None:
         new.event_id,
         old.event_id,
     ]
+
+
+def test_an_event_sent_again_is_counted_but_stored_once_without_failing_its_batch(
+    database: Database,
+) -> None:
+    # SDKs retry a request whose answer they did not see: the retry carries the same event id.
+    store = ErrorStore(database)
+    event = _event(now=1.0)
+    other = _event(now=2.0)
+    store.record([event, event])
+    store.record([event, other])
+
+    issue_id = _issue_id(store, event)
+    issue = store.get_issue(issue_id)
+    assert issue is not None and issue.count == 4
+    assert sorted(e.event_id for e in store.events(issue_id)) == sorted(
+        [event.event_id, other.event_id]
+    )
+
+
+def test_the_stored_event_is_what_to_dict_gives(database: Database) -> None:
+    event = _event(now=5.0, context={"n": [1, 2.5, None], "nested": {"ok": True}})
+    ErrorStore(database).record([event])
+
+    with database.engine.connect() as conn:
+        [payload] = conn.execute(sa.select(error_events.c.payload)).scalars()
+    assert payload == event.to_dict()
+    assert isinstance(payload["frames"], list) and payload["frames"]
 
 
 def _record_concurrently(

@@ -178,6 +178,34 @@ def test_other_item_types_are_accepted_and_counted_not_stored(server: Server) ->
     assert ErrorStore(server.state.db).list_issues() == []
 
 
+@pytest.mark.parametrize(
+    ("events", "padding"),
+    [(1, 0), (20, 0), (1, 100_000)],
+    ids=["one-small-event", "many-items", "large-once-decompressed"],
+)
+def test_small_and_large_envelopes_are_stored_alike(
+    server: Server, events: int, padding: int
+) -> None:
+    # A small envelope is decoded on the event loop, a large one in a worker thread: a client
+    # sees no difference, and every event is committed before the answer.
+    dsn_key = server.sentry_dsn(7).split("//")[1].split("@")[0]
+    payloads = [
+        orjson.dumps(
+            {"event_id": f"{n + 1:032x}", "message": "queue full", "extra": {"pad": "x" * padding}}
+        )
+        for n in range(events)
+    ]
+    body = gzip.compress(envelope(*(({"type": "event"}, p) for p in payloads)))
+    headers = {"Content-Encoding": "gzip"}
+    url = f"{server.base}/api/7/envelope/?sentry_key={dsn_key}"
+    answer = httpx.post(url, content=body, headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"id": f"{1:032x}"}
+    (issue,) = ErrorStore(server.state.db).list_issues()
+    assert issue.count == events
+    assert len(ErrorStore(server.state.db).events(issue.id, limit=100)) == events
+
+
 @pytest.mark.parametrize("packing", ["json", "gzip", "deflate", "base64-zlib"])
 def test_legacy_store_endpoint_takes_an_event_in_every_packing(
     server: Server, packing: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Sequence
@@ -83,3 +84,63 @@ def test_a_bad_request_in_a_group_fails_alone() -> None:
     assert {k for k, v in errors.items() if v is None} == {"first", "ok1", "ok2"}
     assert "cannot store ['bad']" in str(errors["bad"])
     assert sorted(item for call in write.calls for item in call) == ["first", "ok1", "ok2"]
+
+
+# -- from the event loop ---------------------------------------------------------------------
+def test_a_lone_coroutine_returns_once_its_items_are_written() -> None:
+    write = Recorder()
+    group: GroupCommit[str] = GroupCommit(write)
+
+    async def main() -> None:
+        await group.submit_async(["a", "b"])
+        assert write.calls == [["a", "b"]]  # written before the await returned
+        await group.submit_async([])
+
+    asyncio.run(main())
+    assert write.calls == [["a", "b"]]
+
+
+def test_coroutines_arriving_during_a_write_are_committed_together_and_fail_alone() -> None:
+    write = Recorder(hold_first=True)
+    group: GroupCommit[str] = GroupCommit(write)
+
+    async def main() -> dict[str, BaseException | None]:
+        first = asyncio.ensure_future(group.submit_async(["first"]))
+        await asyncio.to_thread(write.entered.wait, 10)
+        names = ["ok1", "bad", "ok2", "ok3"]
+        others = [asyncio.ensure_future(group.submit_async([name])) for name in names]
+        await asyncio.sleep(0)  # let them queue: the loop's own scheduling, not a delay
+        assert len(group._queue) == len(names)
+        write.release.set()
+        results = await asyncio.gather(first, *others, return_exceptions=True)
+        return dict(zip(["first", *names], results, strict=True))
+
+    outcome = asyncio.run(main())
+    assert {k for k, v in outcome.items() if v is None} == {"first", "ok1", "ok2", "ok3"}
+    assert "cannot store ['bad']" in str(outcome["bad"])
+    # The first write, the group of four (refused), then each of them alone.
+    assert write.calls[0] == ["first"]
+    assert sorted(item for call in write.calls[1:] for item in call) == ["ok1", "ok2", "ok3"]
+
+
+def test_threads_and_coroutines_share_groups() -> None:
+    write = Recorder(hold_first=True)
+    group: GroupCommit[str] = GroupCommit(write)
+    holder = threading.Thread(target=group.submit, args=(["held"],))
+    holder.start()
+    assert write.entered.wait(10)
+
+    async def main() -> None:
+        waiting = asyncio.ensure_future(group.submit_async(["async"]))
+        thread = threading.Thread(target=group.submit, args=(["thread"],))
+        thread.start()
+        await asyncio.to_thread(wait_until_queued, group, 2)
+        write.release.set()
+        await waiting
+        await asyncio.to_thread(thread.join, 10)
+
+    asyncio.run(main())
+    holder.join(10)
+    assert write.calls[0] == ["held"]
+    assert sorted(write.calls[1]) == ["async", "thread"]
+    assert len(write.calls) == 2

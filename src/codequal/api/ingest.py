@@ -1,9 +1,10 @@
 """Ingest routes: Sentry envelopes, OTLP/HTTP traces and logs, Loki push.
 
 Each request is authenticated, rate limited per key and size-checked before its body is read;
-decoded in a worker thread; and stored synchronously, in one transaction per store, before the
-2xx is sent. An acknowledged entry is therefore committed and survives ``kill -9``; a refused
-one changed nothing. Bad input is always a 4xx naming the problem, never a 5xx.
+decoded in a worker thread (a small Sentry envelope on the event loop); and stored, in one
+transaction per store shared with the requests arriving meanwhile, before the 2xx is sent. An
+acknowledged entry is therefore committed and survives ``kill -9``; a refused one changed
+nothing. Bad input is always a 4xx naming the problem, never a 5xx.
 """
 
 # No "from __future__ import annotations": FastAPI must evaluate the route signatures, whose
@@ -32,6 +33,7 @@ from codequal.ingest.limits import (
     SENTRY_ENVELOPE,
     SENTRY_STORE,
     BodyLimit,
+    KiB,
     RateLimiter,
     check_content_length,
     decode_body,
@@ -53,6 +55,10 @@ _log = logging.getLogger(__name__)
 DEFAULT_RATE = 200.0
 DEFAULT_BURST = 400.0
 RETRY_AFTER_UNAVAILABLE = "5"
+# An envelope no larger than this, decompressed, with at most this many lines (a few items),
+# is decoded on the event loop; one event is typically 2 to 20 KiB.
+SMALL_ENVELOPE = BodyLimit(compressed=64 * KiB, decompressed=64 * KiB)
+SMALL_ENVELOPE_LINES = 16
 KEY_CACHE_SECONDS = 2.0
 MAX_CACHED_KEYS = 10_000
 Clock = Callable[[], float]
@@ -139,17 +145,48 @@ class _Ingest:
         except ClientDisconnect:
             raise IngestError(400, "the client disconnected before the body was complete") from None
 
+    # -- storing -----------------------------------------------------------------------------
+    async def store_sentry(
+        self, body: bytes, encoding: str | None, project_id: int, store: bool
+    ) -> Any:
+        """A small envelope is decoded here and waits for its commit on the loop; else a thread.
+
+        A typical envelope (one event of a few KiB) decodes in less time than handing it to a
+        worker thread and back takes; a bounded one cannot hold the loop for longer than the
+        interpreter lets a worker thread hold it anyway.
+        """
+        batch = None if store else self._decode_small_envelope(body, encoding, project_id)
+        if batch is None:
+            return await run_in_threadpool(self._store_sentry, body, encoding, project_id, store)
+        await self.spans.submit_async(batch.spans)
+        await self.errors.submit_async(batch.events)
+        return _sentry_stored(batch)
+
+    def _decode_small_envelope(
+        self, body: bytes, encoding: str | None, project_id: int
+    ) -> sentry.SentryBatch | None:
+        """The envelope's records, or None if it is too large to decode on the event loop."""
+        if len(body) > SMALL_ENVELOPE.compressed:
+            return None
+        try:
+            raw = decode_body(body, encoding, SMALL_ENVELOPE)
+        except IngestError as exc:
+            if exc.status == 413:  # larger once decompressed: the worker thread decides
+                return None
+            raise
+        if raw.count(b"\n") > SMALL_ENVELOPE_LINES:
+            return None
+        return sentry.decode_envelope(raw, project_id=project_id, now=self.clock())
+
     # -- storing (worker threads) ------------------------------------------------------------
-    def store_sentry(self, body: bytes, encoding: str | None, project_id: int, store: bool) -> Any:
+    def _store_sentry(self, body: bytes, encoding: str | None, project_id: int, store: bool) -> Any:
         limit = SENTRY_STORE if store else SENTRY_ENVELOPE
         raw = decode_body(body, encoding, limit)
         decode = sentry.decode_store if store else sentry.decode_envelope
         batch = decode(raw, project_id=project_id, now=self.clock())
         self.spans.submit(batch.spans)
         self.errors.submit(batch.events)
-        for (kind, outcome), n in batch.counts.items():
-            count_items(sentry.FORMAT, kind, outcome, n)
-        return {"id": batch.event_id} if batch.event_id else {}
+        return _sentry_stored(batch)
 
     def store_otlp(self, kind: str, body: bytes, request: Request, enc: otlp.Encoding) -> bytes:
         raw = decode_body(body, request.headers.get("content-encoding"), OTLP)
@@ -170,6 +207,13 @@ class _Ingest:
         entries = loki.decode_push(raw, content_type)
         self.logs.submit(entries)
         count_items(loki.FORMAT, "line", "accepted", len(entries))
+
+
+def _sentry_stored(batch: sentry.SentryBatch) -> Any:
+    """Count a committed batch's items; the answer Sentry SDKs expect."""
+    for (kind, outcome), n in batch.counts.items():
+        count_items(sentry.FORMAT, kind, outcome, n)
+    return {"id": batch.event_id} if batch.event_id else {}
 
 
 def _principal_key(principal: Principal) -> str:
@@ -246,7 +290,7 @@ def _sentry_routes(router: APIRouter, ingest: _Ingest) -> None:
             key_id = ingest.dsn_keys.admit(verified, project_id)
             body = await ingest.body(request, SENTRY_STORE if store else SENTRY_ENVELOPE, key_id)
             encoding = request.headers.get("content-encoding")
-            answer = await run_in_threadpool(ingest.store_sentry, body, encoding, project_id, store)
+            answer = await ingest.store_sentry(body, encoding, project_id, store)
             return FastJSONResponse(answer)
 
         return await _guarded(work, _error)

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from codequal.storage.db import Database
 from codequal.storage.models import error_events, error_issues
@@ -49,12 +49,41 @@ def _check_status(status: str) -> None:
         raise ValueError(f"issue status must be one of {', '.join(STATUSES)}; got {status!r}")
 
 
+# Only an occurrence after the resolution reopens: a late event from before does not.
+_RECURS = (
+    "error_issues.status = 'resolved' "
+    "AND excluded.last_seen > COALESCE(error_issues.resolved_at, 0.0)"
+)
+# Both dialects spell the upsert the same way. The text is built once: building the statement
+# through SQLAlchemy Core for every batch cost more than the write itself.
+_UPSERT = f"""\
+INSERT INTO error_issues
+    (fingerprint, type, title, culprit, level, status, count, first_seen, last_seen)
+VALUES ({{m}}, {{m}}, {{m}}, {{m}}, {{m}}, 'unresolved', {{m}}, {{m}}, {{m}})
+ON CONFLICT (fingerprint) DO UPDATE SET
+    count = error_issues.count + excluded.count,
+    first_seen = CASE WHEN excluded.first_seen < error_issues.first_seen
+        THEN excluded.first_seen ELSE error_issues.first_seen END,
+    last_seen = CASE WHEN excluded.last_seen > error_issues.last_seen
+        THEN excluded.last_seen ELSE error_issues.last_seen END,
+    status = CASE WHEN {_RECURS} THEN 'unresolved' ELSE error_issues.status END,
+    regressed_at = CASE WHEN {_RECURS} THEN excluded.last_seen ELSE error_issues.regressed_at END
+RETURNING id"""  # noqa: S608 - no value is formatted in, only the driver's placeholder
+# A duplicate event id must not abort the batch (the issue's count still includes it).
+_INSERT_EVENTS = """\
+INSERT INTO error_events (event_id, issue_id, ts, trace_id, payload)
+VALUES ({m}, {m}, {m}, {m}, {m})
+ON CONFLICT (event_id) DO NOTHING"""
+
+
 class ErrorStore:
     """Issues and events in the service database (SQLite or PostgreSQL)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._postgres = db.dialect == "postgresql"
+        mark = "?" if db.engine.dialect.paramstyle == "qmark" else "%s"
+        self._upsert_sql = _UPSERT.format(m=mark)
+        self._insert_sql = _INSERT_EVENTS.format(m=mark)
 
     def record(self, events: Sequence[ErrorEvent]) -> None:
         """Group ``events`` into issues and store them, all in one transaction."""
@@ -63,53 +92,15 @@ class ErrorStore:
             groups[event.fingerprint].append(event)
         if not groups:
             return
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
         with self._db.engine.begin() as conn:
             # A fixed lock order: two batches sharing fingerprints cannot deadlock.
             for fp in sorted(groups):
-                issue_id = conn.execute(self._upsert(fp, groups[fp])).scalar_one()
-                rows.extend(_event_row(event, issue_id) for event in groups[fp])
-            insert = self._insert(error_events)
-            # A duplicate event id must not abort the batch (the count above still includes it).
-            conn.execute(insert.on_conflict_do_nothing(index_elements=["event_id"]), rows)
-
-    def _insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
-        # Both dialects spell the upsert the same way, but it is a dialect construct.
-        return postgresql.insert(table) if self._postgres else sqlite.insert(table)
-
-    def _upsert(self, fp: str, events: Sequence[ErrorEvent]) -> sa.Executable:
-        first = min(events, key=lambda e: e.timestamp)
-        last = max(events, key=lambda e: e.timestamp)
-        stmt = self._insert(error_issues).values(
-            fingerprint=fp,
-            type=first.type[:200],
-            title=first.title[:1000],
-            culprit=(first.culprit or "")[:500] or None,
-            level=first.level,
-            status="unresolved",
-            count=len(events),
-            first_seen=first.timestamp,
-            last_seen=last.timestamp,
-        )
-        cur, new = error_issues.c, stmt.excluded
-        # Only an occurrence after the resolution reopens: a late event from before does not.
-        recurs = sa.and_(
-            cur.status == "resolved", new.last_seen > sa.func.coalesce(cur.resolved_at, 0.0)
-        )
-        return stmt.on_conflict_do_update(
-            index_elements=[cur.fingerprint],
-            set_={
-                "count": cur.count + new.count,
-                "first_seen": sa.case(
-                    (new.first_seen < cur.first_seen, new.first_seen), else_=cur.first_seen
-                ),
-                "last_seen": sa.case(
-                    (new.last_seen > cur.last_seen, new.last_seen), else_=cur.last_seen
-                ),
-                "status": sa.case((recurs, "unresolved"), else_=cur.status),
-                "regressed_at": sa.case((recurs, new.last_seen), else_=cur.regressed_at),
-            },
-        ).returning(cur.id)
+                group = groups[fp]
+                issue = conn.exec_driver_sql(self._upsert_sql, _issue_values(fp, group))
+                issue_id = issue.scalar_one()
+                rows.extend(_event_row(event, issue_id) for event in group)
+            conn.exec_driver_sql(self._insert_sql, rows)
 
     def get_issue(self, issue_id: int) -> Issue | None:
         with self._db.engine.connect() as conn:
@@ -165,14 +156,25 @@ class ErrorStore:
         return found[0] if found else None
 
 
-def _event_row(event: ErrorEvent, issue_id: int) -> dict[str, Any]:
-    return {
-        "event_id": event.event_id,
-        "issue_id": issue_id,
-        "ts": event.timestamp,
-        "trace_id": event.trace_id[:32] if event.trace_id else None,
-        "payload": event.to_dict(),
-    }
+def _issue_values(fp: str, events: Sequence[ErrorEvent]) -> tuple[Any, ...]:
+    first = min(events, key=lambda e: e.timestamp)
+    last = max(events, key=lambda e: e.timestamp)
+    culprit = (first.culprit or "")[:500] or None
+    return (fp, first.type[:200], first.title[:1000], culprit, first.level, len(events),
+            first.timestamp, last.timestamp)  # fmt: skip
+
+
+def _event_row(event: ErrorEvent, issue_id: int) -> tuple[Any, ...]:
+    trace_id = event.trace_id[:32] if event.trace_id else None
+    return (event.event_id, issue_id, event.timestamp, trace_id, _payload(event))
+
+
+def _payload(event: ErrorEvent) -> str:
+    """The event as :meth:`ErrorEvent.to_dict` would be stored, without copying it first.
+
+    orjson writes a dataclass as an object of its fields in order, and a tuple as an array.
+    """
+    return orjson.dumps(event, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _issue(row: sa.Row[Any]) -> Issue:
