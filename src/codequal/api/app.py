@@ -42,7 +42,6 @@ from codequal.storage.db import open_database
 from codequal.telemetry.logging import iso_timestamp
 from codequal.telemetry.metrics import REGISTRY
 from codequal.telemetry.setup import setup_telemetry
-from codequal.telemetry.sinks.spool import DeliveringSink
 
 STARTUP_RETRY_SECONDS = 2.0
 
@@ -227,11 +226,7 @@ def _sink_health(state: AppState) -> dict[str, dict[str, Any]]:
     telemetry = state.telemetry
     if telemetry is None:
         return {}
-    return {
-        sink.name: {"status": sink.health()}
-        for sink in telemetry.logs.sinks
-        if isinstance(sink, DeliveringSink)
-    }
+    return {sink.name: {"status": sink.health()} for sink in telemetry.delivering_sinks()}
 
 
 def _add_probe_routes(app: FastAPI, state: AppState, auth: Authenticator) -> None:

@@ -1,4 +1,8 @@
-"""Forwarding captured errors to a real Sentry (or any server speaking its protocol) via sentry-sdk.
+"""Forwarding captured errors to a real Sentry (or any server speaking its protocol).
+
+sentry-sdk builds, scrubs and serialises the events; delivery is CodeQual's: the client's
+transport is :class:`~codequal.telemetry.sinks.sentry.SpoolTransport`, so envelopes go to an
+on-disk spool under the data dir and reach Sentry, in order, whenever it is reachable.
 
 The forwarder owns its own ``sentry_sdk.Client`` instead of calling ``sentry_sdk.init``: the
 process-wide SDK state stays untouched, so an application embedding CodeQual can keep its own
@@ -7,17 +11,22 @@ Sentry set-up, and two trackers (or two tests) do not fight over one global clie
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sentry_sdk
 from sentry_sdk.utils import event_from_exception
 
 from codequal.telemetry._worker import BatchWorker
-from codequal.telemetry.metrics import SINK_ERRORS
+from codequal.telemetry.metrics import SINK_ERRORS, SINK_QUEUE_DROPPED
 from codequal.telemetry.scrub import scrub
+from codequal.telemetry.sinks.sentry import SINK_NAME, SentrySink, SpoolTransport
+from codequal.telemetry.sinks.spool import Backoff
 
 if TYPE_CHECKING:
     from codequal.telemetry.errors import ErrorEvent
@@ -31,7 +40,11 @@ def _before_send(event: Any, _hint: Any) -> Any:
 
 
 class SentryForwarder:
-    """Builds Sentry events on a worker thread; the SDK's transport thread sends them."""
+    """Builds Sentry events on a worker thread and spools them; the sink's thread sends them.
+
+    ``data_dir`` holds the spool (``spool/sentry.*``); without one, a temporary directory is
+    used and events still waiting at shutdown are lost with it.
+    """
 
     def __init__(
         self,
@@ -41,30 +54,36 @@ class SentryForwarder:
         release: str | None,
         in_app_include: Sequence[str],
         max_queue: int,
+        data_dir: Path | str | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
-        try:
-            self.client = sentry_sdk.Client(
-                dsn=dsn,
-                environment=environment,
-                release=release,
-                before_send=_before_send,
-                default_integrations=False,
-                auto_enabling_integrations=False,
-                # Locals can hold a secret under any name; scrubbing by key would miss it.
-                include_local_variables=False,
-                in_app_include=list(in_app_include),
-            )
+        spool_dir = data_dir if data_dir is not None else tempfile.mkdtemp(prefix="codequal-")
+        self._tmp = spool_dir if data_dir is None else None  # removed at close
+        try:  # the DSN is parsed before the sink opens its spool or starts its thread
+            self.sink = SentrySink(dsn, spool_dir, backoff=backoff)
         except ValueError as exc:  # the SDK raises BadDsn, a ValueError
-            raise ValueError(
-                "sentry_dsn is not a valid Sentry DSN "
-                f"(expected https://<public key>@<host>/<project id>): {exc}"
-            ) from None
+            if self._tmp is not None:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+            raise _bad_dsn(exc) from None
+        self.client = sentry_sdk.Client(
+            dsn=dsn,
+            transport=SpoolTransport(self.sink),
+            environment=environment,
+            release=release,
+            before_send=_before_send,
+            default_integrations=False,
+            auto_enabling_integrations=False,
+            # Locals can hold a secret under any name; scrubbing by key would miss it.
+            include_local_variables=False,
+            in_app_include=list(in_app_include),
+        )
         self.worker: BatchWorker[tuple[ErrorEvent, BaseException | None]] = BatchWorker(
-            "sentry",
+            SINK_NAME,
             self._send,
             max_queue=max_queue,
             batch_size=100,
-            on_error=lambda _exc: SINK_ERRORS.labels(sink="sentry").inc(),
+            on_drop=SINK_QUEUE_DROPPED.labels(sink=SINK_NAME).inc,
+            on_error=lambda _exc: SINK_ERRORS.labels(sink=SINK_NAME).inc(),
         )
         self.worker.start()
 
@@ -73,15 +92,19 @@ class SentryForwarder:
         self.worker.submit((event, exc))
 
     def flush(self, timeout: float) -> bool:
+        """Wait until every submitted event reached Sentry (or was rejected); False on timeout."""
         deadline = time.monotonic() + timeout
         done = self.worker.flush(timeout)
-        self.client.flush(timeout=max(0.0, deadline - time.monotonic()))
-        return done
+        return self.sink.wait_delivered(max(0.0, deadline - time.monotonic())) and done
 
     def close(self, timeout: float) -> bool:
+        """Spool what is queued, send what can be within ``timeout``; the rest stays spooled."""
         deadline = time.monotonic() + timeout
         done = self.worker.stop(timeout)
-        self.client.close(timeout=max(0.0, deadline - time.monotonic()))
+        self.client.close(timeout=0.0)  # its transport only spools: nothing to wait for
+        done = self.sink.shutdown(max(0.0, deadline - time.monotonic())) and done
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
         return done
 
     def _send(self, batch: Sequence[tuple[ErrorEvent, BaseException | None]]) -> None:
@@ -93,6 +116,13 @@ class SentryForwarder:
             payload["event_id"] = event.event_id  # one id in our store and in Sentry
             payload["timestamp"] = datetime.fromtimestamp(event.timestamp, UTC)
             self.client.capture_event(payload, hint=hint, scope=_scope(event))
+
+
+def _bad_dsn(exc: ValueError) -> ValueError:
+    return ValueError(
+        "sentry_dsn is not a valid Sentry DSN "
+        f"(expected https://<public key>@<host>/<project id>): {exc}"
+    )
 
 
 def _scope(event: ErrorEvent) -> sentry_sdk.Scope:

@@ -153,6 +153,13 @@ SINK_DROPPED = Counter(
     ["sink"],
     registry=REGISTRY,
 )
+SINK_QUEUE_DROPPED = Counter(
+    "codequal_sink_queue_dropped_total",
+    "Entries dropped, oldest first, because a sink's in-memory queue in front of its spool was"
+    " full.",
+    ["sink"],
+    registry=REGISTRY,
+)
 SINK_QUEUE_DEPTH = Gauge(
     "codequal_sink_queue_depth", "Entries waiting in a sink's spool.", ["sink"], registry=REGISTRY
 )

@@ -23,7 +23,9 @@ from codequal.storage.errors import ErrorStore
 from codequal.storage.logs import LogStore
 from codequal.storage.spans import SpanStore
 from codequal.storage.work import WorkStore
+from codequal.telemetry._sentry import SentryForwarder
 from codequal.telemetry.errors import ErrorEvent, ErrorTracker
+from codequal.telemetry.fingerprint import IN_APP_PACKAGES
 from codequal.telemetry.logging import (
     LEVEL_NUMBERS,
     AlertHook,
@@ -43,6 +45,7 @@ from codequal.telemetry.sinks import ConsoleSink, StoreSink
 from codequal.telemetry.sinks.elasticsearch import ElasticsearchSink
 from codequal.telemetry.sinks.loki import LokiSink
 from codequal.telemetry.sinks.otlp import OtlpLogSink
+from codequal.telemetry.sinks.spool import DeliveringSink
 from codequal.telemetry.tracing import Tracing, setup_tracing
 
 
@@ -59,7 +62,16 @@ class Telemetry:
     log_store: LogStore | None
     error_store: ErrorStore | None
     span_store: SpanStore | None
+    sentry: SentryForwarder | None = None
     _loggers: dict[str, Any] = field(default_factory=dict)
+
+    def delivering_sinks(self) -> list[DeliveringSink]:
+        """Every spooled destination (logs, spans, errors), each with its own ``health()``."""
+        sinks = [s for s in self.logs.sinks if isinstance(s, DeliveringSink)]
+        sinks.extend(self.tracing.sinks)
+        if self.sentry is not None:
+            sinks.append(self.sentry.sink)
+        return sinks
 
     def logger(self, service: str | None = None, **initial: Any) -> Any:
         """A structlog logger for ``service`` (default: the configured service name)."""
@@ -136,13 +148,24 @@ def setup_telemetry(
     base_logger = build_logger(pipeline, level=settings.log_level, service=settings.service_name)
     error_store = ErrorStore(db) if db is not None else None
     span_store = SpanStore(db) if db is not None else None
+    release = settings.release or __version__
+    sentry = None
+    if settings.sentry_dsn:  # spooled under the data dir, so a Sentry outage loses nothing
+        sentry = SentryForwarder(
+            settings.sentry_dsn.get_secret_value(),
+            environment=settings.environment,
+            release=release,
+            in_app_include=IN_APP_PACKAGES,
+            max_queue=settings.log_queue_size,
+            data_dir=settings.data_dir,
+        )
     tracker = ErrorTracker(
         error_store,
         service=settings.service_name,
         environment=settings.environment,
-        release=settings.release or __version__,
+        release=release,
         on_event=_log_error_event(base_logger),
-        sentry_dsn=settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else None,
+        sentry=sentry,
         max_queue=settings.log_queue_size,
     )
     tracing = setup_tracing(
@@ -151,6 +174,7 @@ def setup_telemetry(
         environment=settings.environment,
         span_store=span_store,
         otlp_endpoint=settings.otlp_endpoint,
+        data_dir=settings.data_dir,
         set_global=set_global,
     )
     resources = ResourceMonitor(WorkStore(db) if db is not None else None)
@@ -159,7 +183,16 @@ def setup_telemetry(
     if set_global:
         _set_global(pipeline, settings)
     return Telemetry(
-        settings, pipeline, tracker, tracing, resources, hook, log_store, error_store, span_store
+        settings,
+        pipeline,
+        tracker,
+        tracing,
+        resources,
+        hook,
+        log_store,
+        error_store,
+        span_store,
+        sentry,
     )
 
 

@@ -1,8 +1,9 @@
 """OpenTelemetry tracing: the SDK provider, the store exporter and W3C trace-context helpers.
 
-Spans go through one ``BatchSpanProcessor`` per destination (the embedded store, and an
-OTLP/HTTP collector when an endpoint is configured), so ending a span only appends to a
-bounded in-memory queue; exporting happens on the processors' threads.
+Ending a span only appends it to a bounded in-memory queue per destination: the embedded
+store's ``BatchSpanProcessor``, and, when an OTLP endpoint is configured, the
+:class:`~codequal.telemetry.sinks.otlp_traces.SpanDelivery` in front of an on-disk spool, so
+spans ended while the collector is down are delivered, in order, once it is back.
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ from __future__ import annotations
 import atexit
 import logging
 import math
+import shutil
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.context import get_current as _get_context
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -30,15 +34,17 @@ from opentelemetry.util.types import AttributeValue
 from codequal.storage.spans import SpanRecord, SpanStore
 from codequal.telemetry.metrics import SINK_ERRORS
 
+if TYPE_CHECKING:
+    from codequal.telemetry.sinks.otlp_traces import OtlpSpanSink, SpanDelivery
+
 _log = logging.getLogger(__name__)
 
 INSTRUMENTATION_NAME = "codequal"
-OTLP_TRACES_PATH = "/v1/traces"
 # The store is local and cheap to write, so spans become queryable within half a second; the
 # larger queue absorbs an analysis that opens thousands of spans while SQLite checkpoints.
 STORE_SCHEDULE_DELAY_MS = 500
 STORE_MAX_QUEUE = 8192
-# A collector that does not answer must not hold the export thread for long.
+# A collector that does not answer must not hold the delivery thread for long.
 OTLP_TIMEOUT_SECONDS = 5.0
 
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -124,8 +130,15 @@ def _within(timeout: float, name: str, action: Callable[[], object]) -> bool:
 class Tracing:
     """The configured provider and its tracer. Create it with :func:`setup_tracing`."""
 
-    def __init__(self, provider: TracerProvider) -> None:
+    def __init__(
+        self,
+        provider: TracerProvider,
+        delivery: Sequence[SpanDelivery] = (),
+        temp_dir: str | None = None,
+    ) -> None:
         self.provider = provider
+        self.delivery = list(delivery)  # the spooled destinations, for /health and shutdown
+        self._temp_dir = temp_dir  # a spool that must not outlive the process
         self.tracer: trace.Tracer = provider.get_tracer(INSTRUMENTATION_NAME)
         # Bound once: span() is on the hot path of every instrumented step.
         self._start = self.tracer.start_as_current_span
@@ -146,13 +159,31 @@ class Tracing:
             return True
         return _within(timeout, "flush", lambda: self.provider.force_flush(int(timeout * 1000)))
 
+    @property
+    def sinks(self) -> list[OtlpSpanSink]:
+        """The spooled span sinks (each reports its own health)."""
+        return [d.sink for d in self.delivery]
+
     def shutdown(self, timeout: float = 5.0) -> bool:
-        """Flush and stop the exporters with a deadline; spans ended later are dropped."""
+        """Flush and stop the exporters with a deadline; spans ended later are dropped.
+
+        What a spooled destination did not take by then stays in its spool for the next start.
+        """
         if self._closed:
             return True
         self._closed = True
         atexit.unregister(self._shutdown_at_exit)
-        return _within(timeout, "shutdown", self.provider.shutdown)
+        return _within(timeout, "shutdown", lambda: self._shutdown(timeout))
+
+    def _shutdown(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        ok = True
+        for delivery in self.delivery:
+            ok = delivery.shutdown(max(0.0, deadline - time.monotonic())) and ok
+        self.provider.shutdown()  # the store's processor; the spooled ones are closed already
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+        return ok
 
     def _shutdown_at_exit(self) -> None:
         self.shutdown(timeout=5.0)
@@ -165,13 +196,15 @@ def setup_tracing(
     environment: str,
     span_store: SpanStore | None,
     otlp_endpoint: str | None,
+    data_dir: Path | str | None = None,
     set_global: bool = False,
 ) -> Tracing:
     """Build the tracer provider with an exporter per destination.
 
     ``otlp_endpoint`` is the collector's base URL (``http://tempo:4318``); spans are posted
-    to ``<endpoint>/v1/traces``. The global provider is set only when ``set_global`` is true,
-    because OpenTelemetry allows that once per process.
+    to ``<endpoint>/v1/traces``, spooled under ``data_dir`` (a temporary directory, which
+    does not outlive the process, when None). The global provider is set only when
+    ``set_global`` is true, because OpenTelemetry allows that once per process.
     """
     resource = Resource.create(
         {
@@ -189,13 +222,23 @@ def setup_tracing(
                 schedule_delay_millis=STORE_SCHEDULE_DELAY_MS,
             )
         )
+    delivery: list[SpanDelivery] = []
+    temp_dir = None
     if otlp_endpoint:
-        endpoint = otlp_endpoint.rstrip("/") + OTLP_TRACES_PATH
-        exporter = OTLPSpanExporter(endpoint=endpoint, timeout=OTLP_TIMEOUT_SECONDS)
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+        # Not at the top: the sinks package imports the log pipeline, which imports this module.
+        from codequal.telemetry.sinks.otlp_traces import (  # noqa: PLC0415 - a cycle
+            OtlpSpanSink,
+            SpanDelivery,
+        )
+
+        if data_dir is None:
+            data_dir = temp_dir = tempfile.mkdtemp(prefix="codequal-")
+        sink = OtlpSpanSink(otlp_endpoint, data_dir, timeout=OTLP_TIMEOUT_SECONDS)
+        delivery.append(SpanDelivery(sink))
+        provider.add_span_processor(delivery[-1])
     if set_global:
         trace.set_tracer_provider(provider)
-    return Tracing(provider)
+    return Tracing(provider, delivery, temp_dir)
 
 
 # The ids of the span last asked about, as (span context, trace hex, span hex). Consecutive

@@ -99,14 +99,21 @@ class Spool:
                 f.truncate(pos)
         self._end = pos
 
-    def append(self, items: Sequence[tuple[int, dict[str, Any]]]) -> int:
-        """Spool ``(ns, entry)`` pairs; returns how many old records the cap dropped."""
+    def append(
+        self, items: Sequence[tuple[int, dict[str, Any]]], ids: Sequence[str] | None = None
+    ) -> int:
+        """Spool ``(ns, entry)`` pairs; returns how many old records the cap dropped.
+
+        ``ids`` are the entries' own stable ids (a span's, an event's); by default each gets
+        a fresh one.
+        """
         with self._lock:
             chunks: list[bytes] = []
-            for ns, entry in items:
+            for i, (ns, entry) in enumerate(items):
                 seq = self._seq
                 self._seq += 1
-                raw = orjson.dumps([seq, f"{self._nonce}-{seq:x}", ns, entry], default=str)
+                rid = ids[i] if ids is not None else f"{self._nonce}-{seq:x}"
+                raw = orjson.dumps([seq, rid, ns, entry], default=str)
                 chunks += (_LEN.pack(len(raw)), raw)
                 self._end += 4 + len(raw)
                 self._slots.append(_Slot(seq, self._end, raw))
@@ -268,6 +275,7 @@ class DeliveringSink:
         self._spooled = SINK_SPOOLED.labels(sink=name)
         self._dropped = SINK_DROPPED.labels(sink=name)
         self._thread: threading.Thread | None = None
+        self._settled = threading.Condition()  # notified whenever the spool head moves
         self._gauges()
         if start:
             self.start()
@@ -280,8 +288,14 @@ class DeliveringSink:
 
     def write(self, entries: Sequence[LogEntry]) -> None:
         """Spool the batch and wake the sender; no network I/O here."""
-        dropped = self.spool.append([(entry_ns(e), e.to_dict()) for e in entries])
-        self._spooled.inc(len(entries))
+        self.enqueue([(entry_ns(e), e.to_dict()) for e in entries])
+
+    def enqueue(
+        self, items: Sequence[tuple[int, dict[str, Any]]], ids: Sequence[str] | None = None
+    ) -> None:
+        """Spool ``(ns, entry)`` pairs (with their stable ``ids``, if they have their own)."""
+        dropped = self.spool.append(items, ids)
+        self._spooled.inc(len(items))
         if dropped:
             self._dropped.inc(dropped)
         self._gauges()
@@ -304,6 +318,18 @@ class DeliveringSink:
         self.spool.close()
         self._close_transport()
         return self.spool.depth() == 0
+
+    def wait_delivered(self, timeout: float) -> bool:
+        """Wait until the spool is empty (delivered or rejected); False after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        with self._settled:
+            while self.spool.depth():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._thread is None:
+                    return False
+                self._settled.wait(min(remaining, 0.1))
+        return True
 
     def health(self) -> str:
         """``degraded`` while the destination fails and entries wait, else ``ok``."""
@@ -332,6 +358,8 @@ class DeliveringSink:
         self._failing = False
         SINK_LAST_SUCCESS.labels(sink=self.name).set(self._clock())
         self._gauges()
+        with self._settled:
+            self._settled.notify_all()
         return True
 
     def _attempt(self, pending: list[Record]) -> SendResult:
