@@ -275,6 +275,7 @@ class ErrorTracker:
         on_event: Callable[[ErrorEvent], None] | None = None,
         sentry_dsn: str | None = None,
         max_queue: int = 10_000,
+        sentry: SentryForwarder | None = None,  # built by the caller (with a spool dir)
     ) -> None:
         self.service = service
         self.environment = environment
@@ -283,8 +284,8 @@ class ErrorTracker:
         self._store: BatchWorker[ErrorEvent] | None = None
         if store is not None:
             self._store = _worker("error_store", store.record, max_queue)
-        self._sentry: SentryForwarder | None = None
-        if sentry_dsn:
+        self._sentry: SentryForwarder | None = sentry
+        if sentry_dsn and sentry is None:
             self._sentry = SentryForwarder(
                 sentry_dsn,
                 environment=environment,
