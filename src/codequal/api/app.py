@@ -73,6 +73,10 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         default_response_class=FastJSONResponse,
+        # TelemetryMiddleware traces, counts and logs every request. FastAPI's own OpenTelemetry
+        # (on once a global provider is set, as `codequal serve` does) would add a second trace
+        # per request and two operation spans to ours: four spans stored instead of one.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.codequal = state
     install_error_handlers(app)
