@@ -52,8 +52,8 @@ def serve(config_file: Path | None, data_dir: Path | None, host: str | None, por
         log_config=None,
         access_log=False,
         lifespan="on",
-        # uvloop and httptools when installed (uvicorn[standard] brings both): they parse and
-        # write in C, which was a third of the server's CPU per dashboard request.
+        # uvloop and httptools when installed (uvicorn[standard] brings both): the event loop,
+        # HTTP parsing and socket writes in C rather than Python.
         loop="auto",
         http="auto",
         timeout_graceful_shutdown=int(settings.shutdown_timeout) or None,
