@@ -282,8 +282,10 @@ def ingest_router(
 def _sentry_routes(router: APIRouter, ingest: _Ingest) -> None:
     async def handle(request: Request, project_id: int, store: bool) -> Response:
         async def work() -> FastJSONResponse:
-            header, query = request.headers.get("x-sentry-auth"), request.query_params
-            token = sentry.public_key(header, query.get("sentry_key"))
+            # SDKs send the key in a header: the query string is parsed only when it is not there.
+            token = sentry.header_key(request.headers.get("x-sentry-auth")) or sentry.public_key(
+                None, request.query_params.get("sentry_key")
+            )
             verified = ingest.dsn_keys.cached(token)
             if verified is None:
                 verified = await run_in_threadpool(ingest.dsn_keys.verify, token)

@@ -50,8 +50,8 @@ class SentryBatch:
 
 
 # -- authentication --------------------------------------------------------------------------
-def public_key(auth_header: str | None, query_key: str | None) -> str:
-    """The DSN public key from ``X-Sentry-Auth: Sentry sentry_key=...`` or ``?sentry_key=``."""
+def header_key(auth_header: str | None) -> str | None:
+    """The DSN public key from ``X-Sentry-Auth: Sentry sentry_key=...``; None if it has none."""
     if auth_header:
         scheme, _, params = auth_header[:MAX_AUTH_HEADER].strip().partition(" ")
         if scheme.lower() == "sentry":
@@ -59,6 +59,14 @@ def public_key(auth_header: str | None, query_key: str | None) -> str:
                 name, _, value = part.strip().partition("=")
                 if name.strip() == "sentry_key" and value.strip():
                     return value.strip()
+    return None
+
+
+def public_key(auth_header: str | None, query_key: str | None) -> str:
+    """The DSN public key from ``X-Sentry-Auth: Sentry sentry_key=...`` or ``?sentry_key=``."""
+    found = header_key(auth_header)
+    if found is not None:
+        return found
     if query_key:
         return query_key.strip()
     raise IngestError(
