@@ -1,7 +1,8 @@
 """Performance insights from stored analyses and span trees, with rule-based recommendations.
 
-Every number is computed from the records of the period; each recommendation is a rule over
-those numbers and quotes them.
+Every number is computed from the records of the period (their counts and percentiles,
+aggregated by the database or, equivalently, by ``InsightTotals.of``); each recommendation
+is a rule over those numbers and quotes them.
 """
 
 from __future__ import annotations
@@ -37,28 +38,71 @@ class SpanFacts:
     end: float
 
 
-def slowest_agents(analyses: Sequence[AnalysisFacts]) -> list[dict[str, Any]]:
-    per_agent: dict[str, list[float]] = defaultdict(list)
-    agent_time = total_time = 0.0
-    shares: dict[str, float] = defaultdict(float)
-    for a in analyses:
-        total = a.timings.get("total") or 0.0
-        total_time += total
-        for step, seconds in a.timings.items():
-            if step.startswith("agent:"):
-                name = step.removeprefix("agent:")
-                per_agent[name].append(seconds)
-                shares[name] += seconds
-                agent_time += seconds
+@dataclass(frozen=True)
+class Spread:
+    """How many values, and their median and 95th percentile."""
+
+    count: int
+    p50: float | None
+    p95: float | None
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread:
+        return cls(len(values), percentile(values, 0.5), percentile(values, 0.95))
+
+
+@dataclass(frozen=True)
+class InsightTotals:
+    """A period's counts and order statistics: everything the report is computed from.
+
+    ``storage.analytics_totals`` builds it with SQL; ``of`` builds the same from facts.
+    """
+
+    analyses: int
+    analysis_seconds: float  # the analyses' summed total time
+    agents: dict[str, tuple[Spread, float]]  # agent -> (run times, summed seconds)
+    knowledge: Spread  # knowledge-store lookup latencies
+    knowledge_misses: int  # lookups followed by a DeepWiki run
+    clone_by_size: dict[str, Spread]
+    queue_wait: Spread
+    deepwiki_runs: dict[str, int]  # per repository
+
+    @classmethod
+    def of(cls, analyses: Sequence[AnalysisFacts]) -> InsightTotals:
+        per_agent: dict[str, list[float]] = defaultdict(list)
+        by_size: dict[str, list[float]] = defaultdict(list)
+        for a in analyses:
+            for step, seconds in a.timings.items():
+                if step.startswith("agent:"):
+                    per_agent[step.removeprefix("agent:")].append(seconds)
+            if "clone" in a.timings:
+                by_size[a.size_class or "unknown"].append(a.timings["clone"])
+        checked = [a for a in analyses if "check-vector-db" in a.timings]
+        return cls(
+            analyses=len(analyses),
+            analysis_seconds=sum(a.timings.get("total") or 0.0 for a in analyses),
+            agents={name: (Spread.of(v), sum(v)) for name, v in per_agent.items()},
+            knowledge=Spread.of([a.timings["check-vector-db"] for a in checked]),
+            knowledge_misses=sum(1 for a in checked if "trigger-deepwiki" in a.timings),
+            clone_by_size={size: Spread.of(v) for size, v in by_size.items()},
+            queue_wait=Spread.of(
+                [a.started_at - a.created_at for a in analyses if a.started_at is not None]
+            ),
+            deepwiki_runs=reanalysed_repositories(analyses),
+        )
+
+
+def slowest_agents(totals: InsightTotals) -> list[dict[str, Any]]:
+    total_time = totals.analysis_seconds
     rows = [
         {
             "agent": name,
-            "runs": len(values),
-            "p50": percentile(values, 0.5),
-            "p95": percentile(values, 0.95),
-            "shareOfAnalysisTime": shares[name] / total_time if total_time else None,
+            "runs": spread.count,
+            "p50": spread.p50,
+            "p95": spread.p95,
+            "shareOfAnalysisTime": seconds / total_time if total_time else None,
         }
-        for name, values in per_agent.items()
+        for name, (spread, seconds) in totals.agents.items()
     ]
     return sorted(rows, key=lambda r: -(r["p95"] or 0.0))
 
@@ -104,35 +148,29 @@ def bottlenecks(spans: Sequence[SpanFacts]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: -r["criticalPathSeconds"])
 
 
-def knowledge_cache(analyses: Sequence[AnalysisFacts]) -> dict[str, Any]:
+def knowledge_cache(totals: InsightTotals) -> dict[str, Any]:
     """A DeepWiki run means the knowledge store had no fresh profile: a miss."""
-    checked = [a for a in analyses if "check-vector-db" in a.timings]
-    misses = sum(1 for a in checked if "trigger-deepwiki" in a.timings)
-    latencies = [a.timings["check-vector-db"] for a in checked]
+    lookups, misses = totals.knowledge.count, totals.knowledge_misses
     return {
-        "lookups": len(checked),
-        "hits": len(checked) - misses,
+        "lookups": lookups,
+        "hits": lookups - misses,
         "misses": misses,
-        "hitRate": (len(checked) - misses) / len(checked) if checked else None,
-        "latencyP50": percentile(latencies, 0.5),
-        "latencyP95": percentile(latencies, 0.95),
+        "hitRate": (lookups - misses) / lookups if lookups else None,
+        "latencyP50": totals.knowledge.p50,
+        "latencyP95": totals.knowledge.p95,
     }
 
 
-def clone_time_by_size(analyses: Sequence[AnalysisFacts]) -> dict[str, dict[str, Any]]:
-    by_size: dict[str, list[float]] = defaultdict(list)
-    for a in analyses:
-        if "clone" in a.timings:
-            by_size[a.size_class or "unknown"].append(a.timings["clone"])
+def clone_time_by_size(totals: InsightTotals) -> dict[str, dict[str, Any]]:
     return {
-        size: {"clones": len(v), "p50": percentile(v, 0.5), "p95": percentile(v, 0.95)}
-        for size, v in sorted(by_size.items())
+        size: {"clones": spread.count, "p50": spread.p50, "p95": spread.p95}
+        for size, spread in sorted(totals.clone_by_size.items())
     }
 
 
-def queue_wait(analyses: Sequence[AnalysisFacts]) -> dict[str, Any]:
-    waits = [a.started_at - a.created_at for a in analyses if a.started_at is not None]
-    return {"analyses": len(waits), "p50": percentile(waits, 0.5), "p95": percentile(waits, 0.95)}
+def queue_wait(totals: InsightTotals) -> dict[str, Any]:
+    wait = totals.queue_wait
+    return {"analyses": wait.count, "p50": wait.p50, "p95": wait.p95}
 
 
 def reanalysed_repositories(analyses: Iterable[AnalysisFacts]) -> dict[str, int]:
@@ -183,17 +221,28 @@ def recommendations(report: dict[str, Any]) -> list[str]:
 
 
 def insights_report(
-    analyses: Sequence[AnalysisFacts], spans: Sequence[SpanFacts], *, start: float, end: float
+    analyses: Sequence[AnalysisFacts] | InsightTotals,
+    spans: Sequence[SpanFacts],
+    *,
+    start: float,
+    end: float,
 ) -> dict[str, Any]:
+    """Everything `/api/monitoring/insights` and `codequal insights` show for one period.
+
+    ``analyses`` may already be the period's ``InsightTotals``, which is how the service
+    reads them: aggregated by the database.
+    """
+    totals = analyses if isinstance(analyses, InsightTotals) else InsightTotals.of(analyses)
     report: dict[str, Any] = {
         "period": {"start": start, "end": end},
-        "analyses": len(analyses),
-        "slowestAgents": slowest_agents(analyses),
+        "analyses": totals.analyses,
+        "slowestAgents": slowest_agents(totals),
         "bottlenecks": bottlenecks(spans),
-        "knowledgeCache": knowledge_cache(analyses),
-        "cloneTimeBySize": clone_time_by_size(analyses),
-        "queueWait": queue_wait(analyses),
-        "deepwikiRuns": reanalysed_repositories(analyses),
+        "knowledgeCache": knowledge_cache(totals),
+        "cloneTimeBySize": clone_time_by_size(totals),
+        "queueWait": queue_wait(totals),
+        # Most re-analysed first (the rows came in storage order before).
+        "deepwikiRuns": dict(sorted(totals.deepwiki_runs.items(), key=lambda kv: (-kv[1], kv[0]))),
     }
     report["recommendations"] = recommendations(report)
     return report

@@ -26,9 +26,9 @@ from codequal.tsdb.promql import Engine, PromQLError, Scalar, Vector
 
 def compute_costs(db: Database, settings: Settings, period: float, now: float) -> dict[str, Any]:
     pricing = PricingTable.load(settings.pricing_file or DEFAULT_PRICING)
-    records = AnalyticsQueries(db).cost_records(now - period, now)
+    totals = AnalyticsQueries(db).cost_totals(now - period, now, settings.analysis_cost_alert)
     return cost_report(
-        records,
+        totals,
         start=now - period,
         end=now,
         daily_budget=settings.daily_budget,
@@ -40,7 +40,7 @@ def compute_costs(db: Database, settings: Settings, period: float, now: float) -
 def compute_insights(db: Database, period: float, now: float) -> dict[str, Any]:
     queries = AnalyticsQueries(db)
     return insights_report(
-        queries.analysis_facts(now - period, now),
+        queries.insight_totals(now - period, now),
         queries.span_facts(now - period, now),
         start=now - period,
         end=now,

@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from codequal.storage.analysis_stats import forget_stats, write_stats
 from codequal.storage.db import Database
 from codequal.storage.models import analyses, findings
 
@@ -189,8 +190,9 @@ class AnalysisStore:
             )
 
     def finish(self, analysis_id: str, outcome: Outcome, now: float) -> None:
-        """Store the outcome and findings in one transaction."""
+        """Store the outcome, findings and analytics numbers in one transaction."""
         with self._db.engine.begin() as conn:
+            forget_stats(conn, analysis_id)  # a job finished twice keeps only its last outcome
             conn.execute(
                 analyses.update()
                 .where(analyses.c.id == analysis_id)
@@ -209,6 +211,7 @@ class AnalysisStore:
                     **({"trace_id": outcome.trace_id} if outcome.trace_id else {}),
                 )
             )
+            write_stats(conn, analysis_id)
             conn.execute(findings.delete().where(findings.c.analysis_id == analysis_id))
             if outcome.findings:
                 conn.execute(

@@ -1,4 +1,9 @@
-"""Reads for cost analytics and insights: analyses and span trees of a period."""
+"""Reads for cost analytics and insights: a period's totals, analyses and span trees.
+
+The service reads totals (``cost_totals``, ``insight_totals``: aggregated by the database,
+see ``analytics_totals``); the decoded records (``cost_records``, ``analysis_facts``) give
+the same reports and are what the totals are tested against.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,11 @@ import re
 
 import sqlalchemy as sa
 
-from codequal.analytics.costs import CostRecord
-from codequal.analytics.insights import AnalysisFacts, SpanFacts
+from codequal.analytics.costs import CostRecord, CostTotals
+from codequal.analytics.insights import AnalysisFacts, InsightTotals, SpanFacts
+from codequal.storage import analytics_totals
 from codequal.storage.db import Database
-from codequal.storage.models import analyses, spans
+from codequal.storage.models import analyses, analysis_stats, spans
 
 # Span trees are read for the most recent analyses only: enough for stable shares, and
 # bounded work however busy the period was.
@@ -29,6 +35,13 @@ def parse_period(text: str) -> float:
 class AnalyticsQueries:
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    def cost_totals(self, start: float, end: float, threshold: float | None) -> CostTotals:
+        """The period's cost totals; ``over_threshold`` lists analyses above ``threshold``."""
+        return analytics_totals.cost_totals(self._db, start, end, threshold)
+
+    def insight_totals(self, start: float, end: float) -> InsightTotals:
+        return analytics_totals.insight_totals(self._db, start, end)
 
     def cost_records(self, start: float, end: float) -> list[CostRecord]:
         t = analyses
@@ -89,10 +102,10 @@ class AnalyticsQueries:
             ]
 
     def span_facts(self, start: float, end: float) -> list[SpanFacts]:
-        t = analyses
+        t = analysis_stats  # narrow and clustered by finish time: the newest are read first
         traces = (
             sa.select(t.c.trace_id)
-            .where((t.c.finished_at >= start) & (t.c.finished_at < end) & t.c.trace_id.is_not(None))
+            .where(analytics_totals.in_period(t, start, end) & t.c.trace_id.is_not(None))
             .order_by(t.c.finished_at.desc())
             .limit(MAX_TRACES)
         )

@@ -204,3 +204,78 @@ deepwiki_cleanups = sa.Table(
     sa.Column("error", sa.Text),
     sa.Index("ix_deepwiki_cleanups_ts", "ts"),
 )
+
+# -- analytics read model (issue #6) ----------------------------------------------------------
+# The numbers cost analytics and insights aggregate, copied out of each finished analysis's
+# JSON (cost, timings, summary) when it is stored, so a period's report is SQL sums and
+# index walks instead of decoding every row. Clustered by finish time on SQLite (WITHOUT
+# ROWID), so a period is one contiguous range; the other indexes cover the queries that
+# read in another order (a percentile steps along its value, a per-repository sum along the
+# repositories), so they never sort (see storage/analytics_totals.py).
+# Grouped by the first four, summing the rest: the breakdowns by mode, provider and model.
+_COST_GROUP_COLUMNS = ("mode", "status", "llm_provider", "llm_model", "finished_at", "cost_total",
+                       "cost_infrastructure", "cost_deepwiki", "cost_llm", "llm_input_tokens",
+                       "llm_output_tokens")  # fmt: skip
+analysis_stats = sa.Table(
+    "analysis_stats",
+    metadata,
+    sa.Column("finished_at", sa.Float, primary_key=True),
+    sa.Column("analysis_id", sa.String(32), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),  # the mode run, else the one requested
+    sa.Column("repository_url", sa.String(1000), nullable=False),
+    sa.Column("trace_id", sa.String(32)),
+    sa.Column("queue_seconds", sa.Float),  # started_at - created_at
+    sa.Column("cost_total", sa.Float),  # NULL: the analysis stored no cost
+    sa.Column("cost_infrastructure", sa.Float),
+    sa.Column("cost_deepwiki", sa.Float),
+    sa.Column("cost_llm", sa.Float),
+    sa.Column("llm_provider", sa.String(100)),
+    sa.Column("llm_model", sa.String(200)),
+    sa.Column("llm_input_tokens", sa.BigInteger),
+    sa.Column("llm_output_tokens", sa.BigInteger),
+    sa.Column("auto_mode", sa.String(16)),
+    sa.Column("size_class", sa.String(50), nullable=False),  # "unknown" when not profiled
+    # timings; NULL when the step did not run
+    sa.Column("seconds_total", sa.Float),
+    sa.Column("seconds_clone", sa.Float),
+    sa.Column("seconds_knowledge", sa.Float),  # check-vector-db
+    sa.Column("seconds_deepwiki", sa.Float),  # trigger-deepwiki
+    sa.Index("ix_analysis_stats_cost", "cost_total", "finished_at"),
+    sa.Index("ix_analysis_stats_cost_groups", *_COST_GROUP_COLUMNS),
+    sa.Index("ix_analysis_stats_mode_cost", "mode", "status", "cost_total", "finished_at"),
+    sa.Index("ix_analysis_stats_movable", "mode", "auto_mode", "cost_total", "finished_at"),
+    sa.Index(
+        "ix_analysis_stats_repository",
+        "repository_url",
+        "finished_at",
+        "cost_total",
+        "seconds_deepwiki",
+    ),
+    sa.Index("ix_analysis_stats_knowledge", "seconds_knowledge", "finished_at"),
+    sa.Index("ix_analysis_stats_clone", "size_class", "seconds_clone", "finished_at"),
+    sa.Index("ix_analysis_stats_queue", "queue_seconds", "finished_at"),
+    sqlite_with_rowid=False,
+)
+
+# One row per agent run of a finished analysis. The analysis's total time and infrastructure
+# cost are repeated here so the cost-by-agent split is one grouped sum, without a join.
+analysis_agent_times = sa.Table(
+    "analysis_agent_times",
+    metadata,
+    sa.Column("finished_at", sa.Float, primary_key=True),
+    sa.Column("analysis_id", sa.String(32), primary_key=True),
+    sa.Column("agent", sa.String(100), primary_key=True),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("analysis_seconds", sa.Float),
+    sa.Column("cost_infrastructure", sa.Float),
+    sa.Index(
+        "ix_analysis_agent_times_agent",
+        "agent",
+        "seconds",
+        "finished_at",
+        "analysis_seconds",
+        "cost_infrastructure",
+    ),
+    sqlite_with_rowid=False,
+)
