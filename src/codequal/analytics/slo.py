@@ -159,8 +159,10 @@ def recording_rules(slo: SLO) -> list[dict[str, Any]]:
     rules = [
         {
             "record": f"slo:sli_error:ratio_rate{w}",
-            # No error series at all (no 5xx ever) means zero errors, not an unknown SLI.
-            "expr": f"(({slo.errors(w)}) or on() vector(0))\n/\n({slo.total(w)})\n",
+            # No error series at all (no 5xx ever) means zero errors, not an unknown SLI; no
+            # traffic in the window means no ratio at all: a 0/0 NaN recorded here would make
+            # the 30-day average (and every budget figure built on it) NaN for 30 days.
+            "expr": f"(({slo.errors(w)}) or on() vector(0))\n/\n(({slo.total(w)}) > 0)\n",
             "labels": _base_labels(slo) | {"sloth_window": w},
         }
         for w in WINDOWS
