@@ -3,7 +3,8 @@
 The exported rule file passes ``promtool check rules``, and tests/rules/costs.rules.test.yml
 passes under both ``promtool test rules`` and ``codequal rules test``. The server's own
 scraper, rule scheduler and notifier, driven with explicit times, page a webhook when the
-day's spend goes over the budget.
+day's spend goes over the budget, and when an analysis costs more than a threshold that is
+not one of the cost histogram's bucket bounds.
 """
 
 from __future__ import annotations
@@ -33,15 +34,14 @@ from codequal.alerting.cost_rules import (
 )
 from codequal.alerting.rules import AlertingRule
 from codequal.api.app import create_app
-from codequal.config import ConfigError, load_settings
-from codequal.telemetry.metrics import ANALYSIS_COST
+from codequal.config import Settings, load_settings
 
 from ..conftest import TEST_JWT_SECRET
 from ..unit.alerting.test_runbooks import RUNBOOKS, SECTIONS, sections
 
 TESTS = Path(__file__).parents[1] / "rules" / "costs.rules.test.yml"
 PROMTOOL = shutil.which("promtool")
-BUDGET_ENV = {"CODEQUAL_DAILY_BUDGET": "10", "CODEQUAL_ANALYSIS_COST_ALERT": "1"}
+BUDGET_ENV = {"CODEQUAL_DAILY_BUDGET": "10", "CODEQUAL_ANALYSIS_COST_ALERT": "0.75"}
 
 
 def promtool() -> str:
@@ -94,26 +94,18 @@ def test_the_thresholds_from_settings_are_in_the_rules() -> None:
     assert isinstance(daily, AlertingRule) and isinstance(per_analysis, AlertingRule)
     assert daily.expr.rstrip().endswith("> 25.0")
     assert "daily budget of $25.00" in daily.annotations["summary"]
-    assert 'codequal_analysis_cost_dollars_bucket{le="0.005"}' in per_analysis.expr
+    assert "codequal_analysis_cost_over_threshold_total" in per_analysis.expr
     assert "more than $0.005 each" in per_analysis.annotations["summary"]
 
 
-def test_a_threshold_between_bucket_bounds_is_refused_with_the_variable_named(
-    tmp_path: Path,
-) -> None:
-    with pytest.raises(ConfigError, match=r"CODEQUAL_ANALYSIS_COST_ALERT is 0\.75.*0\.5, 1, 2"):
-        cost_rule_groups(None, 0.75)
-    settings = load_settings(
-        data_dir=tmp_path, jwt_secret=TEST_JWT_SECRET, analysis_cost_alert=0.75
-    )
-    with pytest.raises(ConfigError, match="CODEQUAL_ANALYSIS_COST_ALERT"):
-        create_app(settings, start_workers=False)
-    result = codequal(
-        "rules", "export", "--out", str(tmp_path / "out"),
-        env={"CODEQUAL_ANALYSIS_COST_ALERT": "0.75"}, cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 2
-    assert "CODEQUAL_ANALYSIS_COST_ALERT is 0.75" in result.stderr
+def test_a_threshold_between_bucket_bounds_is_accepted_and_exported(tmp_path: Path) -> None:
+    (group,) = cost_rule_groups(None, 0.75)
+    (rule,) = group.rules
+    assert isinstance(rule, AlertingRule)
+    assert "more than $0.75 each" in rule.annotations["summary"]
+    out = exported(tmp_path, {"CODEQUAL_ANALYSIS_COST_ALERT": "0.75"})
+    rules = yaml.safe_load((out / RULES_FILE).read_text())["groups"][0]["rules"]
+    assert [r["alert"] for r in rules] == [ANALYSIS_COST_ALERT]
 
 
 def test_export_writes_the_cost_rules_only_when_a_budget_is_set(tmp_path: Path) -> None:
@@ -185,6 +177,45 @@ def webhook() -> Iterator[str]:
     server.shutdown()
 
 
+Analysis = tuple[str, str, float] | None  # (mode, provider, dollars), or no analysis
+
+
+def drive(settings: Settings, analyses: list[Analysis]) -> list[dict[str, dict[str, Any]]]:
+    """Serve with ``settings``; every 15 s from a fixed start, the orchestrator records the
+    step's analysis, then the server scrapes, evaluates its rules and notifies. Returns the
+    cost alerts' rows of the rules overview after each step."""
+    app = create_app(settings, start_workers=False)
+    start = 1_800_000_000.0
+    overviews = []
+    with TestClient(app):
+        assert app.state.codequal.wait_ready(30)
+        orchestrator = app.state.codequal.analysis.orchestrator
+        alerting = app.state.codequal.alerting
+        for step, analysis in enumerate(analyses):
+            now = start + 15 * step
+            if analysis:
+                orchestrator.observe_cost(*analysis)
+            alerting.history.scraper.scrape_once(round(now * 1000))
+            alerting.scheduler.evaluate_once(now)
+            alerting.notifier.tick(now)
+            overview = {r["name"]: r for r in alerting.rules_overview() if r["name"] in COST_ALERTS}
+            overviews.append(overview)
+        # Past group_interval too: another test's series of the process-wide counters may
+        # have opened the alert's notification group first.
+        alerting.notifier.tick(now + settings.alert_group_interval + 1)
+    return overviews
+
+
+def firing_modes(overview: dict[str, dict[str, Any]], provider: str) -> list[str]:
+    """The modes the per-analysis alert fires for, among ``provider``'s series."""
+    alerts = overview[ANALYSIS_COST_ALERT]["alerts"]
+    return sorted(
+        a.labels["mode"]
+        for a in alerts
+        if a.status == "firing" and a.labels["provider"] == provider
+    )
+
+
 def test_spending_over_the_daily_budget_fires_and_notifies(tmp_path: Path, webhook: str) -> None:
     settings = load_settings(
         data_dir=tmp_path / "data",
@@ -193,26 +224,11 @@ def test_spending_over_the_daily_budget_fires_and_notifies(tmp_path: Path, webho
         daily_budget=10.0,
         analysis_cost_alert=5.0,
     )
-    app = create_app(settings, start_workers=False)
-    # The histogram the orchestrator observes once per finished analysis; the label values are
-    # this test's own, other tests' analyses cost fractions of a cent.
-    spend = ANALYSIS_COST.labels(mode="deep", provider="budget-test")
-    with TestClient(app):
-        assert app.state.codequal.wait_ready(30)
-        alerting = app.state.codequal.alerting
-        start = 1_800_000_000.0
-        states = []
-        for step, cost in enumerate((4.0, 0.0, 7.0, 0.0)):
-            now = start + 15 * step
-            if cost:
-                spend.observe(cost)
-            alerting.history.scraper.scrape_once(round(now * 1000))
-            alerting.scheduler.evaluate_once(now)
-            alerting.notifier.tick(now)
-            overview = {r["name"]: r for r in alerting.rules_overview()}
-            states.append(overview[DAILY_BUDGET_ALERT]["state"])
-        alerting.notifier.tick(start + 45 + 31)  # past group_wait
+    # The label values are this test's own, other tests' analyses cost fractions of a cent.
+    steps: list[Analysis] = [("deep", "budget-test", 4.0), None, ("deep", "budget-test", 7.0), None]
+    overviews = drive(settings, steps)
     # $4 stays under the $10 budget; $11 is over it, and the rule has no `for`.
+    states = [o[DAILY_BUDGET_ALERT]["state"] for o in overviews]
     assert states == ["inactive", "inactive", "firing", "firing"]
     sent = [a for body in Receiver.received for a in body["alerts"]]
     budget = [a for a in sent if a["labels"]["alertname"] == DAILY_BUDGET_ALERT]
@@ -224,6 +240,46 @@ def test_spending_over_the_daily_budget_fires_and_notifies(tmp_path: Path, webho
     )
     assert budget[0]["annotations"]["runbook_url"].endswith("/runbooks/DailyCostBudgetExceeded")
     # The $7 analysis is over the $5 per-analysis threshold as well; the $4 one is not.
-    over = [a for a in sent if a["labels"]["alertname"] == ANALYSIS_COST_ALERT]
-    assert [a["labels"]["provider"] for a in over] == ["budget-test"]
+    over = [
+        a
+        for a in sent
+        if a["labels"]["alertname"] == ANALYSIS_COST_ALERT
+        and a["labels"]["provider"] == "budget-test"
+    ]
+    assert [(a["status"], a["labels"]["mode"]) for a in over] == [("firing", "deep")]
     assert over[0]["annotations"]["summary"].startswith("1 analyses in deep mode cost more than $5")
+
+
+def test_a_threshold_between_bucket_bounds_fires_only_for_analyses_above_it(
+    tmp_path: Path, webhook: str
+) -> None:
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        jwt_secret=TEST_JWT_SECRET,
+        webhook_url=webhook,
+        analysis_cost_alert=0.75,
+    )
+    # $0.70 and $0.80 share the cost histogram's ($0.5, $1] bucket: only the counter the
+    # orchestrator keeps at the threshold tells them apart. $0.75 itself is not over it.
+    provider = "threshold-test"
+    steps: list[Analysis] = [
+        ("quick", provider, 0.70),
+        ("comprehensive", provider, 0.75),
+        None,
+        ("deep", provider, 0.80),
+        None,
+    ]
+    overviews = drive(settings, steps)
+    assert [firing_modes(o, provider) for o in overviews] == [[], [], [], ["deep"], ["deep"]]
+    sent = [
+        a
+        for body in Receiver.received
+        for a in body["alerts"]
+        if a["labels"]["alertname"] == ANALYSIS_COST_ALERT and a["labels"]["provider"] == provider
+    ]
+    assert [(a["status"], a["labels"]["mode"]) for a in sent] == [("firing", "deep")]
+    assert sent[0]["labels"]["severity"] == "ticket"
+    assert sent[0]["annotations"]["summary"].startswith(
+        "1 analyses in deep mode cost more than $0.75 each in the last hour on "
+    )
+    assert sent[0]["annotations"]["runbook_url"].endswith("/runbooks/AnalysisCostOverThreshold")

@@ -12,8 +12,7 @@ from __future__ import annotations
 from importlib import resources
 
 from codequal.alerting.rules import AlertingRule, RuleGroup, parse_rule_file
-from codequal.config import ConfigError, Settings
-from codequal.telemetry.metrics import COST_BUCKETS
+from codequal.config import Settings
 
 TEMPLATE = "costs.template.yml"
 RULES_FILE = "codequal-costs.rules.yml"
@@ -25,19 +24,6 @@ COST_ALERTS = (DAILY_BUDGET_ALERT, ANALYSIS_COST_ALERT)
 def dollars(amount: float) -> str:
     """Money as the alert texts show it: cents, or the digits a sub-cent amount needs."""
     return f"{amount:.2f}" if amount >= 0.01 or amount == 0 else f"{amount:g}"
-
-
-def bucket_bound(threshold: float) -> str:
-    """The ``le`` label of the cost histogram's bucket at ``threshold``; ConfigError if none."""
-    for bound in COST_BUCKETS:
-        if abs(bound - threshold) <= 1e-12:
-            return repr(float(bound))  # as prometheus_client writes `le`: 1.0, 0.005
-    allowed = ", ".join(f"{b:g}" for b in COST_BUCKETS)
-    raise ConfigError(
-        f"CODEQUAL_ANALYSIS_COST_ALERT is {threshold!r}, but the per-analysis cost alert can "
-        f"only count analyses above a bucket bound of codequal_analysis_cost_dollars; use one "
-        f"of {allowed} (dollars)."
-    )
 
 
 def template_text() -> str:
@@ -59,7 +45,6 @@ def cost_rule_groups(
     for placeholder, value in (
         ("__DAILY_BUDGET__", repr(float(budget))),
         ("__DAILY_BUDGET_TEXT__", dollars(budget)),
-        ("__ANALYSIS_COST_LE__", bucket_bound(threshold)),
         ("__ANALYSIS_COST_TEXT__", dollars(threshold)),
     ):
         text = text.replace(placeholder, value)
@@ -81,5 +66,5 @@ def cost_rule_groups(
 
 
 def cost_rules_for(settings: Settings) -> list[RuleGroup]:
-    """:func:`cost_rule_groups` at the configured thresholds (raises ConfigError)."""
+    """:func:`cost_rule_groups` at the configured thresholds."""
     return cost_rule_groups(settings.daily_budget, settings.analysis_cost_alert)

@@ -29,6 +29,7 @@ from codequal.telemetry.metrics import (
     AGENT_EXECUTION,
     ANALYSIS_COMPLETED,
     ANALYSIS_COST,
+    ANALYSIS_COST_OVER_THRESHOLD,
     ANALYSIS_DURATION,
     ANALYSIS_FAILED,
     ANALYSIS_STARTED,
@@ -105,6 +106,7 @@ class Orchestrator:
     pricing: PricingTable | None = None
     provider: LLMProvider | None = None
     agent_timeout: float = 300.0
+    cost_alert: float | None = None  # CODEQUAL_ANALYSIS_COST_ALERT: dollars per analysis
     clock: Callable[[], float] = time.time
     background: Callable[[Callable[[], None]], None] = lambda fn: fn()
 
@@ -332,6 +334,12 @@ class Orchestrator:
         self._observe(run, outcome, cost, wall)
         return Outcome(**{**outcome.__dict__, "cost": cost, "timings": run.timings})
 
+    def observe_cost(self, mode: str, provider: str, total: float) -> None:
+        """Record one analysis's cost, and count it if it is over CODEQUAL_ANALYSIS_COST_ALERT."""
+        ANALYSIS_COST.labels(mode=mode, provider=provider).observe(total)
+        if self.cost_alert is not None and total > self.cost_alert:
+            ANALYSIS_COST_OVER_THRESHOLD.labels(mode=mode, provider=provider).inc()
+
     def _observe(self, run: _Run, outcome: Outcome, cost: dict[str, Any], wall: float) -> None:
         record = run.record
         mode = run.mode or record.requested_mode
@@ -340,7 +348,7 @@ class Orchestrator:
             wall
         )
         provider = (cost.get("llm") or {}).get("provider", "none")
-        ANALYSIS_COST.labels(mode=mode, provider=provider).observe(cost["total"])
+        self.observe_cost(mode, provider, cost["total"])
         if outcome.status == "failed":
             ANALYSIS_FAILED.labels(
                 mode=record.requested_mode, error_type=outcome.error_type or "error"

@@ -43,6 +43,7 @@ class AnalysisService:
             pricing=pricing,
             provider=build_provider(settings),
             agent_timeout=settings.agent_timeout,
+            cost_alert=settings.analysis_cost_alert,
             background=_in_thread,
         )
         store = AnalysisStore(db)

@@ -65,6 +65,14 @@ ANALYSIS_COST = Histogram(
     buckets=COST_BUCKETS,
     registry=REGISTRY,
 )
+# Counted at observation time so the AnalysisCostOverThreshold alert is exact at any
+# threshold, not only at one of the histogram's bucket bounds.
+ANALYSIS_COST_OVER_THRESHOLD = Counter(
+    "codequal_analysis_cost_over_threshold_total",
+    "Analyses that cost more than CODEQUAL_ANALYSIS_COST_ALERT dollars.",
+    ["mode", "provider"],
+    registry=REGISTRY,
+)
 REPOSITORIES_ANALYZED = Counter(
     "codequal_repositories_analyzed_total",
     "Repositories analysed (organisation label capped).",
