@@ -59,6 +59,7 @@ class Result:
     seconds: float
     nbytes: int = 0
     cpu: float = 0.0  # server-process CPU seconds (user + system) while the case ran
+    client_cpu: float = 0.0  # this process's, sending the requests and reading the answers
 
     @property
     def cpu_us_per_item(self) -> float:
@@ -125,8 +126,9 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
 
 def blast(
     server: Server, requests: list[tuple[str, bytes, dict[str, str]]], clients: int = CLIENTS
-) -> tuple[float, float]:
-    """Send every request over ``clients`` keep-alive connections; (wall, server CPU) seconds.
+) -> tuple[float, float, float]:
+    """Send every request over ``clients`` keep-alive connections; (wall, server CPU, client
+    CPU) seconds until all are answered.
 
     The requests are serialised before the clock starts and sent on plain sockets: a Python
     HTTP client costs more CPU per request than the server does, and would be what is measured.
@@ -135,9 +137,10 @@ def blast(
     wire = [http_request(path, body, headers) for path, body, headers in requests]
     shares = [wire[i::clients] for i in range(clients)]
     with ThreadPoolExecutor(clients) as pool:
-        cpu, start = server.cpu_seconds(), time.perf_counter()
+        client, cpu, start = time.process_time(), server.cpu_seconds(), time.perf_counter()
         list(pool.map(lambda share: send_all(port, share), shares))
-        return time.perf_counter() - start, server.cpu_seconds() - cpu
+        wall = time.perf_counter() - start
+        return wall, server.cpu_seconds() - cpu, time.process_time() - client
 
 
 def http_request(path: str, body: bytes, headers: dict[str, str]) -> bytes:
@@ -192,9 +195,9 @@ def bench_loki(server: Server, pushes: list[list[str]]) -> Result:
                "Content-Encoding": "gzip"}  # fmt: skip
     t0 = time.time_ns()
     requests = [("/loki/api/v1/push", loki_request(lines, t0), headers) for lines in pushes]
-    seconds, cpu = blast(server, requests)
+    seconds, cpu, client = blast(server, requests)
     n, nbytes = sum(len(lines) for lines in pushes), sum(len(x) for p in pushes for x in p)
-    return Result("Loki push, JSON + gzip", n, seconds, nbytes, cpu)
+    return Result("Loki push, JSON + gzip", n, seconds, nbytes, cpu, client)
 
 
 def bench_raw_sqlite(tmp: Path, pushes: list[list[str]]) -> Result:
@@ -264,8 +267,9 @@ def bench_sentry(server: Server, data_dir: Path) -> Result:
           "Content-Encoding": "gzip"})
         for i in range(SENTRY_EVENTS)
     ]  # fmt: skip
-    seconds, cpu = blast(server, requests, SENTRY_CLIENTS)
-    return Result("Sentry envelopes, 1 event each, gzip", SENTRY_EVENTS, seconds, cpu=cpu)
+    seconds, cpu, client = blast(server, requests, SENTRY_CLIENTS)
+    name = "Sentry envelopes, 1 event each, gzip"
+    return Result(name, SENTRY_EVENTS, seconds, cpu=cpu, client_cpu=client)
 
 
 # -- OTLP --------------------------------------------------------------------------------------
@@ -291,9 +295,11 @@ def bench_otlp(server: Server) -> Result:
     headers = {"Authorization": f"Bearer {token()}", "Content-Type": "application/x-protobuf",
                "Content-Encoding": "gzip"}  # fmt: skip
     requests = [("/v1/traces", otlp_request(r), headers) for r in range(OTLP_REQUESTS)]
-    seconds, cpu = blast(server, requests)
+    seconds, cpu, client = blast(server, requests)
     n = OTLP_REQUESTS * OTLP_SPANS
-    return Result("OTLP traces, protobuf + gzip (512/request)", n, seconds, cpu=cpu)
+    return Result(
+        "OTLP traces, protobuf + gzip (512/request)", n, seconds, cpu=cpu, client_cpu=client
+    )
 
 
 def token() -> str:
@@ -311,7 +317,9 @@ CASES = ("loki", "sentry", "otlp")
 def report(results: dict[str, Result], raw: Result | None) -> None:
     print(f"`codequal serve` subprocess on 127.0.0.1, SQLite; {CLIENTS} connections "
           f"({SENTRY_CLIENTS} for Sentry); {os.cpu_count()} CPUs")  # fmt: skip
-    print(f"{'case':<46}{'items/s':>12}{'MB/s':>8}{'server CPU':>14}   target")
+    print("server CPU: the server process's user + system CPU per item (moved less than the")
+    print("rates by other load on the machine); client CPU: this process's, sending and reading")
+    print(f"{'case':<46}{'items/s':>12}{'MB/s':>8}{'server CPU':>14}{'client CPU':>14}   target")
     rows: list[tuple[Result, str, str]] = []
     if (loki := results.get("loki")) is not None and raw is not None:
         ok = loki.rate / raw.rate >= 0.5 and loki.mb_per_s >= 4
@@ -322,7 +330,10 @@ def report(results: dict[str, Result], raw: Result | None) -> None:
         rows.append((otlp, "spans", f">= 10000 spans/s: {verdict(otlp.rate >= 10_000)}"))
     for result, unit, target in rows:
         mb = f"{result.mb_per_s:>8.1f}" if result.nbytes else f"{'':>8}"
-        cpu = f"{result.cpu_us_per_item:>8,.0f} us/{unit[:-1]}" if result.cpu else f"{'':>14}"
+        per = f" us/{unit[:-1]}"
+        cpu = f"{result.cpu_us_per_item:>8,.0f}{per:<6}" if result.cpu else f"{'':>14}"
+        client = result.client_cpu / result.items * 1e6
+        cpu += f"{client:>8,.0f}{per:<6}" if result.client_cpu else f"{'':>14}"
         print(f"{result.name:<46}{result.rate:>12,.0f}{mb}{cpu}   {target}".rstrip())
     if loki is not None and raw is not None:
         print(f"{'Loki push / raw executemany':<46}{loki.rate / raw.rate:>12.0%}")

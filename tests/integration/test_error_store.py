@@ -214,6 +214,19 @@ def test_the_stored_event_is_what_to_dict_gives(database: Database) -> None:
     assert isinstance(payload["frames"], list) and payload["frames"]
 
 
+def test_a_refused_write_raises_sqlalchemys_error_and_stores_nothing(database: Database) -> None:
+    # The ingest API answers 400 or 503 by SQLAlchemy's exception types; the issue upserted
+    # before the failing event insert must be rolled back with it.
+    store = ErrorStore(database)
+    with database.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE error_events"))
+
+    with pytest.raises(sa.exc.DBAPIError):
+        store.record([_event(now=1.0)])
+
+    assert store.list_issues() == []
+
+
 def _record_concurrently(
     url: str, events: Sequence[ErrorEvent], threads: int, batches: int
 ) -> None:

@@ -92,15 +92,34 @@ class ErrorStore:
             groups[event.fingerprint].append(event)
         if not groups:
             return
+        # The driver's own connection: SQLAlchemy's Connection and result objects cost this
+        # writer more interpreter time than the statements, and the ingest event loop waits
+        # for that interpreter lock. Driver errors are raised as SQLAlchemy's, as before.
+        dbapi_error = self._db.engine.dialect.loaded_dbapi.Error
+        raw = self._db.engine.raw_connection()
+        try:
+            self._write(raw, groups)
+        except dbapi_error as exc:
+            raise sa.exc.DBAPIError.instance(
+                self._upsert_sql, None, exc, dbapi_error, dialect=self._db.engine.dialect
+            ) from exc
+        finally:
+            raw.close()  # back to the pool, which rolls back what was not committed
+
+    def _write(self, raw: Any, groups: dict[str, list[ErrorEvent]]) -> None:
         rows: list[tuple[Any, ...]] = []
-        with self._db.engine.begin() as conn:
+        cursor = raw.cursor()
+        try:
             # A fixed lock order: two batches sharing fingerprints cannot deadlock.
             for fp in sorted(groups):
                 group = groups[fp]
-                issue = conn.exec_driver_sql(self._upsert_sql, _issue_values(fp, group))
-                issue_id = issue.scalar_one()
+                cursor.execute(self._upsert_sql, _issue_values(fp, group))
+                issue_id = cursor.fetchone()[0]
                 rows.extend(_event_row(event, issue_id) for event in group)
-            conn.exec_driver_sql(self._insert_sql, rows)
+            cursor.executemany(self._insert_sql, rows)
+        finally:
+            cursor.close()
+        raw.commit()
 
     def get_issue(self, issue_id: int) -> Issue | None:
         with self._db.engine.connect() as conn:
