@@ -496,6 +496,14 @@ def compare(stack: Stack, query: Query, t: float) -> Comparison:
 def test_every_panel_query_returns_the_same_data_from_codequal_and_prometheus(
     stack: Stack,
 ) -> None:
+    # The analysis counters exist at zero from the start (every mode and known failure kind):
+    # both engines must have sampled that zero before the first analysis moves them, or each
+    # starts its history at whatever value its first scrape caught, and `increase` over the
+    # series' whole life extrapolates from two different first samples.
+    stack.both_see("count(codequal_analysis_started_total == 0)", 4, 30)
+    stack.both_see("sum(codequal_deepwiki_cleanups_total)", 0, 30)
+    stack.both_see("sum(codequal_agent_execution_seconds_count)", 0, 30)
+    stack.both_see("sum(codequal_analysis_cost_dollars_count)", 0, 30)
     # Warm-up: every label set the dashboards read exists, and both engines have sampled it,
     # before the measured round moves the counters.
     stack.run_round(within=120)

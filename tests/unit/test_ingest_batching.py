@@ -5,9 +5,20 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from codequal.ingest.batching import GroupCommit
+
+T = TypeVar("T")
+
+
+def run_in_own_loop(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(main())`` on a thread of its own: another test's event loop (Playwright's
+    sync API keeps one in the main thread) must not make this one fail."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(main())).result()
 
 
 class Recorder:
@@ -96,7 +107,7 @@ def test_a_lone_coroutine_returns_once_its_items_are_written() -> None:
         assert write.calls == [["a", "b"]]  # written before the await returned
         await group.submit_async([])
 
-    asyncio.run(main())
+    run_in_own_loop(main)
     assert write.calls == [["a", "b"]]
 
 
@@ -115,7 +126,7 @@ def test_coroutines_arriving_during_a_write_are_committed_together_and_fail_alon
         results = await asyncio.gather(first, *others, return_exceptions=True)
         return dict(zip(["first", *names], results, strict=True))
 
-    outcome = asyncio.run(main())
+    outcome = run_in_own_loop(main)
     assert {k for k, v in outcome.items() if v is None} == {"first", "ok1", "ok2", "ok3"}
     assert "cannot store ['bad']" in str(outcome["bad"])
     # The first write, the group of four (refused), then each of them alone.
@@ -139,7 +150,7 @@ def test_threads_and_coroutines_share_groups() -> None:
         await waiting
         await asyncio.to_thread(thread.join, 10)
 
-    asyncio.run(main())
+    run_in_own_loop(main)
     holder.join(10)
     assert write.calls[0] == ["held"]
     assert sorted(write.calls[1]) == ["async", "thread"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,14 +59,20 @@ KNOWN_ERROR_TYPES = (
 )
 
 
-def initialise_counters() -> None:
-    """Create the analysis counters' series at 0 for every mode and known failure kind.
+def initialise_counters(providers: Sequence[str] = ()) -> None:
+    """Create the analysis counters' series at 0 for every mode and known failure kind, and
+    the agent timing and cost histograms' for every agent, and every mode with each LLM
+    ``providers`` (and "none").
 
     A counter series that first appears already at 1 hides that increment from ``rate()`` and
     ``increase()``, so the first failure of a kind would never reach the failure-rate alert or
     the success SLO. Prometheus's advice: initialise the series you know of to zero.
     """
+    for name, agent in AGENTS.items():
+        AGENT_EXECUTION.labels(agent=name, provider=agent.provider)
     for mode in MODES:
+        for provider in ("none", *providers):
+            ANALYSIS_COST.labels(mode=mode, provider=provider)
         ANALYSIS_STARTED.labels(mode=mode)
         ANALYSIS_COMPLETED.labels(mode=mode)
         for error_type in KNOWN_ERROR_TYPES:

@@ -30,7 +30,8 @@ class AnalysisService:
 
     @classmethod
     def build(cls, settings: Settings, db: Database, telemetry: Telemetry) -> AnalysisService:
-        initialise_counters()
+        provider = build_provider(settings)
+        initialise_counters([provider.name] if provider is not None else [])
         deepwiki = DeepWiki(settings.resolved_deepwiki_dir, db)
         pricing = PricingTable.load(settings.pricing_file or DEFAULT_PRICING)
         orchestrator = Orchestrator(
@@ -41,7 +42,7 @@ class AnalysisService:
                 settings.price_cpu_hour, settings.price_memory_gb_hour, settings.price_disk_gb_month
             ),
             pricing=pricing,
-            provider=build_provider(settings),
+            provider=provider,
             agent_timeout=settings.agent_timeout,
             cost_alert=settings.analysis_cost_alert,
             background=_in_thread,
