@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
@@ -62,24 +62,35 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _status_pb2: Any = importlib.import_module("google.rpc.status_pb2")
 
 
-def logs_url(endpoint: str) -> str:
-    """``<endpoint>/v1/logs``; the endpoint must be an http(s) URL (checked at start)."""
+def signal_url(endpoint: str, path: str) -> str:
+    """``<endpoint><path>`` (``/v1/logs``, ``/v1/traces``); the endpoint must be an http(s)
+    URL (checked at start)."""
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(
             f"CODEQUAL_OTLP_ENDPOINT must be the collector's base http(s) URL, such as "
             f"http://otel-collector:4318, got {endpoint!r}"
         )
-    return endpoint.rstrip("/") + LOGS_PATH
+    return endpoint.rstrip("/") + path
 
 
-def env_headers(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """Headers from ``OTEL_EXPORTER_OTLP_LOGS_HEADERS`` or else ``OTEL_EXPORTER_OTLP_HEADERS``."""
-    for name in (OTEL_EXPORTER_OTLP_LOGS_HEADERS, OTEL_EXPORTER_OTLP_HEADERS):
+def logs_url(endpoint: str) -> str:
+    return signal_url(endpoint, LOGS_PATH)
+
+
+def signal_headers(specific: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Headers from the signal's own variable (``specific``) or else
+    ``OTEL_EXPORTER_OTLP_HEADERS``, as the OpenTelemetry exporters read them."""
+    for name in (specific, OTEL_EXPORTER_OTLP_HEADERS):
         value = environ.get(name)
         if value:
             return dict(parse_env_headers(value, liberal=True))
     return {}
+
+
+def env_headers(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Headers from ``OTEL_EXPORTER_OTLP_LOGS_HEADERS`` or else ``OTEL_EXPORTER_OTLP_HEADERS``."""
+    return signal_headers(OTEL_EXPORTER_OTLP_LOGS_HEADERS, environ)
 
 
 # -- encoding ---------------------------------------------------------------------------------
@@ -220,20 +231,36 @@ def _status_message(response: httpx.Response) -> str:
     return response.content[:200].decode("utf-8", "replace")
 
 
-def outcome(response: httpx.Response, sent: int, now: float) -> SendResult:
-    """What a collector's answer means for a batch of ``sent`` records (raises on failure)."""
+def signal_outcome(
+    response: httpx.Response, sent: int, now: float, *, signal: str, answer: Message, rejected: str
+) -> SendResult:
+    """What a collector's answer means for a batch of ``sent`` records (raises on failure):
+    ``answer`` is the signal's empty Export*ServiceResponse, ``rejected`` the name of its
+    partial-success count."""
     status = response.status_code
     if 200 <= status < 300:
-        answer = logs_service_pb2.ExportLogsServiceResponse()
         try:
             answer.ParseFromString(response.content)
         except DecodeError:
             return SendResult([])  # accepted; an unreadable body cannot un-accept it
-        return SendResult([], min(sent, max(0, answer.partial_success.rejected_log_records)))
+        partial = getattr(answer, "partial_success")  # noqa: B009 - every Export*ServiceResponse has it
+        return SendResult([], min(sent, max(0, int(getattr(partial, rejected)))))
     raise TransportError(
-        f"OTLP logs: HTTP {status}: {_status_message(response)}",
+        f"OTLP {signal}: HTTP {status}: {_status_message(response)}",
         permanent=status not in RETRYABLE,
         retry_after=retry_after(response.headers.get("Retry-After"), now),
+    )
+
+
+def outcome(response: httpx.Response, sent: int, now: float) -> SendResult:
+    """What a collector's answer means for a batch of ``sent`` log records."""
+    return signal_outcome(
+        response,
+        sent,
+        now,
+        signal="logs",
+        answer=logs_service_pb2.ExportLogsServiceResponse(),
+        rejected="rejected_log_records",
     )
 
 

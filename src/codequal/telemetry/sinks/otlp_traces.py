@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from google.protobuf.message import DecodeError
@@ -30,18 +29,16 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.util.re import parse_env_headers
 
 from codequal import __version__
 from codequal.telemetry._worker import BatchWorker
 from codequal.telemetry.metrics import SINK_ERRORS, SINK_QUEUE_DROPPED
 from codequal.telemetry.sinks.otlp import (
     GZIP_LEVEL,
-    OTEL_EXPORTER_OTLP_HEADERS,
     PROTOBUF,
-    RETRYABLE,
-    _status_message,
-    retry_after,
+    signal_headers,
+    signal_outcome,
+    signal_url,
 )
 from codequal.telemetry.sinks.spool import DeliveringSink, Record, SendResult, TransportError
 
@@ -54,23 +51,12 @@ WORKER_BATCH = 512
 
 
 def traces_url(endpoint: str) -> str:
-    """``<endpoint>/v1/traces``; the endpoint must be an http(s) URL (checked at start)."""
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(
-            f"CODEQUAL_OTLP_ENDPOINT must be the collector's base http(s) URL, such as "
-            f"http://otel-collector:4318, got {endpoint!r}"
-        )
-    return endpoint.rstrip("/") + TRACES_PATH
+    return signal_url(endpoint, TRACES_PATH)
 
 
 def env_headers(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """Headers from ``OTEL_EXPORTER_OTLP_TRACES_HEADERS`` or else ``OTEL_EXPORTER_OTLP_HEADERS``."""
-    for name in (OTEL_EXPORTER_OTLP_TRACES_HEADERS, OTEL_EXPORTER_OTLP_HEADERS):
-        value = environ.get(name)
-        if value:
-            return dict(parse_env_headers(value, liberal=True))
-    return {}
+    return signal_headers(OTEL_EXPORTER_OTLP_TRACES_HEADERS, environ)
 
 
 # -- encoding ---------------------------------------------------------------------------------
@@ -134,18 +120,13 @@ def export_request(records: Sequence[Record]) -> trace_service_pb2.ExportTraceSe
 
 def outcome(response: httpx.Response, sent: int, now: float) -> SendResult:
     """What a collector's answer means for a batch of ``sent`` spans (raises on failure)."""
-    status = response.status_code
-    if 200 <= status < 300:
-        answer = trace_service_pb2.ExportTraceServiceResponse()
-        try:
-            answer.ParseFromString(response.content)
-        except DecodeError:
-            return SendResult([])  # accepted; an unreadable body cannot un-accept it
-        return SendResult([], min(sent, max(0, answer.partial_success.rejected_spans)))
-    raise TransportError(
-        f"OTLP traces: HTTP {status}: {_status_message(response)}",
-        permanent=status not in RETRYABLE,
-        retry_after=retry_after(response.headers.get("Retry-After"), now),
+    return signal_outcome(
+        response,
+        sent,
+        now,
+        signal="traces",
+        answer=trace_service_pb2.ExportTraceServiceResponse(),
+        rejected="rejected_spans",
     )
 
 
