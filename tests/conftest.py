@@ -43,9 +43,21 @@ def pg_schema_url() -> Iterator[str]:
     try:
         yield f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
     finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        drop_schema(admin, schema)
         admin.dispose()
+
+
+def drop_schema(admin: sa.Engine, schema: str, attempts: int = 5) -> None:
+    """Drop a test schema; a background writer of the app under test that is still finishing
+    (a span or log flush) can deadlock with the drop once, so it is tried again."""
+    for attempt in range(attempts):
+        try:
+            with admin.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+            return
+        except sa.exc.OperationalError as exc:
+            if "deadlock detected" not in str(exc) or attempt == attempts - 1:
+                raise
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
