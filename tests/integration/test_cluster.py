@@ -70,11 +70,13 @@ def test_a_leader_whose_session_dies_loses_the_lead_and_another_replica_takes_it
     first, second = Leadership(a), Leadership(b)
     try:
         assert first.check() and not second.check()
-        # What `kill -9` of the leader, or a network cut, looks like to PostgreSQL.
+        # What `kill -9` of the leader, or a network cut, looks like to PostgreSQL. The
+        # timeout makes the call wait until the backend has exited (and so released its
+        # locks): without it the signal is only sent, and the takeover below races the exit.
         with b.engine.begin() as conn:
             killed = conn.execute(
                 sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                    "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks"
                     " WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
                     " AND database = (SELECT oid FROM pg_database"
                     " WHERE datname = current_database())"
