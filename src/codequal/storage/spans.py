@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from codequal.storage.db import Database
 from codequal.storage.models import spans
@@ -33,24 +33,6 @@ class SpanRecord:
     status_message: str | None = None
     attributes: JSON = field(default_factory=dict)
     events: list[JSON] = field(default_factory=list)
-
-
-def _row(record: SpanRecord) -> JSON:
-    return {
-        "trace_id": record.trace_id,
-        "span_id": record.span_id,
-        "parent_span_id": record.parent_span_id,
-        "name": record.name,
-        "kind": record.kind,
-        "service": record.service,
-        "start_ts": record.start_ts,
-        "end_ts": record.end_ts,
-        "duration": record.duration,
-        "status": record.status,
-        "status_message": record.status_message,
-        "attributes": record.attributes,
-        "events": record.events,
-    }
 
 
 def _record(row: sa.Row[Any]) -> SpanRecord:
@@ -94,29 +76,68 @@ def _node(record: SpanRecord, trace_start: float) -> JSON:
     }
 
 
+_COLUMNS = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "kind",
+    "service",
+    "start_ts",
+    "end_ts",
+    "duration",
+    "status",
+    "status_message",
+    "attributes",
+    "events",
+)
+
+
+def _values(record: SpanRecord) -> tuple[Any, ...]:
+    return (
+        record.trace_id,
+        record.span_id,
+        record.parent_span_id,
+        record.name,
+        record.kind,
+        record.service,
+        record.start_ts,
+        record.end_ts,
+        record.duration,
+        record.status,
+        record.status_message,
+        _json(record.attributes),
+        _json(record.events),
+    )
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 class SpanStore:
     """Insert spans in batches; read a trace as a flat list or as a tree."""
 
     def __init__(self, db: Database) -> None:
+        if db.dialect not in {"sqlite", "postgresql"}:
+            raise ValueError(f"SpanStore supports sqlite and postgresql, not {db.dialect!r}")
         self._db = db
-        self._insert = self._insert_ignoring_duplicates()
-
-    def _insert_ignoring_duplicates(self) -> Any:
-        # An exporter retry may resend a batch; the (trace_id, span_id) key makes that a no-op.
-        if self._db.dialect == "postgresql":
-            return postgresql.insert(spans).on_conflict_do_nothing(
-                index_elements=["trace_id", "span_id"]
-            )
-        if self._db.dialect == "sqlite":
-            return sqlite.insert(spans).on_conflict_do_nothing()
-        raise ValueError(f"SpanStore supports sqlite and postgresql, not {self._db.dialect!r}")
+        mark = "?" if db.engine.dialect.paramstyle == "qmark" else "%s"
+        columns, marks = ", ".join(_COLUMNS), ", ".join([mark] * len(_COLUMNS))
+        # Every request's span comes through here: plain DBAPI executemany with tuples, as the
+        # log writer does, instead of SQLAlchemy's per-row parameter processing. An exporter
+        # retry may resend a batch; the (trace_id, span_id) key makes that a no-op.
+        self._insert_sql = (
+            f"INSERT INTO spans ({columns}) VALUES ({marks})"  # noqa: S608 - placeholders only
+            " ON CONFLICT (trace_id, span_id) DO NOTHING"
+        )
 
     def write(self, records: Iterable[SpanRecord]) -> None:
         """Insert ``records`` in one transaction (a span already stored is skipped)."""
-        rows = [_row(r) for r in records]
+        rows = [_values(r) for r in records]
         if rows:
             with self._db.engine.begin() as conn:
-                conn.execute(self._insert, rows)
+                conn.exec_driver_sql(self._insert_sql, rows)
 
     def trace(self, trace_id: str) -> list[SpanRecord]:
         """Every stored span of ``trace_id``, ordered by start time."""
