@@ -28,6 +28,7 @@ from codequal.api.analyses import analyses_router, deepwiki_router
 from codequal.api.analytics import analytics_router
 from codequal.api.anomalies import anomalies_router
 from codequal.api.auth import Authenticator, build_authenticator
+from codequal.api.dashboards import CachedAnswers, Dashboards
 from codequal.api.errors import FastJSONResponse, error_response, install_error_handlers
 from codequal.api.ingest import ingest_router
 from codequal.api.middleware import TelemetryMiddleware
@@ -84,11 +85,14 @@ def create_app(
     state.alerting = AlertingService.build(settings, state.db)
     auth.install(app)
     app.state.auth = auth
-    app.add_middleware(TelemetryMiddleware, state=state)
+    dashboards = Dashboards(state, lambda: health_data(state))
+    monitoring = monitoring_router(state, auth.require, dashboards)
+    cached = CachedAnswers(dashboards, auth, state)
+    app.add_middleware(TelemetryMiddleware, state=state, cached=cached)
     _add_probe_routes(app, state, auth)
     app.include_router(analyses_router(state, auth.require))
     app.include_router(deepwiki_router(state, auth.require))
-    app.include_router(monitoring_router(state, auth.require, lambda: health_data(state)))
+    app.include_router(monitoring)
     app.include_router(analytics_router(state, auth.require))
     app.include_router(prom_router(state, auth.require))
     app.include_router(

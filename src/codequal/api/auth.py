@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request, Security
@@ -39,6 +39,9 @@ from codequal.security.tokens import (
 from codequal.storage.db import Database
 from codequal.storage.keys import KEY_PREFIX, KeyStore
 from codequal.telemetry.metrics import AUTH_FAILURES
+
+if TYPE_CHECKING:
+    from starlette.types import Scope
 
 _log = logging.getLogger(__name__)
 
@@ -211,6 +214,35 @@ class Authenticator:
             )
         request.state.principal = principal
         return principal
+
+    def quiet_principal(self, scope: Scope, needed: str) -> Principal | None:
+        """The principal of a request whose bearer JWT verifies and holds ``needed``, sent from
+        an address under the failure limit; None in every other case.
+
+        Counts and records nothing, so it is only for callers that leave every None to
+        :meth:`authorize` (which refuses, counts and limits as usual). Service keys are None:
+        their check is a database read that also records the key's use.
+        """
+        header = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                header = value.decode("latin-1")
+                break
+        if not header:
+            return None
+        scheme, _, token = header.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or token.startswith(KEY_PREFIX):
+            return None
+        client = scope["client"][0] if scope.get("client") else "unknown"
+        now = self._clock()
+        if self._limiter.retry_after(client, now) is not None:
+            return None
+        try:
+            principal = self._verifier.verify(token, now)
+        except AuthError:
+            return None
+        return principal if principal.has(needed) else None
 
     def metrics_guard(self, request: Request) -> None:
         """Dependency for /metrics: demands CODEQUAL_METRICS_TOKEN when it is set."""
