@@ -30,6 +30,8 @@ from codequal.config import Settings, load_settings
 from codequal.ingest.limits import RateLimiter
 from codequal.storage.db import open_database
 from codequal.storage.keys import KeyStore
+from codequal.storage.spans import SpanStore
+from codequal.telemetry.metrics import REGISTRY
 
 from ..conftest import TEST_JWT_SECRET, bearer
 
@@ -156,6 +158,36 @@ def test_sentry_routes_need_the_dsn_key_of_that_project(server: Server) -> None:
     assert service_key.status_code == 403
     assert unknown.status_code == 401
     assert good.status_code == 200 and good.json() == {}
+
+
+def test_sentry_requests_are_counted_and_traced_under_their_route_templates(
+    server: Server,
+) -> None:
+    # The Sentry endpoints are reached by a shortcut past the router: what a client and an
+    # operator see must be what the routes give (route labels, a trace, the router's refusals).
+    dsn_key = server.sentry_dsn(3).split("//")[1].split("@")[0]
+    auth = {"X-Sentry-Auth": f"Sentry sentry_version=7, sentry_key={dsn_key}"}
+    templates = ("/api/{project_id}/envelope/", "/api/{project_id}/store/")
+    before = {t: requests_counted("POST", t, "200") for t in templates}
+    with httpx.Client(base_url=server.base, timeout=10) as client:
+        envelope = client.post("/api/3/envelope/", content=b"{}\n", headers=auth)
+        store = client.post("/api/3/store/", content=b'{"message": "hello"}', headers=auth)
+        not_a_project = client.post("/api/three/envelope/", content=b"{}\n", headers=auth)
+        wrong_method = client.get("/api/3/envelope/", headers=auth)
+    assert envelope.status_code == store.status_code == 200
+    assert len(envelope.headers["x-trace-id"]) == len(store.headers["x-trace-id"]) == 32
+    for template in templates:
+        assert requests_counted("POST", template, "200") == before[template] + 1
+    assert not_a_project.status_code == 422  # the route's validation, as before
+    assert wrong_method.status_code == 405
+    server.state.telemetry.flush()
+    spans = SpanStore(server.state.db).trace(envelope.headers["x-trace-id"])
+    assert [s.name for s in spans] == ["POST /api/{project_id}/envelope/"]
+
+
+def requests_counted(method: str, route: str, status: str) -> float:
+    labels = {"method": method, "route": route, "status": status}
+    return REGISTRY.get_sample_value("codequal_http_requests_total", labels) or 0.0
 
 
 def test_rate_limit_answers_429_with_retry_after_per_key(tmp_path: Path) -> None:

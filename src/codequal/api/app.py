@@ -30,8 +30,8 @@ from codequal.api.anomalies import anomalies_router
 from codequal.api.auth import Authenticator, build_authenticator
 from codequal.api.dashboards import CachedAnswers, Dashboards
 from codequal.api.errors import FastJSONResponse, error_response, install_error_handlers
-from codequal.api.ingest import ingest_router
-from codequal.api.middleware import TelemetryMiddleware
+from codequal.api.ingest import ingest_routes
+from codequal.api.middleware import TelemetryMiddleware, first_shortcut
 from codequal.api.monitoring import monitoring_router
 from codequal.api.prom_api import prom_router
 from codequal.api.runbooks import install_runbooks
@@ -87,8 +87,9 @@ def create_app(
     app.state.auth = auth
     dashboards = Dashboards(state, lambda: health_data(state))
     monitoring = monitoring_router(state, auth.require, dashboards)
-    cached = CachedAnswers(dashboards, auth, state)
-    app.add_middleware(TelemetryMiddleware, state=state, cached=cached)
+    ingest, sentry = ingest_routes(state, auth)
+    shortcut = first_shortcut(CachedAnswers(dashboards, auth, state), sentry)
+    app.add_middleware(TelemetryMiddleware, state=state, shortcut=shortcut)
     _add_probe_routes(app, state, auth)
     app.include_router(analyses_router(state, auth.require))
     app.include_router(deepwiki_router(state, auth.require))
@@ -103,7 +104,7 @@ def create_app(
             rules=lambda: state.alerting.rules_overview() if state.alerting else [],
         )
     )
-    app.include_router(ingest_router(state, auth))
+    app.include_router(ingest)
     app.include_router(anomalies_router(state, auth.require))
     install_web(app)
     install_runbooks(app)

@@ -12,6 +12,7 @@ nothing. Bad input is always a 4xx naming the problem, never a 5xx.
 
 import hashlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -21,9 +22,11 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from codequal.api.auth import Authenticator
 from codequal.api.errors import FastJSONResponse, error_response
+from codequal.api.middleware import FindShortcut, Shortcut
 from codequal.api.state import AppState
 from codequal.ingest import IngestError, count_items, loki, otlp, sentry
 from codequal.ingest.batching import GroupCommit
@@ -47,7 +50,7 @@ from codequal.storage.logs import LogStore
 from codequal.storage.spans import SpanStore
 from codequal.telemetry.metrics import AUTH_FAILURES
 
-__all__ = ["DEFAULT_BURST", "DEFAULT_RATE", "ingest_router"]
+__all__ = ["DEFAULT_BURST", "DEFAULT_RATE", "ingest_router", "ingest_routes"]
 
 _log = logging.getLogger(__name__)
 
@@ -259,10 +262,27 @@ def ingest_router(
     clock: Clock = time.time,
 ) -> APIRouter:
     """The ingest routes; ``limiter`` (per-key rate) and ``clock`` are injectable for tests."""
+    return ingest_routes(state, auth, limiter=limiter, clock=clock)[0]
+
+
+def ingest_routes(
+    state: AppState,
+    auth: Authenticator,
+    *,
+    limiter: RateLimiter | None = None,
+    clock: Clock = time.time,
+) -> tuple[APIRouter, FindShortcut]:
+    """The ingest routes, and the shortcut to the Sentry endpoints for TelemetryMiddleware.
+
+    sentry-sdk sends one request per event, so the framework's routing and dependency
+    solving around a Sentry request cost as much as decoding and storing its event; the
+    shortcut calls the same handler as the routes, which stay for OpenAPI and for an app
+    without the middleware.
+    """
     ingest = _Ingest(state, limiter or RateLimiter(DEFAULT_RATE, DEFAULT_BURST), clock)
     router = APIRouter(tags=["ingest"])
     writer = Annotated[Principal, Depends(auth.require(SCOPE_INGEST_WRITE))]
-    _sentry_routes(router, ingest)
+    handle = _sentry_routes(router, ingest)
 
     @router.post("/v1/traces", summary="OTLP/HTTP traces (protobuf or JSON)")
     async def traces(request: Request, principal: writer) -> Response:
@@ -276,10 +296,35 @@ def ingest_router(
     async def loki_push(request: Request, principal: writer) -> Response:
         return await _loki(ingest, request, principal)
 
-    return router
+    return router, _sentry_shortcut(handle)
 
 
-def _sentry_routes(router: APIRouter, ingest: _Ingest) -> None:
+SentryHandler = Callable[[Request, int, bool], Awaitable[Response]]
+_SENTRY_PATH = re.compile(r"/api/([0-9]+)/(envelope|store)/")
+_SENTRY_ROUTES = {"envelope": "/api/{project_id}/envelope/", "store": "/api/{project_id}/store/"}
+
+
+def _sentry_shortcut(handle: SentryHandler) -> FindShortcut:
+    """Matches exactly what the two Sentry routes match (a POST, a whole-number project id)."""
+
+    def find(scope: Scope) -> Shortcut | None:
+        if scope["method"] != "POST" or not scope["path"].startswith("/api/"):
+            return None
+        found = _SENTRY_PATH.fullmatch(scope["path"])
+        if found is None:
+            return None
+        project_id, kind = int(found[1]), found[2]
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            response = await handle(Request(scope, receive), project_id, kind == "store")
+            await response(scope, receive, send)
+
+        return Shortcut(_SENTRY_ROUTES[kind], app)
+
+    return find
+
+
+def _sentry_routes(router: APIRouter, ingest: _Ingest) -> SentryHandler:
     async def handle(request: Request, project_id: int, store: bool) -> Response:
         async def work() -> FastJSONResponse:
             # SDKs send the key in a header: the query string is parsed only when it is not there.
@@ -304,6 +349,8 @@ def _sentry_routes(router: APIRouter, ingest: _Ingest) -> None:
     @router.post("/api/{project_id}/store/", summary="Sentry's legacy store endpoint")
     async def store(project_id: int, request: Request) -> Response:
         return await handle(request, project_id, store=True)
+
+    return handle
 
 
 async def _otlp(ingest: _Ingest, kind: str, request: Request, principal: Principal) -> Response:

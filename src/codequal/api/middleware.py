@@ -8,17 +8,24 @@ span a child of the caller's.
 This runs for every request, so what can be decided once is: the metric children per
 (method, route, status), the logger, and whether a request can carry a trace context at all.
 
-A dashboard poll whose answer is cached (``cached``, see ``dashboards.py``) is sent from here,
-before routing, and treated like a probe: counted and timed under its route, with no log line
-and no span. A span with no children repeating what the metrics say, at the rate every open
-dashboard polls, would crowd the analyses' traces out of the span store; a poll that has to
-compute its answer is traced like any other request.
+A few hot endpoints are reached by a :class:`Shortcut` instead of the router: the middleware
+asks ``shortcut(scope)`` first and, on a match, calls the endpoint's ASGI app itself, under the
+route template it names. FastAPI's routing, dependency solving and middleware layers cost more
+than these endpoints' own work (a Sentry event, a cached dashboard answer). Anything a shortcut
+does not match goes to the router as usual.
+
+An untraced shortcut (a dashboard poll whose answer is cached, see ``dashboards.py``) is
+treated like a probe: counted and timed under its route, with no log line and no span. A span
+with no children repeating what the metrics say, at the rate every open dashboard polls,
+would crowd the analyses' traces out of the span store; a poll that has to compute its answer
+is traced like any other request.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -41,9 +48,32 @@ QUIET_ROUTES = frozenset({"/health", "/ready", "/live", "/metrics"})
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
 _EMPTY_CONTEXT = Context()  # no caller's trace: the request's span starts a trace of its own
-_JSON = (b"content-type", b"application/json")
-# (the route's template, the JSON body) of a request answered from a cache, else None.
-CachedAnswer = Callable[["Scope"], tuple[str, bytes] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Shortcut:
+    """A request handled before routing: by ``app``, counted under the template ``route``."""
+
+    route: str
+    app: ASGIApp
+    traced: bool = True  # False: counted and timed only, like a probe
+
+
+# The shortcut for a request, or None to route it as usual.
+FindShortcut = Callable[["Scope"], Shortcut | None]
+
+
+def first_shortcut(*finders: FindShortcut) -> FindShortcut:
+    """One finder asking each of ``finders`` in turn."""
+
+    def find(scope: Scope) -> Shortcut | None:
+        for finder in finders:
+            found = finder(scope)
+            if found is not None:
+                return found
+        return None
+
+    return find
 
 
 def route_template(scope: Scope) -> str:
@@ -88,10 +118,10 @@ class _Series:
 
 
 class TelemetryMiddleware:
-    def __init__(self, app: ASGIApp, state: AppState, cached: CachedAnswer | None = None) -> None:
+    def __init__(self, app: ASGIApp, state: AppState, shortcut: FindShortcut | None = None) -> None:
         self.app = app
         self.state = state
-        self._cached = cached
+        self._shortcut = shortcut
         self._series = _Series()
         self._log: Any = None  # the "api" logger, once telemetry has started
 
@@ -103,19 +133,16 @@ class TelemetryMiddleware:
         method = scope["method"]
         if method not in METHODS:
             method = "_OTHER"
-        if self._cached is not None:
-            start = time.perf_counter()
-            hit = self._cached(scope)
-            if hit is not None:
-                route, body = hit
-                try:
-                    await _send_json(send, body)
-                finally:
-                    self._series.record(method, route, 200, time.perf_counter() - start)
+        start = time.perf_counter()
+        shortcut = self._shortcut(scope) if self._shortcut is not None else None
+        inner = self.app
+        if shortcut is not None:
+            if not shortcut.traced:
+                await self._untraced(scope, receive, send, shortcut, method, start)
                 return
+            inner = shortcut.app
         carried = trace_headers(scope)
         parent = extract_context(carried) if carried is not None else _EMPTY_CONTEXT
-        start = time.perf_counter()
         # start_span + attach rather than start_as_current_span: the same span, without the
         # generator-based context managers around it.
         span = telemetry.tracing.tracer.start_span(
@@ -135,7 +162,7 @@ class TelemetryMiddleware:
         failure: BaseException | None = None
         try:
             with context.bind(trace_id=trace_id):
-                await self.app(scope, receive, send_with_trace)
+                await inner(scope, receive, send_with_trace)
         except Exception as exc:
             status, failure = 500, exc
             telemetry.errors.capture_exception(exc, {"path": scope["path"], "method": method})
@@ -143,7 +170,8 @@ class TelemetryMiddleware:
         finally:
             elapsed = time.perf_counter() - start
             try:
-                self._record(scope, span, method, status, elapsed, trace_id)
+                route = shortcut.route if shortcut is not None else route_template(scope)
+                self._record(scope, span, method, route, status, elapsed, trace_id)
                 if failure is not None:  # as start_as_current_span would have recorded it
                     span.record_exception(failure, escaped=True)
                     span.set_status(
@@ -153,10 +181,44 @@ class TelemetryMiddleware:
                 span.end()
                 otel_context.detach(token)
 
-    def _record(  # noqa: PLR0917 - one call site, in __call__
-        self, scope: Scope, span: Any, method: str, status: int, elapsed: float, trace_id: str
+    async def _untraced(  # noqa: PLR0917 - one call site, in __call__
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        shortcut: Shortcut,
+        method: str,
+        start: float,
     ) -> None:
-        route = route_template(scope)
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await shortcut.app(scope, receive, send_status)
+        except Exception as exc:
+            status = 500
+            telemetry = self.state.telemetry
+            if telemetry is not None:
+                telemetry.errors.capture_exception(exc, {"path": scope["path"], "method": method})
+            raise
+        finally:
+            self._series.record(method, shortcut.route, status, time.perf_counter() - start)
+
+    def _record(  # noqa: PLR0917 - one call site, in __call__
+        self,
+        scope: Scope,
+        span: Any,
+        method: str,
+        route: str,
+        status: int,
+        elapsed: float,
+        trace_id: str,
+    ) -> None:
         self._series.record(method, route, status, elapsed)
         if span.is_recording():  # a span the sampler dropped takes no attributes
             span.update_name(f"{method} {route}")
@@ -189,10 +251,3 @@ class TelemetryMiddleware:
         if self._log is None and self.state.telemetry is not None:
             self._log = self.state.telemetry.logger("api")
         return self._log
-
-
-async def _send_json(send: Send, body: bytes) -> None:
-    """A 200 with ``body``: the headers Starlette's Response sends, in its order."""
-    length = (b"content-length", str(len(body)).encode())
-    await send({"type": "http.response.start", "status": 200, "headers": [length, _JSON]})
-    await send({"type": "http.response.body", "body": body})
