@@ -84,12 +84,19 @@ def json_safe(value: Any, depth: int = 0) -> Any:
     NUL leaves strings and keys, integers beyond int64 and non-finite floats become strings
     (orjson and JSONB refuse them), and nesting past ``MAX_DEPTH`` is cut.
     """
-    if isinstance(value, Mapping | list | tuple):
+    kind = type(value)
+    # Parsed JSON is str, dict, list, float, int, bool and None: exact type tests first (an
+    # isinstance test against the Mapping ABC costs more than the rest of the work here).
+    if kind is str:
+        return clean(value)
+    if kind is dict or kind is list or kind is tuple or isinstance(value, Mapping):
         if depth >= MAX_DEPTH:
             return "[Truncated]"
-        if isinstance(value, Mapping):
-            return {clean(str(k)): json_safe(v, depth + 1) for k, v in value.items()}
-        return [json_safe(v, depth + 1) for v in value]
+        if kind is list or kind is tuple:
+            return [json_safe(v, depth + 1) for v in value]
+        return {clean(str(k)): json_safe(v, depth + 1) for k, v in value.items()}
+    if kind is float and math.isfinite(value):
+        return value
     return _scalar(value)
 
 

@@ -37,9 +37,12 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 
 def _text(value: Any, width: int | None = None) -> str | None:
-    if value is None or isinstance(value, dict | list):
+    if type(value) is str:  # nearly always: the exact test first
+        text = clean(value)
+    elif value is None or isinstance(value, dict | list):
         return None
-    text = clean(str(value))
+    else:
+        text = clean(str(value))
     return text[:width] if width is not None else text
 
 
@@ -170,9 +173,10 @@ def _frames(exc: Mapping[str, Any]) -> list[JSON]:
 
 def _frame(f: Mapping[str, Any]) -> JSON:
     lineno = f.get("lineno")
-    filename = _text(f.get("abs_path")) or _text(f.get("filename")) or ""
+    short = _text(f.get("filename"))
+    filename = _text(f.get("abs_path")) or short or ""
     return {
-        "module": _text(f.get("module")) or _text(f.get("filename")) or "",
+        "module": _text(f.get("module")) or short or "",
         "function": _text(f.get("function")) or "?",
         "filename": filename,
         "lineno": lineno if isinstance(lineno, int) and not isinstance(lineno, bool) else None,

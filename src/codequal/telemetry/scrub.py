@@ -82,19 +82,21 @@ def scrub(obj: Any) -> Any:
 
 
 def _scrub(obj: Any, depth: int) -> Any:
-    if isinstance(obj, str):
+    kind = type(obj)
+    # Exact type tests first: most values are str, dict, list or scalars, and an isinstance
+    # test against the Mapping ABC costs more than scrubbing a short string.
+    if kind is str or (kind is not dict and kind is not list and isinstance(obj, str)):
         return scrub_text(obj)
-    if depth >= MAX_DEPTH and isinstance(obj, Mapping | list | tuple):
+    if kind is not dict and kind is not list and not isinstance(obj, Mapping | list | tuple):
+        return obj
+    if depth >= MAX_DEPTH:
         return "[Truncated]"
-    if isinstance(obj, Mapping):
+    if kind is dict or isinstance(obj, Mapping):
         return {
             k: FILTERED
             if v is not None and isinstance(k, str) and is_sensitive_key(k)
             else _scrub(v, depth + 1)
             for k, v in obj.items()
         }
-    if isinstance(obj, list):
-        return [_scrub(v, depth + 1) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_scrub(v, depth + 1) for v in obj)
-    return obj
+    items = [_scrub(v, depth + 1) for v in obj]
+    return items if isinstance(obj, list) else tuple(items)
