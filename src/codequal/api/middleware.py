@@ -14,11 +14,11 @@ route template it names. FastAPI's routing, dependency solving and middleware la
 than these endpoints' own work (a Sentry event, a cached dashboard answer). Anything a shortcut
 does not match goes to the router as usual.
 
-An untraced shortcut (a dashboard poll whose answer is cached, see ``dashboards.py``) is
-treated like a probe: counted and timed under its route, with no log line and no span. A span
-with no children repeating what the metrics say, at the rate every open dashboard polls,
-would crowd the analyses' traces out of the span store; a poll that has to compute its answer
-is traced like any other request.
+An untraced shortcut (a dashboard poll whose answer is cached, see ``dashboards.py``) is only
+counted and timed under its route: no span and, as for a probe, no log line. A span with no
+children repeating what the metrics say, at the rate every open dashboard polls, would crowd
+the analyses' traces out of the span store; a poll that has to compute its answer is traced
+like any other request.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class Shortcut:
 
     route: str
     app: ASGIApp
-    traced: bool = True  # False: counted and timed only, like a probe
+    traced: bool = True  # False: counted and timed only (no span, no log line)
 
 
 # The shortcut for a request, or None to route it as usual.
