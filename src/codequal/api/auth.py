@@ -230,9 +230,11 @@ class Authenticator:
                 break
         if not header:
             return None
-        scheme, _, token = header.strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token or token.startswith(KEY_PREFIX):
+        try:
+            token = _bearer_token(header)
+        except AuthError:
+            return None
+        if token.startswith(KEY_PREFIX):
             return None
         client = scope["client"][0] if scope.get("client") else "unknown"
         now = self._clock()
