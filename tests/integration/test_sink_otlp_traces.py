@@ -144,6 +144,9 @@ def emit(provider: TracerProvider, n: int, start: int = 0) -> tuple[list[str], l
     return ids, took
 
 
+NETWORK_TIMEOUT = 10.0  # the sinks' default httpx timeout
+
+
 def counter(metric: Any) -> float:
     return float(metric.labels(sink=SINK_NAME)._value.get())
 
@@ -171,7 +174,9 @@ def test_10000_spans_ended_while_the_collector_is_down_arrive_in_order_without_s
     # loaded machine are the scheduler's, and a p99 is a handful of collector pauses): the
     # typical call did not slow down and none waited anywhere near a network timeout.
     assert median(down) < max(0.002, 3 * median(up)), (median(down), median(up))
-    assert max(down) < 1.0, max(down)
+    # Half the sink's 10 s network timeout: a call that waited on the network would pass it,
+    # while one scheduler pause of a loaded 2-core machine reached 1.02 s in CI.
+    assert max(down) < NETWORK_TIMEOUT / 2, max(down)
     assert sink.health() == "ok"
 
 

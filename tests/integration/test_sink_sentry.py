@@ -135,6 +135,9 @@ def capture(tracker: ErrorTracker, n: int, start: int = 0) -> tuple[list[str], l
     return ids, took
 
 
+NETWORK_TIMEOUT = 10.0  # the sinks' default httpx timeout
+
+
 def counter(metric: Any) -> float:
     return float(metric.labels(sink=SINK_NAME)._value.get())
 
@@ -168,7 +171,9 @@ def test_events_captured_while_sentry_is_down_arrive_in_order_with_their_ids(
     # and a p99 of a thousand calls is ten garbage-collector or scheduler pauses. The typical
     # call did not slow down, and no call waited anywhere near a network timeout.
     assert median(down) < max(0.002, 3 * median(up)), (median(down), median(up))
-    assert max(down) < 1.0, max(down)
+    # Half the sink's 10 s network timeout: a call that waited on the network would pass it,
+    # while one scheduler pause of a loaded 2-core machine reached 1.02 s in CI.
+    assert max(down) < NETWORK_TIMEOUT / 2, max(down)
     assert forwarder.sink.health() == "ok"
 
 
