@@ -286,7 +286,12 @@ def test_two_replicas_share_the_queue_the_errors_and_the_history_and_fail_over(
         15,
         "the leader's recording rule counts both replicas",
     )
-    assert [s["value"][1] for s in query(b, "replica_test:leaders")] == ["1"]
+    # B reads what A recorded once A's head is flushed to the shared store (every second here).
+    eventually(
+        lambda: [s["value"][1] for s in query(b, "replica_test:leaders")] == ["1"],
+        10,
+        "the follower reads the leader's recorded series",
+    )
 
     # -- one leader: the always-firing alert paged once; kill the leader --------------------
     eventually(lambda: hook.firing("ReplicaTestAlwaysFiring") == 1, 20, "the first page")
