@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -35,6 +38,31 @@ HOUR = 3600.0
 )
 def test_cleanup_tier_by_disk_usage(ratio: float, max_age: float) -> None:
     assert max_age_for(ratio) == max_age
+
+
+def test_usage_ratio_leaves_out_the_root_reserve() -> None:
+    # 100 blocks, 10 in use, 30 a non-root writer may use, 60 reserved for root: 25 % full, as
+    # df says, not 70 % (which would put an almost empty volume in the warning tier).
+    assert DiskUsage(total=100, used=10, free=30).ratio == 0.25
+    assert DiskUsage(total=100, used=40, free=0).ratio == 1.0  # nothing left to write
+    assert DiskUsage(total=0, used=0, free=0).ratio == 0.0
+
+
+@pytest.mark.skipif(shutil.which("df") is None, reason="needs coreutils df")
+def test_workspace_usage_is_what_df_shows(tmp_path: Path) -> None:
+    usage = DeepWiki(tmp_path / "ws", None).disk()
+    out = subprocess.run(
+        ["df", "--output=size,used,avail,pcent", "-B1", str(tmp_path / "ws")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()[-1]
+    size, used, avail, pcent = out.split()
+    assert usage.total == int(size)
+    # Other writers on the volume may move the figures between the two readings.
+    assert abs(usage.used - int(used)) < 64 * 2**20
+    assert abs(usage.free - int(avail)) < 64 * 2**20
+    assert abs(math.ceil(usage.ratio * 100) - int(pcent.rstrip("%"))) <= 1  # df rounds up
 
 
 def test_plan_removes_only_entries_older_than_the_tier() -> None:

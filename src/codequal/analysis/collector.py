@@ -73,10 +73,18 @@ def _disk_families(
     total: float, used: float, free: float, ratio: float
 ) -> Iterator[GaugeMetricFamily]:
     yield _gauge("codequal_deepwiki_disk_total_bytes", "Workspace volume size.", total)
-    yield _gauge("codequal_deepwiki_disk_used_bytes", "Workspace volume bytes used.", used)
-    yield _gauge("codequal_deepwiki_disk_available_bytes", "Workspace volume bytes free.", free)
     yield _gauge(
-        "codequal_deepwiki_disk_usage_ratio", "Workspace volume used / total (0..1).", ratio
+        "codequal_deepwiki_disk_used_bytes", "Workspace volume bytes in use (df's Used).", used
+    )
+    yield _gauge(
+        "codequal_deepwiki_disk_available_bytes",
+        "Workspace volume bytes the server may still write (df's Avail).",
+        free,
+    )
+    yield _gauge(
+        "codequal_deepwiki_disk_usage_ratio",
+        "Workspace volume used / (used + available), df's Use% (0..1).",
+        ratio,
     )
 
 

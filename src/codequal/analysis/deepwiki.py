@@ -56,13 +56,21 @@ class DiskFullError(DeepWikiError):
 
 
 class DiskUsage(NamedTuple):
+    """A volume as ``df`` shows it: blocks in use, and blocks an unprivileged writer may use.
+
+    Blocks reserved for root are neither, so ``used + free`` may be less than ``total`` (by 5 %
+    on a default ext4, by much more on some volumes), and ``ratio`` is df's Use%: 1.0 exactly
+    when the server can write nothing more, not when the reserve is all that is left.
+    """
+
     total: int
     used: int
-    free: int
+    free: int  # available to the server (statvfs f_bavail), not counting the root reserve
 
     @property
     def ratio(self) -> float:
-        return self.used / self.total if self.total else 0.0
+        usable = self.used + self.free
+        return self.used / usable if usable else 0.0
 
 
 def max_age_for(usage_ratio: float) -> float:
@@ -263,8 +271,8 @@ class DeepWiki:
 
 
 def _disk_usage(path: Path) -> DiskUsage:
-    usage = shutil.disk_usage(path)
-    return DiskUsage(usage.total, usage.total - usage.free, usage.free)
+    usage = shutil.disk_usage(path)  # used: blocks - free blocks; free: blocks for non-root
+    return DiskUsage(usage.total, usage.used, usage.free)
 
 
 def touch(path: Path, mtime: float) -> None:
