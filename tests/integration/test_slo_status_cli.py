@@ -59,9 +59,12 @@ def test_since_replaces_the_compliance_window_and_status_prints_a_table(tmp_path
     (success,) = [s for s in orjson.loads(result.output)["slos"] if s["name"] == "analysis-success"]
     assert success["window"] == "60m"
     assert success["errorBudget"]["remainingRatio"] < 0  # 10x the budget burned over the hour
-    table = runner.invoke(main, ["slo", "--data-dir", str(tmp_path)], env={"COLUMNS": "200"})
+    # Piped (no terminal, no COLUMNS): every SLO name is printed whole, not cut to 80 columns.
+    table = runner.invoke(main, ["slo", "--data-dir", str(tmp_path)], env={"COLUMNS": None})
     assert table.exit_code == 0, table.output
-    assert "analysis-success" in table.output and "SLO status" in table.output
+    ids = [s["id"] for s in orjson.loads(result.output)["slos"]]
+    assert "SLO status" in table.output and "…" not in table.output
+    assert all(f" {slo_id} " in table.output for slo_id in ids), table.output
     bad = runner.invoke(main, ["slo", "--since", "soon", "--data-dir", str(tmp_path)])
     assert bad.exit_code == 2 and "like 30m, 24h, 7d" in bad.output
 

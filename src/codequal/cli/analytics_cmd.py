@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from codequal.api.analytics import compute_costs, compute_insights
-from codequal.cli.common import EXIT_USAGE, config_options, settings_or_exit
+from codequal.cli.common import EXIT_USAGE, config_options, output_console, settings_or_exit
 from codequal.storage.analytics_queries import parse_period
 from codequal.storage.db import open_database
 
@@ -44,7 +44,7 @@ def costs(since: str, as_json: bool, config_file: Path | None, data_dir: Path | 
     if as_json:
         _emit_json(body)
         return
-    console = Console()
+    console = output_console()
     dist = body["perAnalysis"]
     console.print(f"[bold]${body['total']:.4f}[/] over {dist['analyses']} analyses ({since})")
     _table(console, "by component", body["byComponent"])
@@ -72,7 +72,7 @@ def insights(since: str, as_json: bool, config_file: Path | None, data_dir: Path
     if as_json:
         _emit_json(body)
         return
-    console = Console()
+    console = output_console()
     table = Table("agent", "runs", "p50 s", "p95 s", "share of time", title="slowest agents")
     for a in body["slowestAgents"]:
         table.add_row(a["agent"], str(a["runs"]), _num(a["p50"]), _num(a["p95"]),

@@ -17,7 +17,7 @@ from rich.table import Table
 from codequal.analysis.agents.base import parse_severity, severity_at_least
 from codequal.analysis.repo import RepositoryError, normalise_source, resolve
 from codequal.analysis.service import AnalysisService
-from codequal.cli.common import EXIT_USAGE, config_options, settings_or_exit
+from codequal.cli.common import EXIT_USAGE, config_options, output_console, settings_or_exit
 from codequal.config import Settings
 from codequal.storage.analyses import AnalysisRequest
 from codequal.storage.db import open_database
@@ -199,7 +199,7 @@ def _remote(server: str, token: str | None, request: AnalysisRequest) -> dict[st
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    console = Console()
+    console = output_console()
     status = report["status"]
     console.print(
         f"[bold]{status}[/] · mode {report.get('mode')} ({report.get('modeReason')}) · "

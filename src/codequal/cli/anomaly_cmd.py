@@ -10,17 +10,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from codequal.analytics.anomaly import DETECTORS, Anomaly, BoundDetector, Detector, TimeSeries
 from codequal.analytics.anomaly.base import duration_text, num
 from codequal.analytics.anomaly.csvio import CSVError, read_series
 from codequal.analytics.anomaly.exhaustion import ExhaustionParams
-from codequal.cli.common import EXIT_USAGE
+from codequal.cli.common import EXIT_USAGE, output_console
 from codequal.telemetry.logging import iso_timestamp
-
-PIPED_WIDTH = 240
 
 
 @click.group("anomaly")
@@ -63,10 +60,7 @@ def scan(file: Path, detector_name: str, capacity: float | None, as_json: bool) 
     if as_json:
         click.echo(json.dumps(_payload(detector.name, series, found), indent=2))
         return
-    console = Console()
-    if not console.is_terminal:
-        # Captured or piped: keep each window on few lines instead of rich's 80 columns.
-        console = Console(width=PIPED_WIDTH)
+    console = output_console()
     console.print(_summary(detector.name, series, found))
     if found:
         console.print(_table(found))

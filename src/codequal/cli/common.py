@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich.console import Console
 
 from codequal.config import ConfigError, Settings, load_settings
 
@@ -15,6 +16,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # Exit code for "you gave me something I cannot use" (bad configuration, bad input).
 EXIT_USAGE = 2
+# Columns for tables when standard output is a pipe or a file rather than a terminal.
+PIPED_WIDTH = 240
 
 
 def config_options(fn: F) -> F:
@@ -41,3 +44,13 @@ def settings_or_exit(config_file: Path | None, **explicit: Any) -> Settings:
     except ConfigError as exc:
         click.echo(f"codequal: configuration error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+
+
+def output_console() -> Console:
+    """Standard output for rich tables: the terminal's width, or PIPED_WIDTH columns when piped.
+
+    Without a terminal rich falls back to 80 columns and cuts cells to fit ("cod…" for an SLO
+    name), which is useless in a CI log or a file and for grep; there is no width to respect.
+    """
+    console = Console()
+    return console if console.is_terminal else Console(width=PIPED_WIDTH)

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import click
 import orjson
-from rich.console import Console
 from rich.table import Table
 
-from codequal.cli.common import config_options, settings_or_exit
+from codequal.cli.common import config_options, output_console, settings_or_exit
 from codequal.config import ENV_PREFIX, masked
 
 
@@ -31,4 +30,4 @@ def show(config_file: Path | None, data_dir: Path | None, as_json: bool) -> None
     table = Table("setting", "environment variable", "value")
     for name, value in values.items():
         table.add_row(name, f"{ENV_PREFIX}{name.upper()}", "" if value is None else str(value))
-    Console().print(table)
+    output_console().print(table)

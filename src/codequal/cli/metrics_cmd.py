@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 import codequal.analysis.collector  # noqa: F401 - registers the DeepWiki families
+from codequal.cli.common import output_console
 from codequal.telemetry.metrics import MetricInfo, catalogue, format_buckets, render_markdown
 
 FORMATS = ("table", "markdown", "json")
-PIPED_WIDTH = 240
 
 
 @click.group("metrics")
@@ -37,12 +36,7 @@ def list_metrics(output_format: str) -> None:
     elif output_format == "json":
         click.echo(json.dumps([info._asdict() for info in infos], indent=2))
     else:
-        console = Console()
-        if not console.is_terminal:
-            # Piped or captured: no terminal width to respect, so keep one metric per line
-            # for grep rather than rich's 80-column fallback.
-            console = Console(width=PIPED_WIDTH)
-        console.print(_table(infos))
+        output_console().print(_table(infos))
 
 
 def _table(infos: list[MetricInfo]) -> Table:

@@ -17,7 +17,7 @@ from codequal.analytics.slo import (
 )
 from codequal.api.analytics import compute_slo
 from codequal.cli.analytics_cmd import _emit_json, _period
-from codequal.cli.common import EXIT_USAGE, config_options, settings_or_exit
+from codequal.cli.common import EXIT_USAGE, config_options, output_console, settings_or_exit
 from codequal.storage.db import open_database
 from codequal.tsdb.promql import SeriesSource
 from codequal.tsdb.store import SampleStore
@@ -61,7 +61,7 @@ def status(
     if as_json:
         _emit_json({"slos": body})
         return
-    _print_status(Console(), body)
+    _print_status(output_console(), body)
 
 
 def slo_status(source: SeriesSource, now: float, window: str | None = None) -> list[dict[str, Any]]:
