@@ -118,6 +118,10 @@ def test_the_page_loads_without_console_errors_and_shows_the_public_numbers(
     assert p95 == {mode: duration(v) for mode, v in body["p95DurationByMode"].items()}
     disk = body["deepwiki"]
     assert text(page, "disk-total") == human_bytes(disk["totalBytes"])
+    for shown_id, key in (("disk-used", "usedBytes"), ("disk-available", "availableBytes")):
+        value, unit = text(page, shown_id).split()
+        expected_value, expected_unit = human_bytes(disk[key]).split()
+        assert unit == expected_unit and abs(float(value) - float(expected_value)) <= 0.2, shown_id
     assert text(page, "disk-status") == disk["diskStatus"]
     shown = float(text(page, "disk-percent").split()[0])
     assert abs(shown - disk["diskUsageRatio"] * 100) < 0.5  # the disk is live; allow drift

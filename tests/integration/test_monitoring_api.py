@@ -72,7 +72,12 @@ def test_public_dashboard_shows_aggregates_and_nothing_identifying(
     }
     assert set(body["p95DurationByMode"]) == {"quick"}
     assert body["deepwiki"]["diskStatus"] in {"ok", "warning", "critical", "emergency"}
-    assert 0 < body["deepwiki"]["diskUsageRatio"] < 1
+    disk = body["deepwiki"]
+    assert 0 < disk["diskUsageRatio"] < 1
+    # df's Use%: what is used of what the server could use (the root reserve is in neither).
+    used, available = disk["usedBytes"], disk["availableBytes"]
+    assert disk["diskUsageRatio"] == used / (used + available)
+    assert used + available <= disk["totalBytes"]
     assert body["activeAnalyses"] == 0
     assert len(body["series"]["analysesPerMinute"]) == 60
     text = response.text

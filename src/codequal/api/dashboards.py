@@ -217,6 +217,7 @@ def _public(
             "diskUsageRatio": disk.ratio if disk else None,
             "diskStatus": disk_status(disk.ratio) if disk else "unknown",
             "usedBytes": disk.used if disk else None,
+            "availableBytes": disk.free if disk else None,
             "totalBytes": disk.total if disk else None,
             "available": checks["checks"]["deepWiki"]["status"] == "ok",
         },

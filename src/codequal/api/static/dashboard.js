@@ -341,6 +341,7 @@
     setText("disk-status", disk.diskStatus);
     $("disk-status").className = "status-" + disk.diskStatus;
     setText("disk-used", formatBytes(disk.usedBytes));
+    setText("disk-available", formatBytes(disk.availableBytes));
     setText("disk-total", formatBytes(disk.totalBytes));
     setText("deepwiki-available", disk.available ? "reachable" : "unavailable");
   }
