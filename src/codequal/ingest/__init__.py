@@ -78,6 +78,9 @@ def clean(text: str) -> str:
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
+_SCALARS = frozenset({int, bool, float, type(None)})
+
+
 def json_safe(value: Any, depth: int = 0) -> Any:
     """Parsed JSON (or protobuf values) made storable on both databases.
 
@@ -89,15 +92,16 @@ def json_safe(value: Any, depth: int = 0) -> Any:
     # isinstance test against the Mapping ABC costs more than the rest of the work here).
     if kind is str:
         return clean(value)
-    if kind is dict or kind is list or kind is tuple or isinstance(value, Mapping):
-        if depth >= MAX_DEPTH:
-            return "[Truncated]"
-        if kind is list or kind is tuple:
-            return [json_safe(v, depth + 1) for v in value]
-        return {clean(str(k)): json_safe(v, depth + 1) for k, v in value.items()}
     if kind is float and math.isfinite(value):
         return value
-    return _scalar(value)
+    sequence = kind is list or kind is tuple or isinstance(value, list | tuple)
+    if not sequence and kind is not dict and (kind in _SCALARS or not isinstance(value, Mapping)):
+        return _scalar(value)
+    if depth >= MAX_DEPTH:
+        return "[Truncated]"
+    if sequence:
+        return [json_safe(v, depth + 1) for v in value]
+    return {clean(str(k)): json_safe(v, depth + 1) for k, v in value.items()}
 
 
 def _scalar(value: Any) -> Any:
