@@ -81,9 +81,8 @@ class ErrorStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        mark = "?" if db.engine.dialect.paramstyle == "qmark" else "%s"
-        self._upsert_sql = _UPSERT.format(m=mark)
-        self._insert_sql = _INSERT_EVENTS.format(m=mark)
+        self._upsert_sql = _UPSERT.format(m=db.placeholder)
+        self._insert_sql = _INSERT_EVENTS.format(m=db.placeholder)
 
     def record(self, events: Sequence[ErrorEvent]) -> None:
         """Group ``events`` into issues and store them, all in one transaction."""

@@ -52,11 +52,9 @@ _COLUMNS = (
 class LogStore:
     def __init__(self, db: Database) -> None:
         self._db = db
-        mark = "?" if db.engine.dialect.paramstyle == "qmark" else "%s"
         # The log writer is the hottest insert we have: plain DBAPI executemany with tuples
         # costs a third of SQLAlchemy's per-row compilation (bench/bench_logging.py).
-        columns, marks = ", ".join(_COLUMNS), ", ".join([mark] * len(_COLUMNS))
-        self._insert_sql = f"INSERT INTO log_entries ({columns}) VALUES ({marks})"  # noqa: S608
+        self._insert_sql = db.insert_sql("log_entries", _COLUMNS)
 
     def write(self, entries: Sequence[LogEntry]) -> None:
         """Insert a batch in one transaction."""

@@ -122,14 +122,10 @@ class SpanStore:
         if db.dialect not in {"sqlite", "postgresql"}:
             raise ValueError(f"SpanStore supports sqlite and postgresql, not {db.dialect!r}")
         self._db = db
-        mark = "?" if db.engine.dialect.paramstyle == "qmark" else "%s"
-        columns, marks = ", ".join(_COLUMNS), ", ".join([mark] * len(_COLUMNS))
-        # Every request's span comes through here: plain DBAPI executemany with tuples, as the
-        # log writer does, instead of SQLAlchemy's per-row parameter processing. An exporter
+        # Every request's span comes through here, so as the log writer does. An exporter
         # retry may resend a batch; the (trace_id, span_id) key makes that a no-op.
         self._insert_sql = (
-            f"INSERT INTO spans ({columns}) VALUES ({marks})"  # noqa: S608 - placeholders only
-            " ON CONFLICT (trace_id, span_id) DO NOTHING"
+            db.insert_sql("spans", _COLUMNS) + " ON CONFLICT (trace_id, span_id) DO NOTHING"
         )
 
     def write(self, records: Iterable[SpanRecord]) -> None:
