@@ -1,38 +1,77 @@
-# The README's two commands: `make run` and `make test`. Both create .venv and install first.
+# The README's two commands: `make run` and `make test`. Both install from uv.lock first, so a
+# clean clone gets exactly the versions CI tested.
 PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .uv/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+# uv uses this machine's Python (never downloads one) and the lock as it is (--locked fails
+# when pyproject.toml and uv.lock disagree instead of re-resolving behind your back).
+SYNC := $(UV) sync --locked --python $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run test lint typecheck unit bench docs clean
+.PHONY: run test install install-dev lint typecheck unit sentry2 bench docs lock deps-latest \
+	deps-lowest clean
 
-$(STAMP): pyproject.toml
+# uv itself, pinned, in a small venv of its own (outside .venv, which uv keeps in step with the lock).
+$(UV):
 	@$(PYTHON) -c 'import sys; sys.exit("CodeQual needs Python 3.11 or newer; set PYTHON=python3.11" if sys.version_info < (3, 11) else 0)'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	@touch $(STAMP)
+	$(PYTHON) -m venv .uv
+	.uv/bin/python -m pip install --quiet uv==$(UV_VERSION)
 
-run: $(STAMP)
+# What the server needs and nothing else; --inexact leaves the test tools of an earlier
+# `make test` in place instead of removing them.
+install: $(UV)
+	$(SYNC) --no-dev --inexact --quiet
+
+install-dev: $(UV)
+	$(SYNC) --group dev --quiet
+	UV_PROJECT_ENVIRONMENT=.venv-sentry2 $(SYNC) --group dev --group sentry2 --quiet
+
+run: install
 	$(BIN)/codequal serve
 
-test: lint typecheck unit
+test: install-dev lint typecheck unit sentry2
 
-lint: $(STAMP)
+lint: install-dev
 	$(BIN)/ruff check src tests bench loadtest
 	$(BIN)/ruff format --check src tests bench loadtest
 
-typecheck: $(STAMP)
+typecheck: install-dev
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: install-dev
 	$(BIN)/pytest
 
-bench: $(STAMP)
+# The tests that touch sentry-sdk again, with the 2.x client and forwarder.
+SENTRY_TESTS := tests/integration/test_errors_sentry.py tests/integration/test_ingest_sentry.py \
+	tests/integration/test_sink_sentry.py tests/unit/test_ingest_sentry.py \
+	tests/integration/test_sentry_versions.py
+sentry2: install-dev
+	.venv-sentry2/bin/pytest -p no:cacheprovider $(SENTRY_TESTS)
+
+bench: install-dev
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
-docs: $(STAMP)
+docs: install-dev
 	$(BIN)/codequal metrics list --format markdown > docs/metrics.md
 
+# After editing dependencies in pyproject.toml: resolve again and commit uv.lock with it.
+lock: $(UV)
+	$(UV) lock --python $(PYTHON)
+
+# The newest (or oldest) releases pyproject.toml allows, in a scratch venv, through lint, types
+# and tests: a breaking release is found here before users find it.
+deps-latest deps-lowest: $(UV)
+	rm -rf .venv-$(@:deps-%=%)
+	$(UV) venv --quiet --python $(PYTHON) .venv-$(@:deps-%=%)
+	$(UV) pip install --quiet --python .venv-$(@:deps-%=%) \
+		$(if $(filter deps-lowest,$@),--resolution lowest-direct,--upgrade) -e . --group dev
+	$(UV) pip freeze --python .venv-$(@:deps-%=%) > .venv-$(@:deps-%=%)/resolved.txt
+	.venv-$(@:deps-%=%)/bin/ruff check src tests bench loadtest
+	.venv-$(@:deps-%=%)/bin/mypy
+	.venv-$(@:deps-%=%)/bin/pytest -p no:cacheprovider
+
 clean:
-	rm -rf $(VENV) .codequal .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .uv $(VENV) .venv-sentry2 .venv-latest .venv-lowest .codequal .pytest_cache \
+		.mypy_cache .ruff_cache

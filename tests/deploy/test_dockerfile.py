@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import shlex
 import sys
 import zipfile
@@ -86,11 +87,16 @@ def test_git_is_installed_for_the_pipeline() -> None:
     assert any("install" in words and "git" in words for words in installs)
 
 
-def test_the_package_is_installed_from_the_repository() -> None:
+def test_the_package_is_installed_from_the_repository_and_its_lock() -> None:
     copies = [ins.args for ins in instructions() if ins.keyword == "COPY"]
     assert "src ./src" in copies
+    assert any("uv.lock" in copy.split() for copy in copies)
     runs = " ".join(ins.args for ins in instructions() if ins.keyword == "RUN")
-    assert "pip install ." in runs
+    sync = shlex.split(runs[runs.index("uv sync") :])
+    assert {"--locked", "--no-dev", "--no-editable"} <= set(sync), sync
+    uv_pin = re.search(r"uv==(\S+)", runs)
+    makefile_pin = re.search(r"UV_VERSION := (\S+)", (ROOT / "Makefile").read_text())
+    assert uv_pin and makefile_pin and uv_pin[1] == makefile_pin[1], "one uv version everywhere"
 
 
 # -- the build context ----------------------------------------------------------------------
@@ -131,7 +137,7 @@ def test_every_copied_source_is_in_the_build_context() -> None:
 
 
 def test_the_build_context_holds_the_package_and_nothing_private() -> None:
-    for path in ("pyproject.toml", "README.md", "src/codequal/__init__.py"):
+    for path in ("pyproject.toml", "uv.lock", "README.md", "src/codequal/__init__.py"):
         assert in_context(path), path
     private = (
         ".venv/bin/python",

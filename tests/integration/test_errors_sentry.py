@@ -117,6 +117,8 @@ def test_errors_reach_sentry_with_type_and_fingerprint_but_without_secrets(
     assert event["contexts"]["codequal"]["password"] == FILTERED
     assert event["contexts"]["codequal"]["order"] == 17
     assert len(event["fingerprint"]) == 1
+    frames = exception["stacktrace"]["frames"]
+    assert frames and not [f for f in frames if "vars" in f]  # locals may hide any secret
     for request in collector.requests:
         assert secret.encode() not in _decode(request)
 

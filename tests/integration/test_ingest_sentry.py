@@ -127,14 +127,26 @@ def test_an_sdk_event_groups_with_the_same_error_captured_in_process(server: Ser
     assert issue.count == 2
 
 
-def test_sdk_transactions_become_spans_queryable_by_trace_id(server: Server) -> None:
-    dsn = server.sentry_dsn(4)
+def cart_request() -> str:
+    """A server span with one database child, sent as the installed SDK sends spans: a
+    transaction event (sentry-sdk 2) or a streamed span container (sentry-sdk 3)."""
+    if hasattr(sentry_sdk, "start_transaction"):
+        with (
+            sentry_sdk.start_transaction(op="http.server", name="GET /cart") as txn,
+            sentry_sdk.start_span(op="db", name="SELECT cart"),
+        ):
+            return str(txn.trace_id)
     with (
-        sentry_client(dsn, traces_sample_rate=1.0),
-        sentry_sdk.start_transaction(op="http.server", name="GET /cart") as txn,
-        sentry_sdk.start_span(op="db", name="SELECT cart"),
+        sentry_sdk.start_span(name="GET /cart", attributes={"sentry.op": "http.server"}) as root,
+        sentry_sdk.start_span(name="SELECT cart", attributes={"sentry.op": "db"}),
     ):
-        trace_id = txn.trace_id
+        return str(root.trace_id)
+
+
+def test_sdk_traces_become_spans_queryable_by_trace_id(server: Server) -> None:
+    dsn = server.sentry_dsn(4)
+    with sentry_client(dsn, traces_sample_rate=1.0):
+        trace_id = cart_request()
     spans = SpanStore(server.state.db).trace(trace_id)
     assert {(s.name, s.kind) for s in spans} == {("GET /cart", "SERVER"), ("SELECT cart", "CLIENT")}
     root = next(s for s in spans if s.parent_span_id is None)
@@ -211,11 +223,11 @@ def test_legacy_store_endpoint_takes_an_event_in_every_packing(
     server: Server, packing: str
 ) -> None:
     dsn_key = server.sentry_dsn(6).split("//")[1].split("@")[0]
-    with sentry_client(f"http://{dsn_key}@127.0.0.1:{server.port}/6") as client:
+    with sentry_client(f"http://{dsn_key}@127.0.0.1:{server.port}/6"):
         try:
             checkout(1)
         except ValueError as exc:
-            event, _ = event_from_exception(exc, client_options=client.options)
+            event, _ = event_from_exception(exc)  # the current client's options
     event["event_id"] = "0" * 31 + "1"
     raw = orjson.dumps(event, default=str)
     body, headers = {

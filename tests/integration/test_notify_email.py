@@ -27,7 +27,9 @@ try:
 except ImportError:  # pragma: no cover - the dev extra installs it
     if REQUIRE_SERVICES:
         raise
-    pytest.skip("aiosmtpd is not installed (pip install -e '.[dev]')", allow_module_level=True)
+    pytest.skip(
+        "aiosmtpd is not installed (make test installs the dev group)", allow_module_level=True
+    )
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session

@@ -248,3 +248,49 @@ def test_a_transaction_becomes_a_root_span_and_its_children() -> None:
 def test_a_transaction_without_a_trace_id_is_rejected_whole() -> None:
     spans, rejected = transaction_spans({"spans": [{}, {}]}, project_id=1, now=NOW)
     assert (spans, rejected) == ([], 3)
+
+
+# -- streamed spans (sentry-sdk 3) ---------------------------------------------------------------
+def _attrs(**values: Any) -> dict[str, Any]:
+    kinds = {str: "string", int: "integer", float: "double", bool: "boolean", list: "array"}
+    return {k.replace("__", "."): {"value": v, "type": kinds[type(v)]} for k, v in values.items()}
+
+
+# The container sentry-sdk 3.0 sent for one root span and one child (its attributes trimmed).
+SPAN_CONTAINER = {
+    "version": 2,
+    "items": [
+        {"trace_id": TRACE, "span_id": "b" * 16, "parent_span_id": "a" * 16,
+         "name": "SELECT cart", "status": "ok", "is_segment": False,
+         "start_timestamp": 100.1, "end_timestamp": 100.2,
+         "attributes": _attrs(sentry__op="db", db__rows=3)},
+        {"trace_id": TRACE, "span_id": "a" * 16, "name": "GET /cart", "status": "error",
+         "is_segment": True, "start_timestamp": 100.0, "end_timestamp": 100.5,
+         "attributes": _attrs(sentry__op="http.server", service__name="cart",
+                              process__command_args=["app.py", "--password=hunter2-x"])},
+        {"trace_id": "not-a-trace", "span_id": "c" * 16, "name": "lost"},
+    ],
+}  # fmt: skip
+
+
+def test_a_streamed_span_container_becomes_spans_with_plain_attributes() -> None:
+    body = b'{}\n{"type":"span","content_type":"application/vnd.sentry.items.span.v2+json"}\n'
+    batch = decode_envelope(body + orjson.dumps(SPAN_CONTAINER), project_id=4, now=NOW)
+    child, root = batch.spans
+    assert (root.name, root.kind, root.status, root.parent_span_id) == (
+        "GET /cart", "SERVER", "ERROR", None,
+    )  # fmt: skip
+    assert (child.name, child.kind, child.status, child.parent_span_id) == (
+        "SELECT cart", "CLIENT", "OK", "a" * 16,
+    )  # fmt: skip
+    assert (root.service, child.service) == ("cart", "sentry-project-4")
+    assert root.duration == pytest.approx(0.5)
+    assert child.attributes == {"sentry.op": "db", "db.rows": 3}
+    assert "hunter2" not in orjson.dumps(root.attributes).decode()
+    assert dict(batch.counts) == {("span", "accepted"): 2, ("span", "rejected"): 1}
+
+
+def test_a_span_container_over_ten_mib_is_413() -> None:
+    payload = orjson.dumps({"version": 2, "items": [{"name": "x" * (10 * 1024 * 1024)}]})
+    body = b'{}\n{"type":"span"}\n' + payload
+    assert "10 MiB" in refused(413, decode_envelope, body, project_id=1, now=NOW)

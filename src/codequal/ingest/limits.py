@@ -39,6 +39,10 @@ class BodyLimit:
 SENTRY_STORE = BodyLimit(compressed=200 * KiB, decompressed=1 * MiB)
 SENTRY_ENVELOPE = BodyLimit(compressed=20 * MiB, decompressed=100 * MiB)
 SENTRY_EVENT_ITEM = 1 * MiB  # Relay's max_event_size, per event or transaction item
+# sentry-sdk 3 streams spans as containers of at most 1 000 spans and flushes a trace's buffer at
+# an estimated 5 MB; twice that leaves room for the estimate's error.
+SENTRY_SPAN_CONTAINER = 10 * MiB
+SENTRY_SPANS_PER_CONTAINER = 1000
 # The OpenTelemetry Collector's confighttp default for max_request_body_size is 20 MiB.
 OTLP = BodyLimit(compressed=20 * MiB, decompressed=64 * MiB)
 # Loki refuses a push above its 6 MB ingestion burst anyway; 10 MiB on the wire leaves room for

@@ -2,8 +2,9 @@
 
 An envelope is a JSON header line, then items: each a JSON item header line and a payload that
 is either ``length`` bytes long or runs to the next newline (develop.sentry.dev "Envelopes").
-Items of type ``event`` become error events, ``transaction`` becomes spans; every other type is
-accepted and counted, not stored.
+Items of type ``event`` become error events; ``transaction`` (sentry-sdk 2) and ``span``
+(sentry-sdk 3 streams span containers, ``application/vnd.sentry.items.span.v2+json``) become
+spans; every other type is accepted and counted, not stored.
 """
 
 from __future__ import annotations
@@ -19,8 +20,13 @@ from typing import Any
 import orjson
 
 from codequal.ingest import IngestError
-from codequal.ingest.limits import SENTRY_EVENT_ITEM, SENTRY_STORE, too_large
-from codequal.ingest.sentry_event import error_event, event_id_of, transaction_spans
+from codequal.ingest.limits import (
+    SENTRY_EVENT_ITEM,
+    SENTRY_SPAN_CONTAINER,
+    SENTRY_STORE,
+    too_large,
+)
+from codequal.ingest.sentry_event import error_event, event_id_of, span_items, transaction_spans
 from codequal.storage.spans import SpanRecord
 from codequal.telemetry.errors import ErrorEvent
 
@@ -34,7 +40,7 @@ KNOWN_TYPES = frozenset(
         "otel_log", "security", "raw_security", "nel", "unreal_report", "form_data",
     }
 )  # fmt: skip
-_STORED_TYPES = ("event", "transaction")
+_STORED_TYPES = ("event", "transaction", "span")
 MAX_AUTH_HEADER = 2048
 
 
@@ -136,8 +142,9 @@ def decode_envelope(body: bytes, *, project_id: int, now: float) -> SentryBatch:
         if label not in _STORED_TYPES:
             batch.counts[label, "ignored"] += 1
             continue
-        if len(payload) > SENTRY_EVENT_ITEM:
-            raise too_large(f"item {index} ({label}, {len(payload)} bytes)", SENTRY_EVENT_ITEM)
+        limit = SENTRY_SPAN_CONTAINER if label == "span" else SENTRY_EVENT_ITEM
+        if len(payload) > limit:
+            raise too_large(f"item {index} ({label}, {len(payload)} bytes)", limit)
         data = _object(payload, f"item {index} ({label})")
         _add(batch, label, data, project_id, now)
     return batch
@@ -154,6 +161,12 @@ def _add(batch: SentryBatch, kind: str, data: dict[str, Any], project_id: int, n
         batch.events.append(event)
         batch.event_id = batch.event_id or event.event_id
         batch.counts["event", "accepted"] += 1
+        return
+    if kind == "span":
+        spans, rejected = span_items(data, project_id=project_id, now=now)
+        batch.spans.extend(spans)
+        batch.counts["span", "accepted"] += len(spans)
+        batch.counts["span", "rejected"] += rejected
         return
     spans, rejected = transaction_spans(data, project_id=project_id, now=now)
     batch.spans.extend(spans)

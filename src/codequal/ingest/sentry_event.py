@@ -19,6 +19,7 @@ from codequal.ingest import (
     json_safe,
     level_from_text,
 )
+from codequal.ingest.limits import SENTRY_SPANS_PER_CONTAINER
 from codequal.storage.spans import SpanRecord
 from codequal.telemetry.errors import MAX_STACK, ErrorEvent, fingerprint, scrub, scrub_text
 from codequal.telemetry.fingerprint import MAX_FRAMES, MAX_MESSAGE
@@ -298,6 +299,61 @@ def _span(
         status_message=status if status and status != _STATUS_OK else None,
         attributes=json_safe(attributes),
     )
+
+
+# -- streamed spans (sentry-sdk 3) -------------------------------------------------------------
+def span_items(
+    payload: Mapping[str, Any], *, project_id: int, now: float
+) -> tuple[list[SpanRecord], int]:
+    """The spans of a ``span`` item, and how many were invalid.
+
+    sentry-sdk 3 sends a container, ``{"version": 2, "items": [span, ...]}``, whose spans carry
+    typed attributes (``{"value": ..., "type": ...}``) and a ``status`` of ok or error; a
+    container holds at most SENTRY_SPANS_PER_CONTAINER spans. Without ``items`` the payload is one
+    span in the transaction span shape, with its own ``trace_id``.
+    """
+    raw_items = payload.get("items")
+    if raw_items is None:
+        trace_id = payload.get("trace_id")
+        if not is_hex_id(trace_id, 32):
+            return [], 1
+        service = service_name(payload, project_id)
+        span = _span(payload, trace_id.lower(), service, now, {})
+        return ([span], 0) if span else ([], 1)
+    if not isinstance(raw_items, list):
+        return [], 1
+    items = raw_items[:SENTRY_SPANS_PER_CONTAINER]
+    rejected = len(raw_items) - len(items)
+    spans = []
+    for raw in items:
+        span = _v2_span(raw, project_id, now) if isinstance(raw, dict) else None
+        if span is None:
+            rejected += 1
+        else:
+            spans.append(span)
+    return spans, rejected
+
+
+def _v2_span(raw: Mapping[str, Any], project_id: int, now: float) -> SpanRecord | None:
+    trace_id = raw.get("trace_id")
+    if not is_hex_id(trace_id, 32):
+        return None
+    attributes = {
+        str(k): v.get("value") if isinstance(v, dict) else v
+        for k, v in _mapping(raw.get("attributes")).items()
+    }
+    service = _text(attributes.get("service.name")) or f"sentry-project-{project_id}"
+    shaped = {
+        "span_id": raw.get("span_id"),
+        "parent_span_id": raw.get("parent_span_id"),
+        "description": raw.get("name"),
+        "op": attributes.pop("sentry.op", None),
+        "status": raw.get("status"),
+        "start_timestamp": raw.get("start_timestamp"),
+        "timestamp": raw.get("end_timestamp"),
+        "data": scrub(attributes),  # a segment span carries sys.argv, which may hold a DSN
+    }
+    return _span(shaped, trace_id.lower(), service[:SERVICE_WIDTH], now, {})
 
 
 def _kind(op: str) -> str:

@@ -11,6 +11,7 @@ Sentry set-up, and two trackers (or two tests) do not fight over one global clie
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import tempfile
 import time
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sentry_sdk
-from sentry_sdk.utils import event_from_exception
+import sentry_sdk.consts
+import sentry_sdk.utils
 
 from codequal.telemetry._worker import BatchWorker
 from codequal.telemetry.metrics import SINK_ERRORS, SINK_QUEUE_DROPPED
@@ -32,6 +34,19 @@ if TYPE_CHECKING:
     from codequal.telemetry.errors import ErrorEvent
 
 _LEVELS = {"warn": "warning", "critical": "fatal"}  # ours -> Sentry's
+
+# sentry-sdk 2.x and 3.x differ in two places we touch, decided once here:
+# - 3.0 removed ``include_local_variables`` for ``data_collection`` (added in 2.65); both say
+#   "no frame locals" to the SDK, and ``_without_vars`` removes any that still appear.
+# - 2.x's ``event_from_exception`` takes the client's options; 3.x reads the current client.
+_OPTIONS = sentry_sdk.consts.DEFAULT_OPTIONS
+_NO_LOCALS: dict[str, Any] = {}
+if "include_local_variables" in _OPTIONS:
+    _NO_LOCALS["include_local_variables"] = False
+if "data_collection" in _OPTIONS:
+    _NO_LOCALS["data_collection"] = {"stack_frame_variables": False}
+_event_from_exception: Any = sentry_sdk.utils.event_from_exception  # two signatures
+_TAKES_OPTIONS = "client_options" in inspect.signature(_event_from_exception).parameters
 
 
 def _before_send(event: Any, _hint: Any) -> Any:
@@ -73,9 +88,9 @@ class SentryForwarder:
             before_send=_before_send,
             default_integrations=False,
             auto_enabling_integrations=False,
-            # Locals can hold a secret under any name; scrubbing by key would miss it.
-            include_local_variables=False,
             in_app_include=list(in_app_include),
+            # Locals can hold a secret under any name; scrubbing by key would miss it.
+            **_NO_LOCALS,
         )
         self.worker: BatchWorker[tuple[ErrorEvent, BaseException | None]] = BatchWorker(
             SINK_NAME,
@@ -109,13 +124,30 @@ class SentryForwarder:
 
     def _send(self, batch: Sequence[tuple[ErrorEvent, BaseException | None]]) -> None:
         for event, exc in batch:
+            payload: Any  # the SDK's Event TypedDict, built from plain dicts
             if exc is not None:
-                payload, hint = event_from_exception(exc, client_options=self.client.options)
+                payload, hint = self._event_from_exception(exc)
             else:
                 payload, hint = {"message": event.message}, {}
             payload["event_id"] = event.event_id  # one id in our store and in Sentry
             payload["timestamp"] = datetime.fromtimestamp(event.timestamp, UTC)
             self.client.capture_event(payload, hint=hint, scope=_scope(event))
+
+    def _event_from_exception(self, exc: BaseException) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The SDK's own exception event, built with this forwarder's client and options."""
+        with sentry_sdk.isolation_scope() as isolation:
+            isolation.set_client(self.client)  # what 3.x (and 2.x's frame reader) consults
+            extra = {"client_options": self.client.options} if _TAKES_OPTIONS else {}
+            payload, hint = _event_from_exception(exc, **extra)
+        _without_vars(payload)
+        return payload, hint
+
+
+def _without_vars(payload: dict[str, Any]) -> None:
+    """Drop frame locals, whatever the SDK version decided to collect."""
+    for value in payload.get("exception", {}).get("values", []):
+        for frame in (value.get("stacktrace") or {}).get("frames", []):
+            frame.pop("vars", None)
 
 
 def _bad_dsn(exc: ValueError) -> ValueError:
