@@ -22,8 +22,10 @@ from pydantic_settings import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from codequal.vocabulary import Level
+
 ENV_PREFIX = "CODEQUAL_"
-LogLevel = Literal["debug", "info", "warn", "error", "critical"]
+LogLevel = Level
 LogFormat = Literal["json", "console", "auto"]
 
 # Words that mark a setting as secret: masked by `codequal config show`, never logged.

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from codequal.alerting.channels.base import Channel, ChannelError, Notification
 from codequal.alerting.routing import GroupState
 from codequal.storage.alerting_store import AlertingStore
-from codequal.telemetry.logging import iso_timestamp
+from codequal.vocabulary import iso_timestamp
 
 GroupId = tuple[str, str]  # (group key, channel)
 AttemptStatus = Literal["sent", "failed", "retrying"]

@@ -11,10 +11,10 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from codequal.telemetry.logging import iso_timestamp
+from codequal.vocabulary import ALERT_SEVERITIES, iso_timestamp
 
 AlertStatus = Literal["pending", "firing", "resolved"]
-SEVERITIES = ("emergency", "critical", "warning", "ticket", "info")
+SEVERITIES = ALERT_SEVERITIES
 
 
 def label_fingerprint(labels: dict[str, str]) -> str:

@@ -19,7 +19,7 @@ from codequal.api.errors import FastJSONResponse, error_response
 from codequal.api.state import AppState
 from codequal.security.tokens import Principal
 from codequal.storage.alerting_store import AlertingStore
-from codequal.telemetry.logging import iso_timestamp
+from codequal.vocabulary import iso_timestamp
 
 Guard = Callable[[str], Any]
 RulesSource = Callable[[], Sequence[Mapping[str, Any]] | None]

@@ -40,9 +40,9 @@ from codequal.api.web import install_web
 from codequal.cluster import Leadership
 from codequal.config import Settings
 from codequal.storage.db import open_database
-from codequal.telemetry.logging import iso_timestamp
 from codequal.telemetry.metrics import REGISTRY
 from codequal.telemetry.setup import setup_telemetry
+from codequal.vocabulary import iso_timestamp
 
 STARTUP_RETRY_SECONDS = 2.0
 

@@ -28,7 +28,7 @@ from codequal.storage.dashboard import (
     series,
     window_summary,
 )
-from codequal.telemetry.logging import iso_timestamp
+from codequal.vocabulary import iso_timestamp
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send

@@ -15,7 +15,7 @@ from codequal.api.dashboards import Dashboards
 from codequal.api.errors import FastJSONResponse, error_response
 from codequal.api.state import AppState
 from codequal.storage.logs import LogQuery
-from codequal.telemetry.logging import iso_timestamp
+from codequal.vocabulary import Level, iso_timestamp
 
 Guard = Callable[[str], Any]
 
@@ -50,7 +50,7 @@ def monitoring_router(state: AppState, require: Guard, dashboards: Dashboards) -
     @router.get("/logs", summary="Log entries, newest first, with filters and a cursor")
     def logs(  # FastAPI passes query parameters by name  # noqa: PLR0917
         _: reader,
-        level: Literal["debug", "info", "warn", "error", "critical"] | None = None,
+        level: Level | None = None,
         service: str | None = None,
         action: str | None = None,
         trace_id: Annotated[str | None, Query(alias="traceId")] = None,

@@ -22,8 +22,9 @@ from codequal.config import Settings
 from codequal.storage.analyses import AnalysisRequest
 from codequal.storage.db import open_database
 from codequal.telemetry.setup import setup_telemetry
+from codequal.vocabulary import FINDING_SEVERITIES
 
-SEVERITIES = ("critical", "high", "medium", "low", "info")
+SEVERITIES = FINDING_SEVERITIES
 EXIT_FINDINGS = 1
 EXIT_ANALYSIS_FAILED = 3  # the pipeline itself failed (an agent crashed, the disk filled)
 

@@ -17,7 +17,7 @@ from codequal.analytics.anomaly.base import duration_text, num
 from codequal.analytics.anomaly.csvio import CSVError, read_series
 from codequal.analytics.anomaly.exhaustion import ExhaustionParams
 from codequal.cli.common import EXIT_USAGE, output_console
-from codequal.telemetry.logging import iso_timestamp
+from codequal.vocabulary import iso_timestamp
 
 
 @click.group("anomaly")

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from random import getrandbits
 from typing import Any, TypeGuard
 
-from codequal.telemetry.logging import Level
 from codequal.telemetry.metrics import INGEST_ITEMS
+from codequal.vocabulary import Level
 
 __all__ = [
     "ITEMS",

@@ -21,7 +21,8 @@ from codequal.ingest import SERVICE_WIDTH, IngestError, clean, is_hex_id, level_
 from codequal.ingest import new_trace_id as _new_trace_id
 from codequal.ingest.limits import LOKI, too_large
 from codequal.ingest.logproto import PushRequest
-from codequal.telemetry.logging import Level, LogEntry
+from codequal.telemetry.logging import LogEntry
+from codequal.vocabulary import Level
 
 FORMAT = "loki"
 # Loki's defaults (limits_config): the names say which one a 400 is about.

@@ -32,7 +32,8 @@ from codequal.ingest import (
     new_trace_id,
 )
 from codequal.storage.spans import SpanRecord
-from codequal.telemetry.logging import ErrorInfo, Level, LogEntry
+from codequal.telemetry.logging import ErrorInfo, LogEntry
+from codequal.vocabulary import Level
 
 FORMAT = "otlp"
 Encoding = Literal["protobuf", "json"]

@@ -23,7 +23,7 @@ from codequal.ingest.limits import SENTRY_SPANS_PER_CONTAINER
 from codequal.storage.spans import SpanRecord
 from codequal.telemetry.errors import MAX_STACK, ErrorEvent, fingerprint, scrub, scrub_text
 from codequal.telemetry.fingerprint import MAX_FRAMES, MAX_MESSAGE
-from codequal.telemetry.logging import Level
+from codequal.vocabulary import Level
 
 JSON = dict[str, Any]
 _BUILTIN_MODULES = frozenset({"builtins", "__builtin__", "exceptions"})

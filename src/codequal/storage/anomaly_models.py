@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from codequal.analytics.anomaly import Anomaly
 from codequal.storage.db import Database
 from codequal.storage.models import Json, metadata
-from codequal.telemetry.logging import iso_timestamp
+from codequal.vocabulary import iso_timestamp
 
 anomalies = sa.Table(
     "anomalies",

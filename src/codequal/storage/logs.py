@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from codequal.storage.db import Database
 from codequal.storage.models import log_entries
+from codequal.vocabulary import LEVELS, level_rank
 
 if TYPE_CHECKING:
     from codequal.telemetry.logging import LogEntry
@@ -30,9 +31,6 @@ class LogQuery:
     text: str | None = None
     before_id: int | None = None  # cursor: entries older than this id
     limit: int = 100
-
-
-_LEVEL_ORDER = ("debug", "info", "warn", "error", "critical")
 
 
 _COLUMNS = (
@@ -83,7 +81,7 @@ class LogStore:
         t = log_entries
         stmt = sa.select(t).order_by(t.c.id.desc()).limit(q.limit)
         if q.level is not None:
-            stmt = stmt.where(t.c.level.in_(_LEVEL_ORDER[_LEVEL_ORDER.index(q.level) :]))
+            stmt = stmt.where(t.c.level.in_(LEVELS[level_rank(q.level) :]))
         for column, value in (
             (t.c.service, q.service),
             (t.c.action, q.action),

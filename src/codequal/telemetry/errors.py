@@ -33,6 +33,7 @@ from codequal.telemetry.fingerprint import (
 )
 from codequal.telemetry.metrics import ERRORS, SINK_ERRORS
 from codequal.telemetry.scrub import FILTERED, MAX_DEPTH, is_sensitive_key, scrub, scrub_text
+from codequal.vocabulary import LEVELS
 
 __all__ = [
     "FILTERED",
@@ -51,7 +52,6 @@ __all__ = [
     "scrub_text",
 ]
 
-LEVELS = ("debug", "info", "warn", "error", "critical")
 MAX_STACK = 65_536
 
 

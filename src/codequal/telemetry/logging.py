@@ -19,9 +19,8 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from random import getrandbits
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -29,9 +28,8 @@ from codequal.telemetry import context
 from codequal.telemetry._worker import BatchWorker
 from codequal.telemetry.metrics import LOG_ENTRIES, LOG_ENTRIES_DROPPED, SINK_ERRORS
 from codequal.telemetry.tracing import current_trace_id
+from codequal.vocabulary import LEVELS, Level, iso_timestamp
 
-Level = Literal["debug", "info", "warn", "error", "critical"]
-LEVELS: tuple[Level, ...] = ("debug", "info", "warn", "error", "critical")
 LEVEL_NUMBERS: dict[str, int] = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -51,11 +49,6 @@ _METHOD_LEVELS: dict[str, Level] = {
     "critical": "critical",
     "fatal": "critical",
 }
-
-
-def iso_timestamp(ts: float) -> str:
-    """UTC ISO 8601 with milliseconds and a ``Z``, as in the plan's LogEntry."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 @dataclass(frozen=True, slots=True)

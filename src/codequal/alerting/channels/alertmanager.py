@@ -15,7 +15,7 @@ import httpx
 
 from codequal.alerting.channels.base import JSON, Notification, http_client, post_json
 from codequal.alerting.model import Alert
-from codequal.telemetry.logging import iso_timestamp
+from codequal.vocabulary import iso_timestamp
 
 RESEND_INTERVAL = 60.0  # seconds, Prometheus's default --rules.alert.resend-delay
 VALIDITY_RESENDS = 4  # like Prometheus: endsAt = now + 4 x resend interval

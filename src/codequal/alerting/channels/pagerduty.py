@@ -19,7 +19,7 @@ from codequal.alerting.channels.base import (
     runbook_url,
 )
 from codequal.alerting.model import Alert
-from codequal.telemetry.logging import iso_timestamp
+from codequal.vocabulary import iso_timestamp
 
 DEFAULT_URL = "https://events.pagerduty.com"
 # PagerDuty knows critical / error / warning / info; ours map onto them by urgency.

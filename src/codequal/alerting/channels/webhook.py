@@ -10,7 +10,7 @@ import httpx
 
 from codequal.alerting.channels.base import JSON, Notification, http_client, post_json
 from codequal.alerting.model import Alert
-from codequal.telemetry.logging import iso_timestamp
+from codequal.vocabulary import iso_timestamp
 
 # Alertmanager's rendering of "not ended yet" (Go's zero time).
 ZERO_TIME = "0001-01-01T00:00:00Z"

@@ -13,13 +13,15 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal, Protocol, get_args
+from typing import Literal, Protocol
 
-Severity = Literal["critical", "high", "medium", "low", "info"]
+from codequal.vocabulary import FINDING_SEVERITIES, FindingSeverity
+
+Severity = FindingSeverity
 FileStatus = Literal["added", "modified", "deleted", "renamed"]
 
 #: Most severe first.
-SEVERITIES: tuple[Severity, ...] = get_args(Severity)
+SEVERITIES = FINDING_SEVERITIES
 _RANK = {name: len(SEVERITIES) - i for i, name in enumerate(SEVERITIES)}
 
 # Larger files are generated or data; scanning them costs time and finds nothing useful.

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Literal, NamedTuple, Protocol
 
-from codequal.telemetry.logging import iso_timestamp
+from codequal.vocabulary import iso_timestamp
 
 Direction = Literal["up", "down"]
 # open: still anomalous at the last judged sample; closed: it ended; adapted: it lasted long

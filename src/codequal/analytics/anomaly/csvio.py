@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from codequal.analytics.anomaly.base import TimeSeries
-from codequal.telemetry.logging import iso_timestamp
+from codequal.vocabulary import iso_timestamp
 
 # Unix seconds are ten digits until 2286; a thirteen-digit number is milliseconds.
 _MAX_UNIX_SECONDS = 1e11

@@ -28,7 +28,7 @@ from codequal.analytics.anomaly.base import (
     upto,
 )
 from codequal.analytics.anomaly.scan import Judged, Judgement, RunBuilder, to_anomaly
-from codequal.telemetry.logging import iso_timestamp
+from codequal.vocabulary import iso_timestamp
 
 
 @dataclass(frozen=True)

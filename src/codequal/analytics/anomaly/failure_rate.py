@@ -18,7 +18,7 @@ from functools import partial
 from codequal.analytics.anomaly.base import Anomaly, TimeSeries
 from codequal.analytics.anomaly.baseline import History, ScanParams
 from codequal.analytics.anomaly.scan import Judged, Judgement, scan, to_anomaly
-from codequal.telemetry.logging import iso_timestamp
+from codequal.vocabulary import iso_timestamp
 
 NAME = "failure_rate"
 

@@ -21,7 +21,7 @@ from codequal.analytics.anomaly.baseline import (
     small_sample_threshold,
 )
 from codequal.analytics.anomaly.scan import Judged, Judgement, band_text, scan, to_anomaly
-from codequal.telemetry.logging import iso_timestamp
+from codequal.vocabulary import iso_timestamp
 
 NAME = "robust_z"
 # Only to avoid dividing by zero when the baseline is exactly zero and flat.

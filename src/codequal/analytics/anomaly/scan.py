@@ -39,7 +39,7 @@ from codequal.analytics.anomaly.baseline import (
     ScanParams,
     select_history,
 )
-from codequal.telemetry.logging import iso_timestamp
+from codequal.vocabulary import iso_timestamp
 
 
 class Judgement(NamedTuple):

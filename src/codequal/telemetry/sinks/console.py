@@ -8,7 +8,8 @@ from typing import BinaryIO
 
 import orjson
 
-from codequal.telemetry.logging import LogEntry, iso_timestamp
+from codequal.telemetry.logging import LogEntry
+from codequal.vocabulary import iso_timestamp
 
 _COLOURS = {
     "debug": "\x1b[2m",
