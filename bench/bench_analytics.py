@@ -22,9 +22,9 @@ from typing import Any
 
 import orjson
 
+from codequal.analysis.stats_store import backfill_stats
 from codequal.api.analytics import compute_costs, compute_insights, compute_slo
 from codequal.config import load_settings
-from codequal.storage.analysis_stats import backfill_stats
 from codequal.storage.db import Database, open_database
 from codequal.tsdb.store import SampleStore
 

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from codequal.analysis.service import AnalysisService
+from codequal.analysis.store import AnalysisRequest
 from codequal.config import load_settings
-from codequal.storage.analyses import AnalysisRequest
 from codequal.storage.db import open_database
 from codequal.telemetry.setup import setup_telemetry
 

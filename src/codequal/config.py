@@ -22,6 +22,7 @@ from pydantic_settings import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from codequal.exceptions import ConfigError
 from codequal.vocabulary import Level
 
 ENV_PREFIX = "CODEQUAL_"
@@ -33,10 +34,6 @@ SECRET_HINTS = (
     "secret", "password", "token", "dsn", "api_key", "database_url", "redis_url",
     "webhook_url", "smtp_url", "routing_key",
 )  # fmt: skip
-
-
-class ConfigError(Exception):
-    """A configuration value is invalid; the message names the variable and what is allowed."""
 
 
 class Settings(BaseSettings):

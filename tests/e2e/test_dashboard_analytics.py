@@ -13,8 +13,8 @@ import pytest
 from playwright.sync_api import Page, Route, expect
 
 from codequal.analytics.anomaly import Anomaly
+from codequal.analytics.anomaly_store import AnomalyStore, Found
 from codequal.storage import open_database
-from codequal.storage.anomaly_models import AnomalyStore, Found
 
 from .conftest import (
     ANALYSIS_SECONDS,

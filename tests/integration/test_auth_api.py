@@ -35,8 +35,8 @@ from codequal.security import (
     load_or_create_secret,
     mint_token,
 )
+from codequal.security.keys import KeyStore
 from codequal.storage import Database, open_database
-from codequal.storage.keys import KeyStore
 from codequal.telemetry.metrics import REGISTRY
 
 SECRET = "test-secret-" + "x" * 40

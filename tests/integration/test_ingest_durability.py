@@ -18,7 +18,7 @@ import orjson
 import sqlalchemy as sa
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from codequal.storage.models import error_events, spans
+from codequal.storage.schema import error_events, spans
 
 from ..conftest import TEST_JWT_SECRET, bearer
 from .test_serve_process import free_port, wait_until_ready
@@ -42,7 +42,7 @@ class Sender:
                 n += 1
                 try:
                     answer = self.send(client, n)
-                except httpx.TransportError:
+                except httpx.DeliveryError:
                     return  # the server is gone
                 if answer.is_success:
                     self.acked.append(f"{self.name}-{n}")

@@ -19,9 +19,9 @@ from sentry_sdk.utils import event_from_exception
 
 from codequal.cli.keys_cmd import keys
 from codequal.ingest import ITEMS
-from codequal.storage.errors import ErrorStore
-from codequal.storage.spans import SpanStore
 from codequal.telemetry.errors import FILTERED, build_event
+from codequal.telemetry.stores.errors import ErrorStore
+from codequal.telemetry.stores.spans import SpanStore
 
 from .test_ingest_server import READ, Server, run_server
 

@@ -28,10 +28,10 @@ from codequal.api.ingest import ingest_router
 from codequal.api.state import AppState
 from codequal.config import Settings, load_settings
 from codequal.ingest.limits import RateLimiter
+from codequal.security.keys import KeyStore
 from codequal.storage.db import open_database
-from codequal.storage.keys import KeyStore
-from codequal.storage.spans import SpanStore
 from codequal.telemetry.metrics import REGISTRY
+from codequal.telemetry.stores.spans import SpanStore
 
 from ..conftest import TEST_JWT_SECRET, bearer
 

@@ -13,10 +13,10 @@ from alembic.runtime.migration import MigrationContext
 
 from codequal.alerting.model import Transition
 from codequal.alerting.routing import GroupState, parse_matcher
+from codequal.alerting.store import AlertingStore
 from codequal.storage import Database, alerting_models
-from codequal.storage.alerting_store import AlertingStore
 from codequal.storage.db import MIGRATIONS
-from codequal.storage.models import metadata
+from codequal.storage.schema import metadata
 
 from ..unit.alerting_notify.helpers import T0, alert
 

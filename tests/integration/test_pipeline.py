@@ -12,13 +12,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from codequal.analysis.service import AnalysisService
+from codequal.analysis.store import AnalysisRequest, AnalysisStore
 from codequal.api.app import create_app
 from codequal.config import load_settings
-from codequal.storage.analyses import AnalysisRequest, AnalysisStore
 from codequal.storage.db import Database, open_database
-from codequal.storage.logs import LogQuery
 from codequal.telemetry.metrics import REGISTRY
 from codequal.telemetry.setup import Telemetry, setup_telemetry
+from codequal.telemetry.stores.logs import LogQuery
 
 from ..conftest import TEST_JWT_SECRET, bearer
 from .conftest import PlantedRepo

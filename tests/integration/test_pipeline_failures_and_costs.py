@@ -15,8 +15,8 @@ from codequal.analysis import agents
 from codequal.analysis.agents.base import AgentError, AgentInput, Finding
 from codequal.analysis.knowledge import KnowledgeStore
 from codequal.analysis.service import AnalysisService
+from codequal.analysis.store import AnalysisRequest
 from codequal.config import load_settings
-from codequal.storage.analyses import AnalysisRequest
 from codequal.storage.db import Database
 from codequal.telemetry.setup import Telemetry, setup_telemetry
 

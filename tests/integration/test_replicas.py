@@ -25,9 +25,9 @@ import httpx
 import orjson
 import pytest
 
+from codequal.security.keys import KeyStore
 from codequal.storage import open_database
-from codequal.storage.errors import ErrorStore
-from codequal.storage.keys import KeyStore
+from codequal.telemetry.stores.errors import ErrorStore
 
 from ..conftest import TEST_JWT_SECRET, bearer
 from .conftest import PlantedRepo

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from codequal.api.app import create_app
 from codequal.api.state import AppState
 from codequal.config import load_settings
-from codequal.storage.logs import LogQuery
 from codequal.telemetry.metrics import REGISTRY
+from codequal.telemetry.stores.logs import LogQuery
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN = "00f067aa0ba902b7"

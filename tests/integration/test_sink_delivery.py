@@ -18,10 +18,11 @@ from typing import Any
 import orjson
 import pytest
 
+from codequal.retry import Backoff
 from codequal.telemetry.logging import LogEntry, LogPipeline
 from codequal.telemetry.sinks.elasticsearch import ElasticsearchSink
 from codequal.telemetry.sinks.loki import LokiSink
-from codequal.telemetry.sinks.spool import SINK_FAILED, SINK_RETRIED, Backoff, DeliveringSink
+from codequal.telemetry.sinks.spool import SINK_FAILED, SINK_RETRIED, DeliveringSink
 
 FAST = Backoff(base=0.01, cap=0.1)
 LOKI_LABELS = {"service", "level", "environment"}

@@ -18,11 +18,11 @@ import pytest
 import uvicorn
 
 from codequal.config import load_settings
-from codequal.storage.logs import LogQuery, LogStore
-from codequal.storage.spans import SpanStore
 from codequal.telemetry.logging import ErrorInfo
 from codequal.telemetry.setup import Telemetry, setup_telemetry
 from codequal.telemetry.sinks.otlp import ENTRY_ID, OtlpLogSink
+from codequal.telemetry.stores.logs import LogQuery, LogStore
+from codequal.telemetry.stores.spans import SpanStore
 
 from ..conftest import TEST_JWT_SECRET
 from .test_ingest_server import INGEST, Server, ingest_app, ingest_settings

@@ -28,11 +28,11 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from codequal.api.app import create_app
 from codequal.config import load_settings
-from codequal.storage.spans import SpanStore
+from codequal.retry import Backoff
 from codequal.telemetry.metrics import SINK_FAILED, SINK_RETRIED, SINK_SENT
 from codequal.telemetry.setup import setup_telemetry
 from codequal.telemetry.sinks.otlp_traces import SINK_NAME, OtlpSpanSink, SpanDelivery
-from codequal.telemetry.sinks.spool import Backoff
+from codequal.telemetry.stores.spans import SpanStore
 
 from ..conftest import TEST_JWT_SECRET
 from .test_ingest_server import INGEST

@@ -21,8 +21,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from codequal.storage import open_database
-from codequal.storage.spans import SpanRecord, SpanStore
 from codequal.telemetry.metrics import REGISTRY
+from codequal.telemetry.stores.spans import SpanRecord, SpanStore
 from codequal.telemetry.tracing import (
     StoreSpanExporter,
     Tracing,

@@ -24,14 +24,15 @@ from codequal.alerting.rules import (
     parse_rule_file,
 )
 from codequal.alerting.scheduler import RuleScheduler
+from codequal.alerting.store import AlertingStore
 from codequal.analytics.slo import dump_rules, load_spec
-from codequal.config import ConfigError, Settings
-from codequal.storage.alerting_store import AlertingStore
+from codequal.config import Settings
+from codequal.exceptions import ConfigError
 from codequal.storage.db import Database
 from codequal.storage.kv import KeyValueStore
-from codequal.storage.logs import LogStore
 from codequal.telemetry.metrics import REGISTRY
 from codequal.telemetry.setup import Telemetry
+from codequal.telemetry.stores.logs import LogStore
 from codequal.tsdb.scrape import Collectable
 from codequal.tsdb.service import DAY_SECONDS, MetricHistory
 

@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from codequal.analysis.deepwiki import DeepWiki
 from codequal.storage.db import Database
-from codequal.storage.models import analyses
+from codequal.storage.schema import analyses
 from codequal.telemetry.metrics import DEEPWIKI_AVAILABILITY, REGISTRY
 
 

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from codequal.analysis import repo
 from codequal.storage.db import Database
-from codequal.storage.models import deepwiki_cleanups
+from codequal.storage.schema import deepwiki_cleanups
 from codequal.telemetry.metrics import DEEPWIKI_ERRORS, repository_label
 
 # Disk usage above which clones older than the age are removed: (ratio, seconds).

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from codequal.storage.db import Database
-from codequal.storage.models import knowledge_entries
+from codequal.storage.schema import knowledge_entries
 from codequal.telemetry.metrics import VECTORDB_LATENCY
 
 FRESH_SECONDS = 86_400.0

@@ -12,8 +12,8 @@ from codequal.analysis.jobs import WorkerPool
 from codequal.analysis.knowledge import KnowledgeStore
 from codequal.analysis.orchestrator import Orchestrator, initialise_counters
 from codequal.analysis.providers import LLMProvider, OpenAICompatible
+from codequal.analysis.store import AnalysisRequest, AnalysisStore
 from codequal.config import Settings
-from codequal.storage.analyses import AnalysisRequest, AnalysisStore
 from codequal.storage.db import Database
 from codequal.telemetry.setup import Telemetry
 

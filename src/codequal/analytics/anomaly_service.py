@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 
 from codequal.alerting.model import Alert, AlertStatus, Transition
 from codequal.analytics.anomaly import DETECTORS, Detector, TimeSeries
-from codequal.storage.anomaly_models import AnomalyStore, Found, StoredAnomaly
+from codequal.analytics.anomaly_store import AnomalyStore, Found, StoredAnomaly
 from codequal.storage.db import Database
 from codequal.telemetry.setup import get_logger
 from codequal.tsdb.promql import Engine, PromQLError, SeriesSource

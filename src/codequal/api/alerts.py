@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from codequal.alerting.model import Alert
 from codequal.alerting.notifier import Notifier
 from codequal.alerting.routing import Matcher, Silence, check_silence
+from codequal.alerting.store import AlertingStore
 from codequal.api.errors import FastJSONResponse, error_response
 from codequal.api.state import AppState
 from codequal.security.tokens import Principal
-from codequal.storage.alerting_store import AlertingStore
 from codequal.vocabulary import iso_timestamp
 
 Guard = Callable[[str], Any]

@@ -13,9 +13,9 @@ from starlette.responses import Response
 
 from codequal.analysis.collector import DEEPWIKI_REGISTRY, snapshot
 from codequal.analysis.repo import RepositoryError, normalise_source
+from codequal.analysis.store import AnalysisRequest
 from codequal.api.errors import FastJSONResponse, error_response
 from codequal.api.state import AppState
-from codequal.storage.analyses import AnalysisRequest
 
 Guard = Callable[[str], Any]
 

@@ -16,10 +16,10 @@ from codequal.analysis.costs import DEFAULT_PRICING, PricingTable
 from codequal.analytics.costs import cost_report
 from codequal.analytics.insights import insights_report
 from codequal.analytics.slo import WINDOWS, load_spec, status_from_ratios, window_seconds
+from codequal.analytics.store import AnalyticsQueries, parse_period
 from codequal.api.errors import FastJSONResponse, error_response
 from codequal.api.state import AppState
 from codequal.config import Settings
-from codequal.storage.analytics_queries import AnalyticsQueries, parse_period
 from codequal.storage.db import Database
 from codequal.tsdb.promql import Engine, PromQLError, Scalar, Vector
 

@@ -12,10 +12,10 @@ from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
 from codequal.analytics.anomaly import DETECTORS
+from codequal.analytics.anomaly_store import AnomalyStore
+from codequal.analytics.store import parse_period
 from codequal.api.errors import FastJSONResponse, error_response
 from codequal.api.state import AppState
-from codequal.storage.analytics_queries import parse_period
-from codequal.storage.anomaly_models import AnomalyStore
 
 STATUSES = ("open", "closed", "adapted")  # analytics.anomaly.base.Status
 MAX_LIMIT = 1000

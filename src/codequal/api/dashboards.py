@@ -18,9 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.concurrency import run_in_threadpool
 
-from codequal.api.analytics import compute_slo
-from codequal.api.middleware import Shortcut
-from codequal.storage.dashboard import (
+from codequal.analytics.dashboard_store import (
     RANGES,
     DashboardQueries,
     disk_status,
@@ -28,6 +26,8 @@ from codequal.storage.dashboard import (
     series,
     window_summary,
 )
+from codequal.api.analytics import compute_slo
+from codequal.api.middleware import Shortcut
 from codequal.vocabulary import iso_timestamp
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ import redis
 import sqlalchemy as sa
 
 from codequal.storage.db import Database
-from codequal.storage.models import knowledge_entries
+from codequal.storage.schema import knowledge_entries
 
 Status = Literal["ok", "error", "disabled"]
 

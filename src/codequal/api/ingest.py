@@ -28,6 +28,7 @@ from codequal.api.auth import Authenticator
 from codequal.api.errors import FastJSONResponse, error_response
 from codequal.api.middleware import FindShortcut, Shortcut
 from codequal.api.state import AppState
+from codequal.exceptions import AuthError
 from codequal.ingest import IngestError, count_items, loki, otlp, sentry
 from codequal.ingest.batching import GroupCommit
 from codequal.ingest.limits import (
@@ -43,12 +44,12 @@ from codequal.ingest.limits import (
     rate_limited,
     read_body,
 )
-from codequal.security.tokens import SCOPE_INGEST_WRITE, AuthError, Principal
-from codequal.storage.errors import ErrorStore
-from codequal.storage.keys import KeyStore
-from codequal.storage.logs import LogStore
-from codequal.storage.spans import SpanStore
+from codequal.security.keys import KeyStore
+from codequal.security.tokens import SCOPE_INGEST_WRITE, Principal
 from codequal.telemetry.metrics import AUTH_FAILURES
+from codequal.telemetry.stores.errors import ErrorStore
+from codequal.telemetry.stores.logs import LogStore
+from codequal.telemetry.stores.spans import SpanStore
 
 __all__ = ["DEFAULT_BURST", "DEFAULT_RATE", "ingest_router", "ingest_routes"]
 

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from codequal.api.dashboards import Dashboards
 from codequal.api.errors import FastJSONResponse, error_response
 from codequal.api.state import AppState
-from codequal.storage.logs import LogQuery
+from codequal.telemetry.stores.logs import LogQuery
 from codequal.vocabulary import Level, iso_timestamp
 
 Guard = Callable[[str], Any]

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from codequal.api.errors import FastJSONResponse
 from codequal.api.state import AppState
+from codequal.exceptions import CodeQualError
 from codequal.tsdb import httpapi
 from codequal.tsdb.httpapi import APIError, Params, first, success
 from codequal.tsdb.promql import Engine, Matcher, PromQLError, Series, to_prometheus_json
@@ -33,7 +34,7 @@ BUILD_INFO = {"version": "2.42.0", "revision": "codequal", "branch": "", "buildU
               "buildDate": "", "goVersion": ""}  # fmt: skip
 
 
-class _QueryTimeout(Exception):
+class _QueryTimeout(CodeQualError):
     pass
 
 

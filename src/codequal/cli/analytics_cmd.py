@@ -11,9 +11,9 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from codequal.analytics.store import parse_period
 from codequal.api.analytics import compute_costs, compute_insights
 from codequal.cli.common import EXIT_USAGE, config_options, output_console, settings_or_exit
-from codequal.storage.analytics_queries import parse_period
 from codequal.storage.db import open_database
 
 

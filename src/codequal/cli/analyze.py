@@ -17,9 +17,9 @@ from rich.table import Table
 from codequal.analysis.agents.base import parse_severity, severity_at_least
 from codequal.analysis.repo import RepositoryError, normalise_source, resolve
 from codequal.analysis.service import AnalysisService
+from codequal.analysis.store import AnalysisRequest
 from codequal.cli.common import EXIT_USAGE, config_options, output_console, settings_or_exit
 from codequal.config import Settings
-from codequal.storage.analyses import AnalysisRequest
 from codequal.storage.db import open_database
 from codequal.telemetry.setup import setup_telemetry
 from codequal.vocabulary import FINDING_SEVERITIES

@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from codequal.config import ConfigError, Settings, load_settings
+from codequal.config import Settings, load_settings
+from codequal.exceptions import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -14,7 +14,7 @@ import uvicorn
 from codequal.api.app import create_app
 from codequal.api.state import AppState
 from codequal.cli.common import EXIT_USAGE, config_options, settings_or_exit
-from codequal.config import ConfigError
+from codequal.exceptions import ConfigError
 
 # The event loop gives the interpreter lock up at every socket write and zlib call; taking it
 # back, it waits for whichever worker thread (group commit, span exporter, scraper) took it

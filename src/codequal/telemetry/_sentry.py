@@ -24,11 +24,11 @@ import sentry_sdk
 import sentry_sdk.consts
 import sentry_sdk.utils
 
+from codequal.retry import Backoff
 from codequal.telemetry._worker import BatchWorker
 from codequal.telemetry.metrics import SINK_ERRORS, SINK_QUEUE_DROPPED
 from codequal.telemetry.scrub import scrub
 from codequal.telemetry.sinks.sentry import SINK_NAME, SentrySink, SpoolTransport
-from codequal.telemetry.sinks.spool import Backoff
 
 if TYPE_CHECKING:
     from codequal.telemetry.errors import ErrorEvent

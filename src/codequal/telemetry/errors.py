@@ -253,7 +253,7 @@ def _jsonable(obj: Any, depth: int) -> Any:
 
 # -- the shell --------------------------------------------------------------------------------
 class ErrorRecorder(Protocol):
-    """Where events are kept: :class:`codequal.storage.errors.ErrorStore` is one."""
+    """Where events are kept: :class:`codequal.telemetry.stores.errors.ErrorStore` is one."""
 
     def record(self, events: Sequence[ErrorEvent]) -> None: ...
 

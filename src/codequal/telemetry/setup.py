@@ -17,12 +17,7 @@ import structlog
 
 from codequal import __version__
 from codequal.config import Settings
-from codequal.storage.alerts import AlertEventStore
 from codequal.storage.db import Database
-from codequal.storage.errors import ErrorStore
-from codequal.storage.logs import LogStore
-from codequal.storage.spans import SpanStore
-from codequal.storage.work import WorkStore
 from codequal.telemetry._sentry import SentryForwarder
 from codequal.telemetry.errors import ErrorEvent, ErrorTracker
 from codequal.telemetry.fingerprint import IN_APP_PACKAGES
@@ -46,6 +41,11 @@ from codequal.telemetry.sinks.elasticsearch import ElasticsearchSink
 from codequal.telemetry.sinks.loki import LokiSink
 from codequal.telemetry.sinks.otlp import OtlpLogSink
 from codequal.telemetry.sinks.spool import DeliveringSink
+from codequal.telemetry.stores.alerts import AlertEventStore
+from codequal.telemetry.stores.errors import ErrorStore
+from codequal.telemetry.stores.logs import LogStore
+from codequal.telemetry.stores.spans import SpanStore
+from codequal.telemetry.stores.work import WorkStore
 from codequal.telemetry.tracing import Tracing, setup_tracing
 
 

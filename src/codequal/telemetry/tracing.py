@@ -31,8 +31,8 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
-from codequal.storage.spans import SpanRecord, SpanStore
 from codequal.telemetry.metrics import SINK_ERRORS
+from codequal.telemetry.stores.spans import SpanRecord, SpanStore
 
 if TYPE_CHECKING:
     from codequal.telemetry.sinks.otlp_traces import OtlpSpanSink, SpanDelivery

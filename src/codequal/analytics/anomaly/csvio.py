@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 from codequal.analytics.anomaly.base import TimeSeries
+from codequal.exceptions import InvalidInput
 from codequal.vocabulary import iso_timestamp
 
 # Unix seconds are ten digits until 2286; a thirteen-digit number is milliseconds.
 _MAX_UNIX_SECONDS = 1e11
 
 
-class CSVError(ValueError):
+class CSVError(InvalidInput):
     """A CSV file that cannot be read as a series; the message names the line."""
 
     def __init__(self, message: str, line: int | None = None) -> None:

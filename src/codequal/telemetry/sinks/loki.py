@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 import orjson
 
+from codequal.exceptions import DeliveryError
 from codequal.telemetry.sinks.spool import (
     DeliveringSink,
     Record,
     SendResult,
-    TransportError,
     check_response,
 )
 
@@ -85,7 +85,7 @@ class LokiSink(DeliveringSink):
                 self._url, content=body, headers={"Content-Type": "application/json"}
             )
         except httpx.HTTPError as exc:
-            raise TransportError(f"Loki push to {self._url} failed: {exc!r}") from exc
+            raise DeliveryError(f"Loki push to {self._url} failed: {exc!r}") from exc
         check_response(response)
         return SendResult([])
 

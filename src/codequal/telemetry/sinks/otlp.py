@@ -37,7 +37,8 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.util.re import parse_env_headers
 
 from codequal import __version__
-from codequal.telemetry.sinks.spool import DeliveringSink, Record, SendResult, TransportError
+from codequal.exceptions import DeliveryError
+from codequal.telemetry.sinks.spool import DeliveringSink, Record, SendResult
 
 LOGS_PATH = "/v1/logs"
 # Read when no headers are given, most specific first, as the OpenTelemetry exporters do.
@@ -245,7 +246,7 @@ def signal_outcome(
             return SendResult([])  # accepted; an unreadable body cannot un-accept it
         partial = getattr(answer, "partial_success")  # noqa: B009 - every Export*ServiceResponse has it
         return SendResult([], min(sent, max(0, int(getattr(partial, rejected)))))
-    raise TransportError(
+    raise DeliveryError(
         f"OTLP {signal}: HTTP {status}: {_status_message(response)}",
         permanent=status not in RETRYABLE,
         retry_after=retry_after(response.headers.get("Retry-After"), now),
@@ -302,7 +303,7 @@ class OtlpLogSink(DeliveringSink):
         try:
             response = self._client.post(self._url, content=body, headers=self._headers)
         except httpx.HTTPError as exc:
-            raise TransportError(f"OTLP logs to {self._url} failed: {exc!r}") from exc
+            raise DeliveryError(f"OTLP logs to {self._url} failed: {exc!r}") from exc
         if response.status_code == 413 and len(records) > 1:
             return self._split(records)
         result = outcome(response, len(records) - len(bad), self._now())
@@ -316,7 +317,7 @@ class OtlpLogSink(DeliveringSink):
         for part in (records[:half], records[half:]):
             try:
                 result = self._send(part)
-            except TransportError as exc:
+            except DeliveryError as exc:
                 if exc.permanent:
                     failed += len(part)
                     continue

@@ -31,6 +31,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from codequal import __version__
+from codequal.exceptions import DeliveryError
 from codequal.telemetry._worker import BatchWorker
 from codequal.telemetry.metrics import SINK_ERRORS, SINK_QUEUE_DROPPED
 from codequal.telemetry.sinks.otlp import (
@@ -40,7 +41,7 @@ from codequal.telemetry.sinks.otlp import (
     signal_outcome,
     signal_url,
 )
-from codequal.telemetry.sinks.spool import DeliveringSink, Record, SendResult, TransportError
+from codequal.telemetry.sinks.spool import DeliveringSink, Record, SendResult
 
 TRACES_PATH = "/v1/traces"
 OTEL_EXPORTER_OTLP_TRACES_HEADERS = "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
@@ -164,7 +165,7 @@ class OtlpSpanSink(DeliveringSink):
         try:
             response = self._client.post(self._url, content=body, headers=self._headers)
         except httpx.HTTPError as exc:
-            raise TransportError(f"OTLP traces to {self._url} failed: {exc!r}") from exc
+            raise DeliveryError(f"OTLP traces to {self._url} failed: {exc!r}") from exc
         if response.status_code == 413 and len(records) > 1:
             return self._split(records)
         return outcome(response, len(records), self._now())
@@ -177,7 +178,7 @@ class OtlpSpanSink(DeliveringSink):
         for part in (records[:half], records[half:]):
             try:
                 result = self._send(part)
-            except TransportError as exc:
+            except DeliveryError as exc:
                 if exc.permanent:
                     failed += len(part)
                     continue

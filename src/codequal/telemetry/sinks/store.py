@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from codequal.storage.logs import LogStore
 from codequal.telemetry.logging import LogEntry
+from codequal.telemetry.stores.logs import LogStore
 
 
 class StoreSink:

@@ -1,7 +1,10 @@
-"""The schema, as SQLAlchemy Core tables shared by the repositories and the migrations.
+"""The one schema: every table of CodeQual, as SQLAlchemy Core, for the stores and migrations.
 
+Each part owns the queries over its tables in its own store module (telemetry/stores/,
+analysis/store.py, alerting/store.py, analytics/store.py, security/keys.py, tsdb/store.py); the
+tables themselves are declared here, once, so the migrations and ``create_all`` see them all.
 Timestamps are UTC epoch seconds (double precision): cheap to compare and identical on SQLite
-and PostgreSQL.
+and PostgreSQL; the metric history keeps Prometheus's integer milliseconds.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ metadata = sa.MetaData()
 Json = sa.JSON().with_variant(JSONB(), "postgresql")
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrement needs INTEGER
 
+# -- telemetry, analyses, keys ------------------------------------------------------------------
 log_entries = sa.Table(
     "log_entries",
     metadata,
@@ -283,4 +287,152 @@ analysis_agent_times = sa.Table(
         "cost_infrastructure",
     ),
     sqlite_with_rowid=False,
+)
+
+
+# -- the notifier: alert history, notification attempts, silences, group state --------------
+# Immutable lifecycle events: the alert history, and what a restart rebuilds the state from.
+alert_transitions = sa.Table(
+    "alert_transitions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("fingerprint", sa.String(32), nullable=False),
+    sa.Column("alertname", sa.String(200), nullable=False),
+    sa.Column("from_status", sa.String(16), nullable=False),
+    sa.Column("to_status", sa.String(16), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("alert", Json, nullable=False),
+    sa.Index("ix_alert_transitions_at", "at"),
+    sa.Index("ix_alert_transitions_fingerprint_id", "fingerprint", "id"),
+)
+
+# One row per message: created at its first attempt, updated by each retry.
+alert_notifications = sa.Table(
+    "alert_notifications",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("channel", sa.String(50), nullable=False),
+    sa.Column("group_key", sa.String(500), nullable=False),
+    sa.Column("alertname", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # firing | resolved
+    sa.Column("reason", sa.String(16), nullable=False),  # new | changed | resolved | repeat ...
+    sa.Column("fingerprints", Json, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # sent | failed | retrying | suppressed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error", sa.Text),
+    sa.Column("next_attempt_at", sa.Float),
+    sa.Index("ix_alert_notifications_created", "created_at"),
+    sa.Index("ix_alert_notifications_channel_id", "channel", "id"),
+)
+
+silences = sa.Table(
+    "silences",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("matchers", Json, nullable=False),
+    sa.Column("starts_at", sa.Float, nullable=False),
+    sa.Column("ends_at", sa.Float, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expired", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index("ix_silences_ends_at", "ends_at"),
+)
+
+# What each channel last sent for each alert group; flushed_at doubles as the claim token that
+# keeps two processes on one PostgreSQL from sending the same message.
+alert_group_state = sa.Table(
+    "alert_group_state",
+    metadata,
+    sa.Column("group_key", sa.String(500), primary_key=True),
+    sa.Column("channel", sa.String(50), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("flushed_at", sa.Float),
+    sa.Column("notified_at", sa.Float),
+    sa.Column("notified", Json, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False, server_default=""),
+)
+
+
+# -- the embedded metric history (tsdb/store.py); times in integer milliseconds -------------
+# One row per series: the metric name plus its sorted labels. The fingerprint (a hash of the
+# canonical label set) finds a series without comparing JSON.
+tsdb_series = sa.Table(
+    "tsdb_series",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("fingerprint", sa.String(32), nullable=False, unique=True),
+    sa.Column("labels", Json, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    # Never reuse a deleted id: the store caches ids (series) and decoded rows (chunks).
+    sqlite_autoincrement=True,
+)
+
+# The label index: one row per (label, value, series), so equality matchers run in SQL.
+tsdb_postings = sa.Table(
+    "tsdb_postings",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("value", sa.String(1024), primary_key=True),
+    sa.Column(
+        "series_id",
+        BigId,
+        sa.ForeignKey("tsdb_series.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+)
+
+# A run of one series' samples, compressed (codequal.tsdb.chunks): one row per ~2 h, not per
+# sample. The series' in-memory head chunk is rewritten in place until it is full.
+tsdb_chunks = sa.Table(
+    "tsdb_chunks",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "series_id",
+        BigId,
+        sa.ForeignKey("tsdb_series.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("min_t", sa.BigInteger, nullable=False),
+    sa.Column("max_t", sa.BigInteger, nullable=False),
+    sa.Column("samples", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    # Reads ask for the chunks of some series ending after a time: recent ones, mostly.
+    sa.Index("ix_tsdb_chunks_series_max_t", "series_id", "max_t"),
+    sa.Index("ix_tsdb_chunks_max_t", "max_t"),  # retention
+    sqlite_autoincrement=True,
+)
+
+
+# -- anomaly windows (analytics/anomaly_store.py) --------------------------------------------
+anomalies = sa.Table(
+    "anomalies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("detector", sa.String(64), nullable=False),
+    sa.Column("series", sa.String(64), nullable=False),
+    sa.Column("start", sa.Float, nullable=False),
+    sa.Column("end", sa.Float, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("score", sa.Float, nullable=True),
+    sa.Column("explanation", sa.Text, nullable=False),
+    sa.Column("record", Json, nullable=False),  # Anomaly.to_json()
+    sa.Column("alert_status", sa.String(16), nullable=True),  # firing / resolved / None
+    sa.Column("first_seen", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("detector", "series", "start", name="uq_anomalies_window"),
+    sa.Index("ix_anomalies_start", "start"),
+)
+
+
+# -- state that must survive a restart (rule evaluation, watermarks) ------------------------
+kv_state = sa.Table(
+    "kv_state",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("value", Json, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
 )

@@ -12,13 +12,13 @@ from sqlalchemy.exc import IntegrityError
 
 from codequal.alerting.model import Alert, Transition
 from codequal.alerting.routing import GroupState, Matcher, Silence
-from codequal.storage.alerting_models import (
+from codequal.storage.db import Database
+from codequal.storage.schema import (
     alert_group_state,
     alert_notifications,
     alert_transitions,
     silences,
 )
-from codequal.storage.db import Database
 
 ACTIVE = ("pending", "firing")
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from codequal.storage.analysis_stats import forget_stats, write_stats
+from codequal.analysis.stats_store import forget_stats, write_stats
 from codequal.storage.db import Database
-from codequal.storage.models import analyses, findings
+from codequal.storage.schema import analyses, findings
 
 STATUSES = ("queued", "running", "completed", "failed")
 MODES = ("quick", "comprehensive", "deep", "auto")

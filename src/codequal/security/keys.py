@@ -18,9 +18,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from codequal.security.tokens import AuthError, Principal, parse_scopes
+from codequal.exceptions import AuthError
+from codequal.security.tokens import Principal, parse_scopes
 from codequal.storage.db import Database
-from codequal.storage.models import service_keys
+from codequal.storage.schema import service_keys
 
 KEY_PREFIX = "cq_"
 KINDS = ("service", "sentry")

@@ -11,11 +11,11 @@ import re
 
 import sqlalchemy as sa
 
+from codequal.analytics import totals_store as analytics_totals
 from codequal.analytics.costs import CostRecord, CostTotals
 from codequal.analytics.insights import AnalysisFacts, InsightTotals, SpanFacts
-from codequal.storage import analytics_totals
 from codequal.storage.db import Database
-from codequal.storage.models import analyses, analysis_stats, spans
+from codequal.storage.schema import analyses, analysis_stats, spans
 
 # Span trees are read for the most recent analyses only: enough for stable shares, and
 # bounded work however busy the period was.

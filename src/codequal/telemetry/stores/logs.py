@@ -10,7 +10,7 @@ import orjson
 import sqlalchemy as sa
 
 from codequal.storage.db import Database
-from codequal.storage.models import log_entries
+from codequal.storage.schema import log_entries
 from codequal.vocabulary import LEVELS, level_rank
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from codequal.storage.db import Database
-from codequal.storage.models import alert_events
+from codequal.storage.schema import alert_events
 
 if TYPE_CHECKING:
     from codequal.telemetry.logging import LogEntry

@@ -14,27 +14,8 @@ import sqlalchemy as sa
 
 from codequal.analytics.anomaly import Anomaly
 from codequal.storage.db import Database
-from codequal.storage.models import Json, metadata
+from codequal.storage.schema import anomalies
 from codequal.vocabulary import iso_timestamp
-
-anomalies = sa.Table(
-    "anomalies",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("detector", sa.String(64), nullable=False),
-    sa.Column("series", sa.String(64), nullable=False),
-    sa.Column("start", sa.Float, nullable=False),
-    sa.Column("end", sa.Float, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("score", sa.Float, nullable=True),
-    sa.Column("explanation", sa.Text, nullable=False),
-    sa.Column("record", Json, nullable=False),  # Anomaly.to_json()
-    sa.Column("alert_status", sa.String(16), nullable=True),  # firing / resolved / None
-    sa.Column("first_seen", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.UniqueConstraint("detector", "series", "start", name="uq_anomalies_window"),
-    sa.Index("ix_anomalies_start", "start"),
-)
 
 
 class Found(NamedTuple):

@@ -3,7 +3,7 @@
 Sums are GROUP BYs over the period, which on SQLite is one contiguous range of the
 clustering key. Each percentile reads only the two values it interpolates between, stepping
 along an index ordered by the value (``_spread``), with the rank arithmetic of
-``codequal.stats.percentile``, so the answers are the ones the decoded records give
+``codequal.analytics.stats.percentile``, so the answers are the ones the decoded records give
 (sums may differ in the last bits, being added in another order).
 """
 
@@ -20,7 +20,7 @@ from sqlalchemy.sql import ColumnElement
 from codequal.analytics.costs import DAY, CostTotals, LlmUse
 from codequal.analytics.insights import InsightTotals, Spread
 from codequal.storage.db import Database
-from codequal.storage.models import analysis_agent_times, analysis_stats
+from codequal.storage.schema import analysis_agent_times, analysis_stats
 
 _COMPONENTS = ("infrastructure", "deepwiki", "llm")
 

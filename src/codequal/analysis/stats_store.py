@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from codequal.storage.models import analyses, analysis_agent_times, analysis_stats
+from codequal.storage.schema import analyses, analysis_agent_times, analysis_stats
 
 _COMPONENTS = ("infrastructure", "deepwiki", "llm")
 _TIMED_STEPS = {
@@ -127,25 +127,3 @@ def write_stats(conn: sa.Connection, analysis_id: str) -> None:
     conn.execute(analysis_stats.insert(), stats)
     if agents:
         conn.execute(analysis_agent_times.insert(), agents)
-
-
-def backfill_stats(conn: sa.Connection, batch: int = 5_000) -> int:
-    """Build the rows of every finished analysis that has none; return how many."""
-    missing = (
-        sa.select(*_SOURCE)
-        .where(analyses.c.finished_at.is_not(None))
-        .where(
-            ~sa.exists().where(
-                (analysis_stats.c.analysis_id == analyses.c.id)
-                & (analysis_stats.c.finished_at == analyses.c.finished_at)
-            )
-        )
-    )
-    rows = conn.execute(missing).fetchall()
-    for i in range(0, len(rows), batch):
-        built = [stats_rows(r) for r in rows[i : i + batch]]
-        conn.execute(analysis_stats.insert(), [s for s, _ in built])
-        agent_rows = [a for _, agents in built for a in agents]
-        if agent_rows:
-            conn.execute(analysis_agent_times.insert(), agent_rows)
-    return len(rows)

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from codequal.storage.db import Database
-from codequal.storage.models import work_units
+from codequal.storage.schema import work_units
 
 
 @dataclass(frozen=True, slots=True)

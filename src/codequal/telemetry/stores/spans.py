@@ -10,7 +10,7 @@ import orjson
 import sqlalchemy as sa
 
 from codequal.storage.db import Database
-from codequal.storage.models import spans
+from codequal.storage.schema import spans
 
 JSON = dict[str, Any]
 

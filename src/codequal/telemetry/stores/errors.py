@@ -16,7 +16,7 @@ import orjson
 import sqlalchemy as sa
 
 from codequal.storage.db import Database
-from codequal.storage.models import error_events, error_issues
+from codequal.storage.schema import error_events, error_issues
 from codequal.telemetry.errors import ErrorEvent
 
 STATUSES = ("unresolved", "resolved", "ignored")

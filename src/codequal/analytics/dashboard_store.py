@@ -8,9 +8,9 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from codequal.stats import percentile
+from codequal.analytics.stats import percentile
 from codequal.storage.db import Database
-from codequal.storage.models import analyses
+from codequal.storage.schema import analyses
 
 RANGES = {"1h": 3600.0, "6h": 6 * 3600.0, "24h": 86_400.0}
 POINTS = 60
