@@ -39,7 +39,7 @@ import psutil
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from codequal.security import mint_token
-from codequal.security.keys import KeyStore
+from codequal.security.key_store import KeyStore
 from codequal.storage.db import open_database
 
 SECRET = "bench-secret-" + "s" * 40

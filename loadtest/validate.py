@@ -50,7 +50,7 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from codequal.security import mint_token
-from codequal.security.keys import KeyStore
+from codequal.security.key_store import KeyStore
 from codequal.storage import open_database
 
 ROOT = Path(__file__).resolve().parent.parent

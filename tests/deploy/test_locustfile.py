@@ -163,7 +163,7 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
         try:
             if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
                 return
-        except httpx.DeliveryError:
+        except httpx.TransportError:
             pass
         time.sleep(0.1)
     raise AssertionError("codequal serve did not become ready")

@@ -143,7 +143,7 @@ def start_server(data_dir: Path, **env: str) -> tuple[_Process, str]:
         assert proc.poll() is None, f"server exited early:\n{process.output()}"
         try:
             return httpx.get(f"{base}/ready", timeout=1).status_code == 200
-        except httpx.DeliveryError:
+        except httpx.TransportError:
             return False
 
     try:

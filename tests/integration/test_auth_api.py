@@ -35,7 +35,7 @@ from codequal.security import (
     load_or_create_secret,
     mint_token,
 )
-from codequal.security.keys import KeyStore
+from codequal.security.key_store import KeyStore
 from codequal.storage import Database, open_database
 from codequal.telemetry.metrics import REGISTRY
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from codequal.alerting.notifier import Notifier
 from codequal.alerting.service import WATERMARK_KEY, CriticalLogFeed
 from codequal.alerting.store import AlertingStore
-from codequal.cluster import Leadership
+from codequal.runtime.leadership import Leadership
 from codequal.storage import Database, open_database
 from codequal.storage.kv import KeyValueStore
 from codequal.telemetry.logging import ErrorInfo, LogEntry

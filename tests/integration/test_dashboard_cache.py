@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from codequal.security.keys import KeyStore
+from codequal.security.key_store import KeyStore
 from codequal.telemetry.metrics import REGISTRY
 
 from ..conftest import bearer

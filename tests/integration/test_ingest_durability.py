@@ -42,7 +42,7 @@ class Sender:
                 n += 1
                 try:
                     answer = self.send(client, n)
-                except httpx.DeliveryError:
+                except httpx.TransportError:
                     return  # the server is gone
                 if answer.is_success:
                     self.acked.append(f"{self.name}-{n}")

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from codequal.cli.keys_cmd import keys
 from codequal.security import AuthError, Principal
-from codequal.security.keys import LAST_USED_INTERVAL, KeyStore
+from codequal.security.key_store import LAST_USED_INTERVAL, KeyStore
 from codequal.storage import Database
 from codequal.storage.schema import service_keys
 

@@ -20,7 +20,6 @@ from codequal.alerting.store import AlertingStore
 from codequal.api.alerts import alerts_router
 from codequal.api.auth import build_authenticator
 from codequal.api.errors import install_error_handlers
-from codequal.api.state import AppState
 from codequal.config import load_settings
 from codequal.retry import Backoff
 from codequal.storage import open_database
@@ -65,7 +64,7 @@ def api(tmp_path: Path, database_url: str) -> Iterator[Api]:
     auth.install(app)
     app.include_router(
         alerts_router(
-            AppState(settings=settings, db=db),
+            db,
             auth.require,
             notifier=lambda: holder["notifier"],
             rules=lambda: holder["rules"],

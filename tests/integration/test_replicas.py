@@ -25,7 +25,7 @@ import httpx
 import orjson
 import pytest
 
-from codequal.security.keys import KeyStore
+from codequal.security.key_store import KeyStore
 from codequal.storage import open_database
 from codequal.telemetry.stores.errors import ErrorStore
 

@@ -118,5 +118,5 @@ def test_serve_with_a_dsn_becomes_ready_and_forwards_an_unexpected_error(
 def httpx_status(url: str) -> int:
     try:
         return httpx.get(url, timeout=1).status_code
-    except httpx.DeliveryError:
+    except httpx.TransportError:
         return 0

@@ -74,7 +74,7 @@ def wait_until_ready(base: str, proc: subprocess.Popen[bytes], deadline: float =
         try:
             if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
                 return
-        except httpx.DeliveryError:
+        except httpx.TransportError:
             pass
         time.sleep(0.1)
     raise AssertionError("server did not become ready")

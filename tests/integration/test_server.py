@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from codequal.api.app import create_app
-from codequal.api.state import AppState
 from codequal.config import load_settings
+from codequal.runtime.process import Runtime
 from codequal.telemetry.metrics import REGISTRY
 from codequal.telemetry.stores.logs import LogQuery
 
@@ -21,7 +21,7 @@ PARENT_SPAN = "00f067aa0ba902b7"
 
 def start(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as client:
-        state: AppState = app.state.codequal
+        state: Runtime = app.state.codequal
         assert state.wait_ready(30), state.startup_error
         yield client
 

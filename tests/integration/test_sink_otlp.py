@@ -24,9 +24,9 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from codequal.config import load_settings
 from codequal.ingest.otlp import attributes
 from codequal.retry import Backoff
+from codequal.runtime.wiring import setup_telemetry
 from codequal.telemetry.logging import LogPipeline
 from codequal.telemetry.metrics import SINK_FAILED, SINK_SENT
-from codequal.telemetry.setup import setup_telemetry
 from codequal.telemetry.sinks.otlp import ENTRY_ID, OtlpLogSink
 
 from ..conftest import TEST_JWT_SECRET

@@ -18,8 +18,9 @@ import pytest
 import uvicorn
 
 from codequal.config import load_settings
+from codequal.runtime.wiring import setup_telemetry
 from codequal.telemetry.logging import ErrorInfo
-from codequal.telemetry.setup import Telemetry, setup_telemetry
+from codequal.telemetry.setup import Telemetry
 from codequal.telemetry.sinks.otlp import ENTRY_ID, OtlpLogSink
 from codequal.telemetry.stores.logs import LogQuery, LogStore
 from codequal.telemetry.stores.spans import SpanStore

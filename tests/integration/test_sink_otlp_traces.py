@@ -29,8 +29,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from codequal.api.app import create_app
 from codequal.config import load_settings
 from codequal.retry import Backoff
+from codequal.runtime.wiring import setup_telemetry
 from codequal.telemetry.metrics import SINK_FAILED, SINK_RETRIED, SINK_SENT
-from codequal.telemetry.setup import setup_telemetry
 from codequal.telemetry.sinks.otlp_traces import SINK_NAME, OtlpSpanSink, SpanDelivery
 from codequal.telemetry.stores.spans import SpanStore
 

@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 
 from codequal.retry import Backoff
-from codequal.security.keys import KeyStore
+from codequal.security.key_store import KeyStore
 from codequal.storage.db import open_database
-from codequal.telemetry._sentry import SentryForwarder
 from codequal.telemetry.errors import ErrorTracker
 from codequal.telemetry.fingerprint import IN_APP_PACKAGES
 from codequal.telemetry.metrics import SINK_FAILED, SINK_RETRIED
 from codequal.telemetry.sinks.sentry import SINK_NAME, rate_limit
+from codequal.telemetry.sinks.sentry_forwarder import SentryForwarder
 from codequal.telemetry.stores.errors import ErrorStore
 
 from .test_sink_delivery import free_port, wait_until

@@ -20,9 +20,9 @@ from codequal.analysis.agents import AGENTS, MODE_AGENTS, choose_mode
 from codequal.analysis.agents.base import SEVERITIES, AgentError, AgentInput, Finding
 from codequal.analysis.costs import InfraPrices, Measured, PricingTable, cost_breakdown
 from codequal.analysis.deepwiki import DeepWiki, profile_tree
-from codequal.analysis.knowledge import KnowledgeStore, freshness
+from codequal.analysis.knowledge import freshness
 from codequal.analysis.providers import LLMProvider, ProviderError
-from codequal.analysis.store import MODES, AnalysisRecord, Outcome
+from codequal.analysis.store import MODES, AnalysisRecord, KnowledgeStore, Outcome
 from codequal.exceptions import AnalysisError
 from codequal.telemetry import context
 from codequal.telemetry.metrics import (

@@ -1,12 +1,15 @@
-"""Analyses as durable jobs: submit, claim (one worker per job), heartbeat, finish, recover.
+"""Where the analysis part keeps its records: analyses and their findings, repository profiles
+(the knowledge store) and the DeepWiki workspace's cleanup history.
 
-On PostgreSQL, claiming uses ``SELECT ... FOR UPDATE SKIP LOCKED`` so several server processes
+Analyses are durable jobs: submit, claim (one worker per job), heartbeat, finish, recover. On
+PostgreSQL, claiming uses ``SELECT ... FOR UPDATE SKIP LOCKED`` so several server processes
 share the queue without taking the same job twice; on SQLite (one process) a conditional
 ``UPDATE ... WHERE status = 'queued'`` is enough.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,9 +17,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from codequal.analysis.knowledge import Knowledge
 from codequal.analysis.stats_store import forget_stats, write_stats
 from codequal.storage.db import Database
-from codequal.storage.schema import analyses, findings
+from codequal.storage.schema import analyses, deepwiki_cleanups, findings, knowledge_entries
+from codequal.telemetry.metrics import VECTORDB_LATENCY
 
 STATUSES = ("queued", "running", "completed", "failed")
 MODES = ("quick", "comprehensive", "deep", "auto")
@@ -183,12 +188,6 @@ class AnalysisStore:
                 .values(**values)
             )
 
-    def set_trace(self, analysis_id: str, trace_id: str) -> None:
-        with self._db.engine.begin() as conn:
-            conn.execute(
-                analyses.update().where(analyses.c.id == analysis_id).values(trace_id=trace_id)
-            )
-
     def finish(self, analysis_id: str, outcome: Outcome, now: float) -> None:
         """Store the outcome, findings and analytics numbers in one transaction."""
         with self._db.engine.begin() as conn:
@@ -232,6 +231,12 @@ class AnalysisStore:
                 .values(status="queued", worker_id=None, step=None)
             )
         return int(result.rowcount)
+
+    def count_by_status(self) -> dict[str, int]:
+        """How many analyses are in each status now."""
+        stmt = sa.select(analyses.c.status, sa.func.count()).group_by(analyses.c.status)
+        with self._db.engine.connect() as conn:
+            return {str(status): int(n) for status, n in conn.execute(stmt)}
 
     def get(self, analysis_id: str) -> AnalysisRecord | None:
         with self._db.engine.connect() as conn:
@@ -277,3 +282,70 @@ class AnalysisStore:
 def _record(row: Any, found: list[dict[str, Any]]) -> AnalysisRecord:
     names = AnalysisRecord.__dataclass_fields__
     return AnalysisRecord(**{k: row[k] for k in names if k != "findings"}, findings=found)
+
+
+class KnowledgeStore:
+    """Repository profiles (the plan's "vector DB"), one per repository, timed per operation."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._get_latency = VECTORDB_LATENCY.labels(operation="get")
+        self._put_latency = VECTORDB_LATENCY.labels(operation="upsert")
+
+    def get(self, repository_url: str) -> Knowledge | None:
+        start = time.perf_counter()
+        table = knowledge_entries
+        try:
+            with self._db.engine.connect() as conn:
+                row = conn.execute(
+                    sa.select(table).where(table.c.repository_url == repository_url)
+                ).first()
+        finally:
+            self._get_latency.observe(time.perf_counter() - start)
+        if row is None:
+            return None
+        return Knowledge(row.repository_url, row.profile, row.analysed_at)
+
+    def put(self, repository_url: str, profile: dict[str, Any], now: float) -> None:
+        start = time.perf_counter()
+        table = knowledge_entries
+        try:
+            with self._db.engine.begin() as conn:
+                updated = conn.execute(
+                    table.update()
+                    .where(table.c.repository_url == repository_url)
+                    .values(profile=profile, analysed_at=now)
+                ).rowcount
+                if not updated:
+                    conn.execute(
+                        table.insert(),
+                        {"repository_url": repository_url, "profile": profile, "analysed_at": now},
+                    )
+        finally:
+            self._put_latency.observe(time.perf_counter() - start)
+
+    def count(self) -> int:
+        """How many repository profiles are kept (the health check reads the table this way)."""
+        with self._db.engine.connect() as conn:
+            query = sa.select(sa.func.count()).select_from(knowledge_entries)
+            return int(conn.execute(query).scalar_one())
+
+
+class CleanupLog:
+    """The DeepWiki workspace's cleanup history: what was removed, why, and how it went."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def record(self, row: dict[str, Any]) -> None:
+        with self._db.engine.begin() as conn:
+            conn.execute(deepwiki_cleanups.insert(), row)
+
+    def counts(self) -> tuple[dict[str, int], float | None]:
+        """Cleanups by result, and the time of the last one."""
+        t = deepwiki_cleanups
+        with self._db.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.c.result, sa.func.count()).group_by(t.c.result))
+            counts = {str(r[0]): int(r[1]) for r in rows}
+            last = conn.execute(sa.select(sa.func.max(t.c.ts))).scalar()
+        return counts, last

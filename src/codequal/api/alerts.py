@@ -17,8 +17,8 @@ from codequal.alerting.notifier import Notifier
 from codequal.alerting.routing import Matcher, Silence, check_silence
 from codequal.alerting.store import AlertingStore
 from codequal.api.errors import FastJSONResponse, error_response
-from codequal.api.state import AppState
 from codequal.security.tokens import Principal
+from codequal.storage.db import Database
 from codequal.vocabulary import iso_timestamp
 
 Guard = Callable[[str], Any]
@@ -47,7 +47,7 @@ class SilenceIn(BaseModel):
 
 
 def alerts_router(
-    state: AppState,
+    db: Database,
     require: Guard,
     notifier: NotifierSource = lambda: None,
     rules: RulesSource | None = None,
@@ -55,7 +55,7 @@ def alerts_router(
 ) -> APIRouter:
     """The alerting routes; ``notifier`` and ``rules`` are read per request (they start later)."""
     router = APIRouter(prefix="/api/monitoring", tags=["alerting"])
-    store = AlertingStore(state.db)
+    store = AlertingStore(db)
     _alert_routes(router, require, store, notifier, rules)
     _silence_routes(router, require, store, clock)
     return router

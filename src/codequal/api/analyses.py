@@ -15,7 +15,7 @@ from codequal.analysis.collector import DEEPWIKI_REGISTRY, snapshot
 from codequal.analysis.repo import RepositoryError, normalise_source
 from codequal.analysis.store import AnalysisRequest
 from codequal.api.errors import FastJSONResponse, error_response
-from codequal.api.state import AppState
+from codequal.runtime.process import Runtime
 
 Guard = Callable[[str], Any]
 
@@ -30,14 +30,14 @@ class AnalysisIn(BaseModel):
     mode: Literal["quick", "comprehensive", "deep", "auto"] = "auto"
 
 
-def analyses_router(state: AppState, require: Guard) -> APIRouter:
+def analyses_router(state: Runtime, require: Guard) -> APIRouter:
     router = APIRouter(prefix="/api/analyses", tags=["analyses"])
     writer = Annotated[Any, Depends(require("analyses:write"))]
     reader = Annotated[Any, Depends(require("monitoring:read"))]
 
     @router.post("", status_code=202, summary="Queue an analysis (scope analyses:write)")
     def submit(body: AnalysisIn, principal: writer) -> Any:
-        service = state.analysis
+        service = state.started.analysis if state.started else None
         if service is None:
             return error_response(503, "not ready", "the analysis workers are starting")
         try:
@@ -57,7 +57,7 @@ def analyses_router(state: AppState, require: Guard) -> APIRouter:
 
     @router.get("/{analysis_id}", summary="Status, timings, findings and cost of one analysis")
     def get(analysis_id: str, _: reader) -> Any:
-        service = state.analysis
+        service = state.started.analysis if state.started else None
         record = service.store.get(analysis_id) if service is not None else None
         if record is None:
             return error_response(404, "analysis not found", analysis_id)
@@ -72,7 +72,7 @@ def analyses_router(state: AppState, require: Guard) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> Any:
-        service = state.analysis
+        service = state.started.analysis if state.started else None
         if service is None:
             return error_response(503, "not ready", "the analysis workers are starting")
         rows, total = service.store.list(
@@ -84,7 +84,7 @@ def analyses_router(state: AppState, require: Guard) -> APIRouter:
     return router
 
 
-def deepwiki_router(state: AppState, require: Guard) -> APIRouter:
+def deepwiki_router(state: Runtime, require: Guard) -> APIRouter:
     router = APIRouter(prefix="/api/monitoring/deepwiki", tags=["deepwiki"])
     reader = Annotated[Any, Depends(require("monitoring:read"))]
 

@@ -29,8 +29,8 @@ from starlette.exceptions import HTTPException
 from codequal.api.errors import FastJSONResponse, error_response
 from codequal.config import Settings
 from codequal.exceptions import AuthError
+from codequal.security.key_store import KEY_PREFIX, KeyStore
 from codequal.security.keyfiles import is_asymmetric
-from codequal.security.keys import KEY_PREFIX, KeyStore
 from codequal.security.secret import load_or_create_secret
 from codequal.security.tokens import (
     ALL_SCOPES,

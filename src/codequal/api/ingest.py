@@ -27,7 +27,6 @@ from starlette.types import Receive, Scope, Send
 from codequal.api.auth import Authenticator
 from codequal.api.errors import FastJSONResponse, error_response
 from codequal.api.middleware import FindShortcut, Shortcut
-from codequal.api.state import AppState
 from codequal.exceptions import AuthError
 from codequal.ingest import IngestError, count_items, loki, otlp, sentry
 from codequal.ingest.batching import GroupCommit
@@ -44,8 +43,9 @@ from codequal.ingest.limits import (
     rate_limited,
     read_body,
 )
-from codequal.security.keys import KeyStore
+from codequal.security.key_store import KeyStore
 from codequal.security.tokens import SCOPE_INGEST_WRITE, Principal
+from codequal.storage.db import Database
 from codequal.telemetry.metrics import AUTH_FAILURES
 from codequal.telemetry.stores.errors import ErrorStore
 from codequal.telemetry.stores.logs import LogStore
@@ -127,18 +127,20 @@ class _DsnKeys:
 class _Ingest:
     """What the routes share: the stores (behind group commits), the rate limiter, DSN keys."""
 
-    def __init__(self, state: AppState, limiter: RateLimiter, clock: Clock) -> None:
-        self.state = state
+    def __init__(
+        self, db: Database, ready: threading.Event, limiter: RateLimiter, clock: Clock
+    ) -> None:
+        self.ready = ready
         self.limiter = limiter
         self.clock = clock
-        self.logs = GroupCommit(LogStore(state.db).write)
-        self.spans = GroupCommit(SpanStore(state.db).write)
-        self.errors = GroupCommit(ErrorStore(state.db).record)
-        self.dsn_keys = _DsnKeys(KeyStore(state.db), clock)
+        self.logs = GroupCommit(LogStore(db).write)
+        self.spans = GroupCommit(SpanStore(db).write)
+        self.errors = GroupCommit(ErrorStore(db).record)
+        self.dsn_keys = _DsnKeys(KeyStore(db), clock)
 
     async def body(self, request: Request, limit: BodyLimit, key: str) -> bytes:
         """The raw body, after the readiness, rate and declared-size checks."""
-        if not self.state.ready.is_set():
+        if not self.ready.is_set():
             raise IngestError(503, "the server is starting", {"Retry-After": "1"})
         wait = self.limiter.acquire(key)
         if wait is not None:
@@ -256,18 +258,20 @@ async def _guarded(
 
 
 def ingest_router(
-    state: AppState,
+    db: Database,
+    ready: threading.Event,
     auth: Authenticator,
     *,
     limiter: RateLimiter | None = None,
     clock: Clock = time.time,
 ) -> APIRouter:
     """The ingest routes; ``limiter`` (per-key rate) and ``clock`` are injectable for tests."""
-    return ingest_routes(state, auth, limiter=limiter, clock=clock)[0]
+    return ingest_routes(db, ready, auth, limiter=limiter, clock=clock)[0]
 
 
 def ingest_routes(
-    state: AppState,
+    db: Database,
+    ready: threading.Event,
     auth: Authenticator,
     *,
     limiter: RateLimiter | None = None,
@@ -280,7 +284,7 @@ def ingest_routes(
     shortcut calls the same handler as the routes, which stay for OpenAPI and for an app
     without the middleware.
     """
-    ingest = _Ingest(state, limiter or RateLimiter(DEFAULT_RATE, DEFAULT_BURST), clock)
+    ingest = _Ingest(db, ready, limiter or RateLimiter(DEFAULT_RATE, DEFAULT_BURST), clock)
     router = APIRouter(tags=["ingest"])
     writer = Annotated[Principal, Depends(auth.require(SCOPE_INGEST_WRITE))]
     handle = _sentry_routes(router, ingest)

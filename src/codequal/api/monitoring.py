@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from codequal.api.dashboards import Dashboards
 from codequal.api.errors import FastJSONResponse, error_response
-from codequal.api.state import AppState
+from codequal.runtime.process import Runtime
 from codequal.telemetry.stores.logs import LogQuery
 from codequal.vocabulary import Level, iso_timestamp
 
@@ -24,7 +24,7 @@ class StatusChange(BaseModel):
     status: Literal["unresolved", "resolved", "ignored"]
 
 
-def monitoring_router(state: AppState, require: Guard, dashboards: Dashboards) -> APIRouter:
+def monitoring_router(state: Runtime, require: Guard, dashboards: Dashboards) -> APIRouter:
     router = APIRouter(prefix="/api/monitoring", tags=["monitoring"])
     reader = Annotated[Any, Depends(require("monitoring:read"))]
     admin = Annotated[Any, Depends(require("monitoring:admin"))]
@@ -61,7 +61,7 @@ def monitoring_router(state: AppState, require: Guard, dashboards: Dashboards) -
         cursor: int | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Any:
-        telemetry = state.telemetry
+        telemetry = state.started.telemetry if state.started else None
         if telemetry is None or telemetry.log_store is None:
             return error_response(503, "not ready", "telemetry is starting")
         rows = telemetry.log_store.query(
@@ -108,7 +108,7 @@ def monitoring_router(state: AppState, require: Guard, dashboards: Dashboards) -
 
     @router.get("/analyses/{analysis_id}/trace", summary="The trace of one analysis")
     def analysis_trace(analysis_id: str, _: reader) -> Any:
-        record = state.analysis.store.get(analysis_id) if state.analysis else None
+        record = state.started.analysis.store.get(analysis_id) if state.started else None
         if record is None or not record.trace_id:
             return error_response(404, "analysis or its trace not found", analysis_id)
         return _trace(state, record.trace_id)
@@ -116,12 +116,12 @@ def monitoring_router(state: AppState, require: Guard, dashboards: Dashboards) -
     return router
 
 
-def _error_store(state: AppState) -> Any:
-    return state.telemetry.error_store if state.telemetry is not None else None
+def _error_store(state: Runtime) -> Any:
+    return state.started.telemetry.error_store if state.started is not None else None
 
 
-def _trace(state: AppState, trace_id: str) -> Any:
-    store = state.telemetry.span_store if state.telemetry is not None else None
+def _trace(state: Runtime, trace_id: str) -> Any:
+    store = state.started.telemetry.span_store if state.started is not None else None
     tree = store.tree(trace_id) if store is not None else []
     if not tree:
         return error_response(404, "trace not found", trace_id)

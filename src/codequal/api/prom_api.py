@@ -19,8 +19,8 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy.exc import SQLAlchemyError
 
 from codequal.api.errors import FastJSONResponse
-from codequal.api.state import AppState
 from codequal.exceptions import CodeQualError
+from codequal.runtime.process import Runtime
 from codequal.tsdb import httpapi
 from codequal.tsdb.httpapi import APIError, Params, first, success
 from codequal.tsdb.promql import Engine, Matcher, PromQLError, Series, to_prometheus_json
@@ -180,7 +180,7 @@ async def _lookup(request: Request, need_match: bool, fetch: Callable[..., Any])
         return APIError("internal", "the metric store is not available")
 
 
-def prom_router(state: AppState, require: Guard) -> APIRouter:
+def prom_router(state: Runtime, require: Guard) -> APIRouter:
     """``/api/v1/...`` on the process's store for ``state.db`` (scope ``monitoring:read``)."""
     api = _PromAPI(store_for(state.db))
     router = APIRouter(

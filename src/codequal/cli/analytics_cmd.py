@@ -11,9 +11,10 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from codequal.analytics.reports import compute_insights
 from codequal.analytics.store import parse_period
-from codequal.api.analytics import compute_costs, compute_insights
 from codequal.cli.common import EXIT_USAGE, config_options, output_console, settings_or_exit
+from codequal.runtime.wiring import compute_costs_for
 from codequal.storage.db import open_database
 
 
@@ -39,7 +40,7 @@ def costs(since: str, as_json: bool, config_file: Path | None, data_dir: Path | 
     settings = settings_or_exit(config_file, data_dir=data_dir)
     db = open_database(settings.resolved_database_url)
     db.migrate()
-    body = compute_costs(db, settings, period, time.time())
+    body = compute_costs_for(settings, db, period, time.time())
     db.dispose()
     if as_json:
         _emit_json(body)

@@ -16,12 +16,11 @@ from rich.table import Table
 
 from codequal.analysis.agents.base import parse_severity, severity_at_least
 from codequal.analysis.repo import RepositoryError, normalise_source, resolve
-from codequal.analysis.service import AnalysisService
 from codequal.analysis.store import AnalysisRequest
 from codequal.cli.common import EXIT_USAGE, config_options, output_console, settings_or_exit
 from codequal.config import Settings
+from codequal.runtime.wiring import build_analysis, setup_telemetry
 from codequal.storage.db import open_database
-from codequal.telemetry.setup import setup_telemetry
 from codequal.vocabulary import FINDING_SEVERITIES
 
 SEVERITIES = FINDING_SEVERITIES
@@ -117,7 +116,7 @@ def _local(settings: Settings, request: AnalysisRequest, *, progress: bool) -> d
     telemetry = setup_telemetry(
         settings, db, console=cast(BinaryIO, _NullStream()), bridge_stdlib=False
     )
-    service = AnalysisService.build(settings, db, telemetry)
+    service = build_analysis(settings, db, telemetry)
     analysis_id = service.store.create(request, time.time())
     try:
         record = service.store.claim(service.pool.worker_id, time.time(), analysis_id)

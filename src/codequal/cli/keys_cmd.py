@@ -13,7 +13,7 @@ import orjson
 import sqlalchemy as sa
 
 from codequal.cli.common import EXIT_USAGE, config_options, settings_or_exit
-from codequal.security.keys import KINDS, KeyStore, ServiceKey
+from codequal.security.key_store import KINDS, KeyStore, ServiceKey
 from codequal.security.tokens import ALL_SCOPES, SCOPE_INGEST_WRITE, parse_scopes
 from codequal.storage.db import open_database
 from codequal.vocabulary import iso_timestamp

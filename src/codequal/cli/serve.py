@@ -12,9 +12,9 @@ import click
 import uvicorn
 
 from codequal.api.app import create_app
-from codequal.api.state import AppState
 from codequal.cli.common import EXIT_USAGE, config_options, settings_or_exit
 from codequal.exceptions import ConfigError
+from codequal.runtime.process import Runtime
 
 # The event loop gives the interpreter lock up at every socket write and zlib call; taking it
 # back, it waits for whichever worker thread (group commit, span exporter, scraper) took it
@@ -27,7 +27,7 @@ SWITCH_INTERVAL_SECONDS = 0.001
 class _Server(uvicorn.Server):
     """On SIGTERM / SIGINT, flip /ready to 503 first, then let uvicorn drain and stop."""
 
-    def __init__(self, config: uvicorn.Config, state: AppState) -> None:
+    def __init__(self, config: uvicorn.Config, state: Runtime) -> None:
         super().__init__(config)
         self._state = state
 

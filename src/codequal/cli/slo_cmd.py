@@ -10,12 +10,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from codequal.analytics.reports import compute_slo
 from codequal.analytics.slo import (
     SLOSpecError,
     dump_rules,
     load_spec,
 )
-from codequal.api.analytics import compute_slo
 from codequal.cli.analytics_cmd import _emit_json, _period
 from codequal.cli.common import EXIT_USAGE, config_options, output_console, settings_or_exit
 from codequal.storage.db import open_database

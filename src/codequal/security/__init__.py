@@ -1,7 +1,7 @@
 """Authentication core: JWT verification, token minting, the embedded secret. No web framework.
 
 The HTTP glue lives in :mod:`codequal.api.auth`; service keys are stored by
-:mod:`codequal.security.keys`.
+:mod:`codequal.security.key_store`.
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ import structlog
 
 from codequal.telemetry import context
 from codequal.telemetry._worker import BatchWorker
+from codequal.telemetry.context import current_trace_id
 from codequal.telemetry.metrics import LOG_ENTRIES, LOG_ENTRIES_DROPPED, SINK_ERRORS
-from codequal.telemetry.tracing import current_trace_id
 from codequal.vocabulary import LEVELS, Level, iso_timestamp
 
 LEVEL_NUMBERS: dict[str, int] = {

@@ -20,9 +20,9 @@ from functools import lru_cache
 import psutil
 
 from codequal.telemetry._worker import BatchWorker
+from codequal.telemetry.context import current_trace_id
 from codequal.telemetry.metrics import SINK_ERRORS, WORK_CPU, WORK_MEMORY, WORK_WALL
 from codequal.telemetry.stores.work import WorkStore, WorkUnitRecord
-from codequal.telemetry.tracing import current_trace_id
 
 if sys.platform != "win32":
     import resource

@@ -15,6 +15,7 @@ import httpx
 import orjson
 
 from codequal.exceptions import DeliveryError
+from codequal.telemetry.sinks.context import SinkContext
 from codequal.telemetry.sinks.spool import (
     DeliveringSink,
     Record,
@@ -111,3 +112,11 @@ class ElasticsearchSink(DeliveringSink):
 
 
 __all__ = ["ElasticsearchSink", "bulk_body", "bulk_outcome", "index_name"]
+
+
+def from_context(ctx: SinkContext) -> ElasticsearchSink | None:
+    """On with CODEQUAL_ELASTICSEARCH_URL."""
+    config = ctx.config
+    if not config.elasticsearch_url:
+        return None
+    return ElasticsearchSink(config.elasticsearch_url, config.data_dir)

@@ -16,6 +16,7 @@ import httpx
 import orjson
 
 from codequal.exceptions import DeliveryError
+from codequal.telemetry.sinks.context import SinkContext
 from codequal.telemetry.sinks.spool import (
     DeliveringSink,
     Record,
@@ -94,3 +95,11 @@ class LokiSink(DeliveringSink):
 
 
 __all__ = ["LokiSink", "push_payload", "validate_labels"]
+
+
+def from_context(ctx: SinkContext) -> LokiSink | None:
+    """On with CODEQUAL_LOKI_URL; the environment becomes a stream label."""
+    config = ctx.config
+    if not config.loki_url:
+        return None
+    return LokiSink(config.loki_url, config.data_dir, {"environment": config.environment})

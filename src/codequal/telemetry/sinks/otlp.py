@@ -38,6 +38,7 @@ from opentelemetry.util.re import parse_env_headers
 
 from codequal import __version__
 from codequal.exceptions import DeliveryError
+from codequal.telemetry.sinks.context import SinkContext
 from codequal.telemetry.sinks.spool import DeliveringSink, Record, SendResult
 
 LOGS_PATH = "/v1/logs"
@@ -333,3 +334,12 @@ class OtlpLogSink(DeliveringSink):
 
 
 __all__ = ["OtlpLogSink", "env_headers", "export_request", "logs_url", "outcome", "retry_after"]
+
+
+def from_context(ctx: SinkContext) -> OtlpLogSink | None:
+    """On with CODEQUAL_OTLP_ENDPOINT: logs go next to the traces, to the same collector."""
+    config = ctx.config
+    if not config.otlp_endpoint:
+        return None
+    resource = {"service.version": __version__, "deployment.environment": config.environment}
+    return OtlpLogSink(config.otlp_endpoint, config.data_dir, resource)

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
 from codequal.storage.db import Database
 from codequal.storage.schema import log_entries
+from codequal.telemetry.logging import ErrorInfo, LogEntry
 from codequal.vocabulary import LEVELS, level_rank
-
-if TYPE_CHECKING:
-    from codequal.telemetry.logging import LogEntry
 
 
 @dataclass(frozen=True)
@@ -108,8 +106,6 @@ class LogStore:
 
     def critical_after(self, after_id: int, limit: int = 500) -> list[tuple[int, LogEntry]]:
         """``critical`` entries with an id above ``after_id``, oldest first, with their ids."""
-        from codequal.telemetry.logging import ErrorInfo, LogEntry  # noqa: PLC0415 - a cycle
-
         t = log_entries
         stmt = (
             sa.select(t)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sentry_sdk
 import sentry_sdk.consts
@@ -26,12 +26,10 @@ import sentry_sdk.utils
 
 from codequal.retry import Backoff
 from codequal.telemetry._worker import BatchWorker
+from codequal.telemetry.events import ErrorEvent
 from codequal.telemetry.metrics import SINK_ERRORS, SINK_QUEUE_DROPPED
 from codequal.telemetry.scrub import scrub
 from codequal.telemetry.sinks.sentry import SINK_NAME, SentrySink, SpoolTransport
-
-if TYPE_CHECKING:
-    from codequal.telemetry.errors import ErrorEvent
 
 _LEVELS = {"warn": "warning", "critical": "fatal"}  # ours -> Sentry's
 

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import redis
-import sqlalchemy as sa
 
+from codequal.analysis.store import KnowledgeStore
 from codequal.storage.db import Database
-from codequal.storage.schema import knowledge_entries
 
 Status = Literal["ok", "error", "disabled"]
 
@@ -48,8 +47,7 @@ def _one_line(exc: BaseException) -> str:
 
 def check_database(db: Database) -> CheckResult:
     def run() -> str:
-        with db.engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+        db.ping()
         return f"{db.dialect} answered SELECT 1"
 
     return timed(run)
@@ -59,11 +57,7 @@ def check_vector_db(db: Database) -> CheckResult:
     """The knowledge store lives in the database: read its table, report how many profiles."""
 
     def run() -> str:
-        with db.engine.connect() as conn:
-            count = conn.execute(
-                sa.select(sa.func.count()).select_from(knowledge_entries)
-            ).scalar_one()
-        return f"knowledge store readable, {count} repository profiles"
+        return f"knowledge store readable, {KnowledgeStore(db).count()} repository profiles"
 
     return timed(run)
 
