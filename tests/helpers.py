@@ -6,11 +6,14 @@ Elasticsearch); each test's subclass checks the exact wire format in :meth:`hand
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import httpx
 
 NO_ANSWER = 0  # a status from handle(): close the connection without answering
 
@@ -92,3 +95,16 @@ def eventually(
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what} did not happen within {within} s")
         time.sleep(every)
+
+
+def wait_until_ready(base: str, proc: subprocess.Popen[bytes], deadline: float = 30) -> None:
+    """Wait for a ``codequal serve`` process to answer 200 on ``/ready``; fail if it exits."""
+
+    def ready() -> bool:
+        assert proc.poll() is None, "codequal serve exited early"
+        try:
+            return httpx.get(f"{base}/ready", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    eventually(ready, deadline, "codequal serve answering 200 on /ready", every=0.1)

@@ -34,7 +34,6 @@ __all__ = [
 
 # Bounded label values: ITEMS{format} is one of these, {type} one of each format's known types.
 FORMATS = ("sentry", "otlp", "loki")
-OUTCOMES = ("accepted", "ignored", "rejected")
 
 ITEMS = INGEST_ITEMS  # declared in the catalogue with every other metric
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any, BinaryIO, cast
+from collections.abc import Callable
+from typing import Any, cast
 
 from codequal import __version__
 from codequal.alerting.channels import build_channels
@@ -40,7 +40,6 @@ from codequal.config import Settings
 from codequal.exceptions import ConfigError
 from codequal.storage.db import Database
 from codequal.storage.kv import KeyValueStore
-from codequal.telemetry.logging import Sink
 from codequal.telemetry.metrics import REGISTRY
 from codequal.telemetry.setup import Telemetry, TelemetryConfig, start_telemetry
 from codequal.tsdb.scrape import Collectable
@@ -69,24 +68,13 @@ def telemetry_config(settings: Settings) -> TelemetryConfig:
     )
 
 
-def setup_telemetry(
-    settings: Settings,
-    db: Database | None,
-    *,
-    console: BinaryIO | None = None,
-    extra_sinks: Sequence[Sink] = (),
-    bridge_stdlib: bool = True,
-    set_global: bool = False,
-) -> Telemetry:
-    """Build and start the telemetry ``settings`` describe; ``db`` None means no store sinks."""
-    return start_telemetry(
-        telemetry_config(settings),
-        db,
-        console=console,
-        extra_sinks=extra_sinks,
-        bridge_stdlib=bridge_stdlib,
-        set_global=set_global,
-    )
+def setup_telemetry(settings: Settings, db: Database | None, **options: Any) -> Telemetry:
+    """Build and start the telemetry ``settings`` describe; ``db`` None means no store sinks.
+
+    ``options`` are :func:`~codequal.telemetry.setup.start_telemetry`'s (``console``,
+    ``extra_sinks``, ``bridge_stdlib``, ``set_global``).
+    """
+    return start_telemetry(telemetry_config(settings), db, **options)
 
 
 # -- alerting ---------------------------------------------------------------------------------

@@ -89,26 +89,24 @@ def build_event(
 
 
 def build_message_event(
-    message: str,
-    context: Mapping[str, Any] | None = None,
-    *,
-    service: str,
-    environment: str,
-    release: str | None = None,
-    fingerprint: Sequence[str] | None = None,
-    now: float | None = None,
-    level: str = "info",
+    message: str, context: Mapping[str, Any] | None = None, **options: Any
 ) -> ErrorEvent:
-    """Like :func:`build_event` for a message with no exception (type ``message``)."""
+    """Like :func:`build_event` (the same keyword options; ``level`` defaults to info) for a
+    message with no exception (type ``message``)."""
+    origin = {k: options.pop(k, None) for k in ("release", "fingerprint", "now")}
+    base = {"service": options.pop("service"), "environment": options.pop("environment")}
+    base |= {"release": origin["release"], "level": options.pop("level", "info")}
+    if options:
+        raise TypeError(f"unknown options: {sorted(options)}")
     return _assemble(
         type_name="message",
         message=message,
         stack="",
         frames=[],
         context=context,
-        base={"service": service, "environment": environment, "release": release, "level": level},
-        explicit=fingerprint,
-        now=now,
+        base=base,
+        explicit=origin["fingerprint"],
+        now=origin["now"],
     )
 
 

@@ -118,3 +118,29 @@ def _host(url: str) -> str:
 
 def http_client(timeout: float = HTTP_TIMEOUT) -> httpx.Client:
     return httpx.Client(timeout=timeout, headers={"User-Agent": "codequal-notifier"})
+
+
+class JsonPostChannel:
+    """A channel that posts one JSON body per notification to the URL one setting names."""
+
+    name = ""
+    variable = ""  # the setting, for the "disabled" reason /health shows
+
+    def __init__(self, url: str | None, client: httpx.Client | None = None) -> None:
+        self._url = url
+        self._client = client or http_client()
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._url)
+
+    @property
+    def disabled_reason(self) -> str:
+        return "" if self._url else f"{self.variable} is not set"
+
+    def notify(self, notification: Notification) -> None:
+        assert self._url is not None, "notify() on an unconfigured channel"
+        post_json(self._client, self._url, self.payload(notification))
+
+    def payload(self, notification: Notification) -> JSON:
+        raise NotImplementedError

@@ -312,22 +312,7 @@ class OtlpLogSink(DeliveringSink):
 
     def _split(self, records: list[Record]) -> SendResult:
         """Send each half on its own: one oversized entry must not take its batch down."""
-        retry: list[Record] = []
-        failed, wait = 0, None
-        half = len(records) // 2
-        for part in (records[:half], records[half:]):
-            try:
-                result = self._send(part)
-            except DeliveryError as exc:
-                if exc.permanent:
-                    failed += len(part)
-                    continue
-                result = SendResult(part, 0, exc.retry_after)
-            retry += result.retry
-            failed += result.failed
-            if result.retry_after is not None:
-                wait = max(wait or 0.0, result.retry_after)
-        return SendResult(retry, failed, wait)
+        return send_halves(records, self._send)
 
     def _close_transport(self) -> None:
         self._client.close()
@@ -343,3 +328,24 @@ def from_context(ctx: SinkContext) -> OtlpLogSink | None:
         return None
     resource = {"service.version": __version__, "deployment.environment": config.environment}
     return OtlpLogSink(config.otlp_endpoint, config.data_dir, resource)
+
+
+def send_halves(records: list[Record], send: Callable[[list[Record]], SendResult]) -> SendResult:
+    """Send each half of ``records`` on its own and combine the results (after a 413, or a
+    record that cannot be encoded: one bad record must not take its batch down)."""
+    retry: list[Record] = []
+    failed, wait = 0, None
+    half = len(records) // 2
+    for part in (records[:half], records[half:]):
+        try:
+            result = send(part)
+        except DeliveryError as exc:
+            if exc.permanent:
+                failed += len(part)
+                continue
+            result = SendResult(part, 0, exc.retry_after)
+        retry += result.retry
+        failed += result.failed
+        if result.retry_after is not None:
+            wait = max(wait or 0.0, result.retry_after)
+    return SendResult(retry, failed, wait)

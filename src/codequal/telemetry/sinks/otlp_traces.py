@@ -37,6 +37,7 @@ from codequal.telemetry.metrics import SINK_ERRORS, SINK_QUEUE_DROPPED
 from codequal.telemetry.sinks.otlp import (
     GZIP_LEVEL,
     PROTOBUF,
+    send_halves,
     signal_headers,
     signal_outcome,
     signal_url,
@@ -172,22 +173,7 @@ class OtlpSpanSink(DeliveringSink):
 
     def _split(self, records: list[Record]) -> SendResult:
         """Send each half on its own: one bad or oversized span must not take its batch down."""
-        retry: list[Record] = []
-        failed, wait = 0, None
-        half = len(records) // 2
-        for part in (records[:half], records[half:]):
-            try:
-                result = self._send(part)
-            except DeliveryError as exc:
-                if exc.permanent:
-                    failed += len(part)
-                    continue
-                result = SendResult(part, 0, exc.retry_after)
-            retry += result.retry
-            failed += result.failed
-            if result.retry_after is not None:
-                wait = max(wait or 0.0, result.retry_after)
-        return SendResult(retry, failed, wait)
+        return send_halves(records, self._send)
 
     def _close_transport(self) -> None:
         self._client.close()

@@ -39,8 +39,6 @@ from codequal.telemetry.metrics import (
     SINK_SPOOLED,
 )
 
-# To move into codequal.telemetry.metrics (the catalogue) by the lead.
-
 DEFAULT_SPOOL_BYTES = 64 * 1024 * 1024
 _LEN = struct.Struct(">I")
 _COMPACT_AT = 1024 * 1024  # rewrite the segment once this many delivered bytes lead it
