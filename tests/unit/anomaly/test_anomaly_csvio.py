@@ -106,7 +106,9 @@ def test_read_series_tolerates_an_excel_byte_order_mark(tmp_path: Path) -> None:
 
 
 def test_a_repeated_timestamp_is_refused_with_duplicates_error() -> None:
-    with pytest.raises(CSVError, match="line 3: timestamp 2024-05-01T10:00:00.000Z repeats line 1"):
+    with pytest.raises(
+        CSVError, match=r"line 3: timestamp 2024-05-01T10:00:00\.000Z repeats line 1"
+    ):
         parse_series([f"{T},1", f"{T + 1},2", f"{T},3"], duplicates="error")
 
 

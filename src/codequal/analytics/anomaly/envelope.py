@@ -13,18 +13,19 @@ extremes is the peaks-over-threshold idea of extreme-value theory with the thres
 sample maximum, and it needs no distribution assumption. The envelope holds the last
 ``memory`` samples (5000: 17 days at a 5-minute step), so a level not seen for that long is
 forgotten and may alarm once more. While the envelope holds few samples the margin widens
-(see ``EnvelopeState._margin``): the first days' records are expected, not news. The multi-scale means find sustained
-changes that no single sample shows (a burst of activity, denser spikes), as the averaging of
-raw scores in HTM's anomaly likelihood does. The seasonal branch compares each sample with a
-per-phase profile (a Holt-Winters-style seasonal index over one day) and is only used while
-that profile predicts clearly better than the plain level, so noisy series are not judged
-against a daily shape they do not have.
+(see ``EnvelopeState._margin``): the first days' records are expected, not news. The
+multi-scale means find sustained changes that no single sample shows (a burst of activity,
+denser spikes), as the averaging of raw scores in HTM's anomaly likelihood does. The
+seasonal branch compares each sample with a per-phase profile (a Holt-Winters-style
+seasonal index over one day) and is only used while that profile predicts clearly better
+than the plain level, so noisy series are not judged against a daily shape they lack.
 
 Causal and streaming: each sample is judged from the samples before it, with O(1) work and
 bounded memory (the 32 last samples, 32 blocks per envelope, at most ``season_bins``
-profile cells). No alarm while
-learning: the first ``learn_samples`` samples, and at least one full day, since before that
-the envelope has not seen the series' daily range.
+profile cells). No alarm while learning: the first ``learn_samples`` samples (300: a day
+and an hour at a 5-minute step) and at least one full day, since before that the envelope
+has not seen the series' daily range; the daily deviations, which start after two days,
+learn for as many samples again.
 """
 
 from __future__ import annotations
@@ -93,14 +94,20 @@ class _Extremes:
         self.high = -math.inf
         self.low = math.inf
 
-    def read(self, x: float, margin: float, feature: str, offset: float) -> Reading | None:
-        width = self.high - self.low
-        if not width > 0:
+    def read(
+        self, x: float, margin: float, feature: str, offset: float, floor: float = 0.0
+    ) -> Reading | None:
+        width = max(self.high - self.low, floor)
+        if self.high < self.low or not width > 0:
             return None
         low, high = self.low - margin * width, self.high + margin * width
         score = max(x - self.high, self.low - x, 0.0) / width
         middle = (self.high + self.low) / 2
         return Reading(score, feature, x + offset, middle + offset, low + offset, high + offset)
+
+    @property
+    def width(self) -> float:
+        return max(self.high - self.low, 0.0)
 
     def add(self, x: float) -> None:
         self.seen += 1
@@ -204,6 +211,8 @@ def _ew(average: float, x: float, weight: float) -> float:
 class EnvelopeState:
     """The streaming detector: feed samples in time order, get a reading per sample."""
 
+    DEVIATION_FLOOR = 0.1  # of the value envelope's width
+
     def __init__(self, params: EnvelopeParams | None = None) -> None:
         self.params = params or EnvelopeParams()
         self.means = [_Mean(k) for k in self.params.scales]
@@ -234,9 +243,15 @@ class EnvelopeState:
             best = _worse(best, extremes.read(m, margin, _feature(k), 0.0))
             extremes.add(m)
         expected = self.profile.expect(t)
-        if expected is not None:
+        # The deviations start two days in: they learn for as long as the series did.
+        if expected is not None and self.deviation.seen < self.params.learn_samples:
+            self.deviation.add(x - expected)
+        elif expected is not None:
             margin = self._margin(min(self.deviation.seen, self.params.memory))
-            reading = self.deviation.read(x - expected, margin, "daily", expected)
+            # A deviation that is a sliver of the series' range is not news, however
+            # perfect the profile has been.
+            floor = self.DEVIATION_FLOOR * self.extremes[0].width
+            reading = self.deviation.read(x - expected, margin, "daily", expected, floor)
             best = _worse(best, reading)
             self.deviation.add(x - expected)
         self.profile.add(t, x)
