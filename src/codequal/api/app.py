@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import Depends, FastAPI, Request, Response
 from prometheus_client.exposition import choose_encoder
@@ -32,23 +32,41 @@ from codequal.api.web import install_web
 from codequal.config import Settings
 from codequal.runtime.health import health_data
 from codequal.runtime.process import Runtime
+from codequal.runtime.startup import StartupFailed
 from codequal.telemetry.metrics import REGISTRY
 
 
 def create_app(
-    settings: Settings, *, set_global_telemetry: bool = False, start_workers: bool = True
+    settings: Settings,
+    *,
+    set_global_telemetry: bool = False,
+    start_workers: bool = True,
+    on_startup_failure: Callable[[str], None] | None = None,
 ) -> FastAPI:
-    """Build the app; nothing touches the database until the lifespan starts."""
+    """Build the app; nothing touches the database until the lifespan starts.
+
+    ``on_startup_failure`` hears the one-sentence reason when start-up gives up (``codequal
+    serve`` prints it and exits); without it the app keeps answering 503 on ``/ready``.
+    """
     runtime = Runtime(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
-        starter = asyncio.create_task(
-            asyncio.to_thread(
-                runtime.start, stop, set_global=set_global_telemetry, start_workers=start_workers
-            )
-        )
+
+        async def start() -> None:
+            try:
+                await asyncio.to_thread(
+                    runtime.start,
+                    stop,
+                    set_global=set_global_telemetry,
+                    start_workers=start_workers,
+                )
+            except StartupFailed as exc:  # /ready and /health say why from now on
+                if on_startup_failure is not None:
+                    on_startup_failure(str(exc))
+
+        starter = asyncio.create_task(start())
         try:
             yield
         finally:

@@ -8,10 +8,13 @@ command's module and its one-line help (a test keeps those in step with the comm
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
 from codequal import __version__
+
+EXIT_ENVIRONMENT = 2  # as for bad input: the sentence says what to fix
 
 # name -> ("module:attribute", one-line help), in the order `--help` lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -55,9 +58,33 @@ class LazyGroup(click.Group):
         command: click.Command = getattr(importlib.import_module(module), attribute)
         return command
 
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; an environment problem (a file, a disk, the database, a setting)
+        ends it with one sentence on stderr and exit 2, not a traceback."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            if not _environmental(exc):
+                raise  # a bug: its traceback is what a report needs
+            first = (str(exc).strip().splitlines() or [""])[0]
+            click.echo(
+                f"codequal: {ctx.invoked_subcommand}: {type(exc).__name__}: {first}", err=True
+            )
+            sys.exit(EXIT_ENVIRONMENT)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
+
+
+def _environmental(exc: BaseException) -> bool:
+    """Errors of the machine or its services rather than of CodeQual's code."""
+    module = type(exc).__module__
+    return isinstance(exc, OSError) or module.startswith(
+        ("sqlalchemy", "psycopg", "redis", "codequal")
+    )
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
