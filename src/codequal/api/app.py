@@ -22,6 +22,7 @@ from codequal.api.analytics import analytics_router
 from codequal.api.anomalies import anomalies_router
 from codequal.api.auth import Authenticator, build_authenticator
 from codequal.api.dashboards import CachedAnswers, Dashboards
+from codequal.api.docs import install_docs
 from codequal.api.errors import FastJSONResponse, error_response, install_error_handlers
 from codequal.api.ingest import ingest_routes
 from codequal.api.middleware import TelemetryMiddleware, first_shortcut
@@ -80,6 +81,8 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         default_response_class=FastJSONResponse,
+        docs_url=None,  # install_docs serves them without a CDN
+        redoc_url=None,
         # TelemetryMiddleware traces, counts and logs every request. FastAPI's own OpenTelemetry
         # (on once a global provider is set, as `codequal serve` does) would add a second trace
         # per request and two operation spans to ours: four spans stored instead of one.
@@ -112,6 +115,7 @@ def create_app(
     app.include_router(ingest)
     app.include_router(anomalies_router(runtime, auth.require))
     install_web(app)
+    install_docs(app, "CodeQual")
     install_runbooks(app)
     return app
 
