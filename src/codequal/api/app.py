@@ -21,6 +21,7 @@ from codequal.api.analyses import analyses_router, deepwiki_router
 from codequal.api.analytics import analytics_router
 from codequal.api.anomalies import anomalies_router
 from codequal.api.auth import Authenticator, build_authenticator
+from codequal.api.body_limit import BodyLimitMiddleware
 from codequal.api.dashboards import CachedAnswers, Dashboards
 from codequal.api.docs import install_docs
 from codequal.api.errors import FastJSONResponse, error_response, install_error_handlers
@@ -98,6 +99,7 @@ def create_app(
     ingest, sentry = ingest_routes(runtime.db, runtime.ready, auth)
     shortcut = first_shortcut(CachedAnswers(dashboards, auth, runtime), sentry)
     app.add_middleware(TelemetryMiddleware, state=runtime, shortcut=shortcut)
+    app.add_middleware(BodyLimitMiddleware)  # outermost: before auth, parsing and telemetry
     _add_probe_routes(app, runtime, auth)
     app.include_router(analyses_router(runtime, auth.require))
     app.include_router(deepwiki_router(runtime, auth.require))

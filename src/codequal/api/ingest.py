@@ -12,6 +12,7 @@ nothing. Bad input is always a 4xx naming the problem, never a 5xx.
 
 import hashlib
 import logging
+import math
 import re
 import threading
 import time
@@ -24,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from codequal.api.auth import Authenticator
+from codequal.api.auth import Authenticator, failure_subjects
 from codequal.api.errors import FastJSONResponse, error_response
 from codequal.api.middleware import FindShortcut, Shortcut
 from codequal.exceptions import AuthError
@@ -43,6 +44,7 @@ from codequal.ingest.limits import (
     rate_limited,
     read_body,
 )
+from codequal.security.failures import FailureLimiter
 from codequal.security.key_store import KeyStore
 from codequal.security.tokens import SCOPE_INGEST_WRITE, Principal
 from codequal.storage.db import Database
@@ -128,15 +130,43 @@ class _Ingest:
     """What the routes share: the stores (behind group commits), the rate limiter, DSN keys."""
 
     def __init__(
-        self, db: Database, ready: threading.Event, limiter: RateLimiter, clock: Clock
+        self,
+        db: Database,
+        ready: threading.Event,
+        limiter: RateLimiter,
+        failures: FailureLimiter,
+        clock: Clock,
     ) -> None:
         self.ready = ready
+        self.failures = failures
         self.limiter = limiter
         self.clock = clock
         self.logs = GroupCommit(LogStore(db).write)
         self.spans = GroupCommit(SpanStore(db).write)
         self.errors = GroupCommit(ErrorStore(db).record)
         self.dsn_keys = _DsnKeys(KeyStore(db), clock)
+
+    def verify_dsn_key(self, request: Request, token: str) -> _Verified:
+        """A DSN key check that counts failures like the bearer checks: a client (or key id)
+        that keeps guessing gets 429 with Retry-After instead of 401."""
+        try:
+            return self.dsn_keys.verify(token)
+        except IngestError as exc:
+            if exc.status != 401:
+                raise
+            client = request.client.host if request.client is not None else "unknown"
+            subjects = failure_subjects(client, f"Bearer {token}")
+            wait = self.failures.retry_after(subjects, self.clock())
+            self.failures.record(subjects, self.clock())
+            if wait is None:
+                raise
+            AUTH_FAILURES.labels(reason="rate_limited").inc()
+            seconds = str(max(1, math.ceil(wait)))
+            raise IngestError(
+                429,
+                f"too many failed authentications from this client; retry in {seconds} s",
+                {"Retry-After": seconds},
+            ) from None
 
     async def body(self, request: Request, limit: BodyLimit, key: str) -> bytes:
         """The raw body, after the readiness, rate and declared-size checks."""
@@ -284,7 +314,8 @@ def ingest_routes(
     shortcut calls the same handler as the routes, which stay for OpenAPI and for an app
     without the middleware.
     """
-    ingest = _Ingest(db, ready, limiter or RateLimiter(DEFAULT_RATE, DEFAULT_BURST), clock)
+    limiter = limiter or RateLimiter(DEFAULT_RATE, DEFAULT_BURST)
+    ingest = _Ingest(db, ready, limiter, auth.failures, clock)
     router = APIRouter(tags=["ingest"])
     writer = Annotated[Principal, Depends(auth.require(SCOPE_INGEST_WRITE))]
     handle = _sentry_routes(router, ingest)
@@ -338,7 +369,7 @@ def _sentry_routes(router: APIRouter, ingest: _Ingest) -> SentryHandler:
             )
             verified = ingest.dsn_keys.cached(token)
             if verified is None:
-                verified = await run_in_threadpool(ingest.dsn_keys.verify, token)
+                verified = await run_in_threadpool(ingest.verify_dsn_key, request, token)
             key_id = ingest.dsn_keys.admit(verified, project_id)
             body = await ingest.body(request, SENTRY_STORE if store else SENTRY_ENVELOPE, key_id)
             encoding = request.headers.get("content-encoding")
