@@ -15,6 +15,7 @@ from codequal.analysis.collector import DEEPWIKI_REGISTRY, snapshot
 from codequal.analysis.repo import RepositoryError, normalise_source
 from codequal.analysis.store import AnalysisRequest
 from codequal.api.errors import FastJSONResponse, error_response
+from codequal.api.openapi import PROMETHEUS_TEXT
 from codequal.api.params import MAX_OFFSET
 from codequal.runtime.process import Runtime
 
@@ -93,7 +94,11 @@ def deepwiki_router(state: Runtime, require: Guard) -> APIRouter:
     def metrics_json(_: reader) -> Any:
         return FastJSONResponse(snapshot())
 
-    @router.get("/metrics-prometheus", summary="DeepWiki metrics in Prometheus text format")
+    @router.get(
+        "/metrics-prometheus",
+        summary="DeepWiki metrics in Prometheus text format",
+        responses=PROMETHEUS_TEXT,  # type: ignore[arg-type]
+    )
     def metrics_text(_: reader) -> Any:
         return Response(generate_latest(DEEPWIKI_REGISTRY), media_type="text/plain; version=0.0.4")
 

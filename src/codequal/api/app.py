@@ -28,6 +28,7 @@ from codequal.api.errors import FastJSONResponse, error_response, install_error_
 from codequal.api.ingest import ingest_routes
 from codequal.api.middleware import TelemetryMiddleware, first_shortcut
 from codequal.api.monitoring import monitoring_router
+from codequal.api.openapi import PROMETHEUS_TEXT, install_openapi
 from codequal.api.prom_api import prom_router
 from codequal.api.runbooks import install_runbooks
 from codequal.api.web import install_web
@@ -118,6 +119,7 @@ def create_app(
     app.include_router(anomalies_router(runtime, auth.require))
     install_web(app)
     install_docs(app, "CodeQual")
+    install_openapi(app)
     install_runbooks(app)
     return app
 
@@ -148,6 +150,7 @@ def _add_probe_routes(app: FastAPI, state: Runtime, auth: Authenticator) -> None
         tags=["probes"],
         summary="Prometheus text (OpenMetrics on request); CODEQUAL_METRICS_TOKEN guards it",
         dependencies=[Depends(auth.metrics_guard)],
+        responses=PROMETHEUS_TEXT,  # type: ignore[arg-type]
     )
     def metrics(request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
