@@ -27,10 +27,23 @@ from codequal.vocabulary import DURATION_HINT, Level, parse_duration
 
 ENV_PREFIX = "CODEQUAL_"
 LogLevel = Level
+
+
 # Every interval, timeout and retention setting takes Prometheus's duration syntax ("15s", "1m",
 # "2h", "7d") or a plain number of seconds (of days for tsdb_retention_days).
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Days = Annotated[float, BeforeValidator(lambda v: parse_duration(v, 86_400.0) / 86_400.0)]
+def seconds(value: Any) -> float:
+    """A setting's duration in seconds (one argument: pydantic passes more to a function that
+    takes more)."""
+    return parse_duration(value)
+
+
+def days(value: Any) -> float:
+    """A setting's duration in days; a plain number is already days."""
+    return parse_duration(value, 86_400.0) / 86_400.0
+
+
+Duration = Annotated[float, BeforeValidator(seconds)]
+Days = Annotated[float, BeforeValidator(days)]
 LogFormat = Literal["json", "console", "auto"]
 
 # Words that mark a setting as secret: masked by `codequal config show`, never logged.

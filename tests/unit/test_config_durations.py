@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from codequal.config import Settings, load_settings
+from codequal.config import Settings, load_settings, seconds
 from codequal.exceptions import ConfigError
 from codequal.vocabulary import parse_duration
 
@@ -64,6 +64,6 @@ def test_the_duration_settings_are_the_ones_declared() -> None:
     declared = {
         name
         for name, field in Settings.model_fields.items()
-        if any(getattr(m, "func", None) is parse_duration for m in field.metadata)
+        if any(getattr(m, "func", None) is seconds for m in field.metadata)
     }
     assert declared == set(DURATION_SETTINGS)
