@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from codequal.exceptions import ConfigError
+from codequal.redaction import HIDDEN, redact_url
 from codequal.vocabulary import DURATION_HINT, Level, parse_duration
 
 ENV_PREFIX = "CODEQUAL_"
@@ -271,28 +272,34 @@ def is_secret(field: str) -> bool:
     return any(hint in field for hint in SECRET_HINTS)
 
 
+# Secret settings whose whole path is the credential (a webhook's URL is its password).
+_SECRET_PATH_SETTINGS = ("slack_webhook_url", "webhook_url")
+
+
 def masked(settings: Settings) -> dict[str, Any]:
-    """The effective settings as plain data, secrets masked, for `codequal config show`."""
+    """The effective settings as plain data, secrets masked, for `codequal config show`.
+
+    A URL keeps where it points (scheme, host, port, path) and loses who and with what: its
+    userinfo, its secret query values, and a webhook's path (:func:`codequal.redaction.
+    redact_url`); any other secret is ``***``.
+    """
     out: dict[str, Any] = {}
     for name in Settings.model_fields:
         value = getattr(settings, name)
-        if value is not None and is_secret(name):
-            value = _mask(value)
+        if value is None:
+            pass
+        elif isinstance(value, SecretStr) or is_secret(name):
+            value = _mask(name, value)
         elif isinstance(value, Path):
             value = str(value)
+        elif isinstance(value, str) and "://" in value:
+            value = redact_url(value)
         out[name] = value
     return out
 
 
-def _mask(value: Any) -> str:
+def _mask(name: str, value: Any) -> str:
     raw = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-    try:
-        url = make_url(raw)
-    except ArgumentError:
-        return "***"
-    if not url.host:
-        return "***"
-    # Keep where it points (scheme, host, port, database); hide who and with what.
-    port = f":{url.port}" if url.port else ""
-    database = f"/{url.database}" if url.database else ""
-    return f"{url.drivername}://***@{url.host}{port}{database}"
+    if "://" not in raw:
+        return HIDDEN
+    return redact_url(raw, hide_path=name in _SECRET_PATH_SETTINGS)
