@@ -103,6 +103,17 @@ class Settings(BaseSettings):
     # -- the analysis pipeline -----------------------------------------------------------------
     max_concurrent_analyses: int = Field(default=2, ge=1, le=64)
     agent_timeout: float = Field(default=300.0, gt=0)
+    # The whole analysis (clone, agents, report); agents that run past it are stopped.
+    analysis_timeout: float = Field(default=900.0, gt=0)
+    # One tool run on one file: a file a tool hangs on is skipped and the rest analysed.
+    file_timeout: float = Field(default=60.0, gt=0)
+    exclude: str | None = None  # comma-separated gitignore-style patterns never analysed
+    # -- repository policy for analyses submitted over the API (the CLI reads what its user can)
+    repository_roots: str | None = None  # comma-separated directories local paths may be under
+    allow_private_repositories: bool = False  # loopback / private / link-local hosts allowed
+    allow_ssh_repositories: bool = False  # ssh:// and user@host:path URLs allowed
+    clone_timeout: float = Field(default=300.0, gt=0)  # the whole clone
+    clone_connect_timeout: float = Field(default=10.0, gt=0)  # until the remote answers
     llm_base_url: str | None = None  # an OpenAI-compatible API, e.g. https://api.openai.com/v1
     llm_model: str = "gpt-4o-mini"
     llm_api_key: SecretStr | None = None
@@ -187,6 +198,13 @@ _ALLOWED = {
     "public_dashboard": "true or false",
     "auth_failures_per_minute": "a whole number of at least 1",
     "max_concurrent_analyses": "a whole number from 1 to 64",
+    "agent_timeout": "a number of seconds above 0",
+    "analysis_timeout": "a number of seconds above 0",
+    "file_timeout": "a number of seconds above 0",
+    "allow_private_repositories": "true or false",
+    "allow_ssh_repositories": "true or false",
+    "clone_timeout": "a number of seconds above 0",
+    "clone_connect_timeout": "a number of seconds above 0",
     "tsdb_flush_interval": "a number of seconds, 1 or more",
     "alert_group_wait": "a number of seconds, 0 or more",
     "alert_group_interval": "a number of seconds above 0",
