@@ -232,12 +232,17 @@ def test_api_rejects_a_bad_repository_and_a_bad_mode_with_clear_errors(
     app = app_for(tmp_path, database_url)
     with TestClient(app, headers=ALL) as client:
         assert app.state.codequal.wait_ready(30)
-        missing = client.post(
-            "/api/analyses",
-            json={"repositoryUrl": str(tmp_path / "nowhere"), "base": "a", "head": "b"},
-        )
-        assert missing.status_code == 400
-        assert "does not exist" in missing.json()["detail"]
+        # Outside CODEQUAL_REPOSITORY_ROOTS a path is refused whether or not it exists, and
+        # the answer says nothing about this server's files.
+        answers = [
+            client.post("/api/analyses", json={"repositoryUrl": path, "base": "a", "head": "b"})
+            for path in ("/nonexistent-repo-xyz", "/etc", "file:///etc")
+        ]
+        assert {a.status_code for a in answers} == {400}
+        assert len({a.json()["detail"] for a in answers}) == 1
+        detail = answers[0].json()["detail"]
+        assert "CODEQUAL_REPOSITORY_ROOTS" in detail
+        assert not any(word in detail for word in ("exist", "git repository", "/etc"))
         bad_mode = client.post(
             "/api/analyses",
             json={"repositoryUrl": str(tmp_path), "base": "a", "head": "b", "mode": "fast"},

@@ -32,6 +32,7 @@ from codequal.api.web import install_web
 from codequal.config import Settings
 from codequal.runtime.health import health_data
 from codequal.runtime.process import Runtime
+from codequal.runtime.wiring import repository_policy
 from codequal.telemetry.metrics import REGISTRY
 
 
@@ -78,7 +79,7 @@ def create_app(
     shortcut = first_shortcut(CachedAnswers(dashboards, auth, runtime), sentry)
     app.add_middleware(TelemetryMiddleware, state=runtime, shortcut=shortcut)
     _add_probe_routes(app, runtime, auth)
-    app.include_router(analyses_router(runtime, auth.require))
+    app.include_router(analyses_router(runtime, auth.require, repository_policy(settings)))
     app.include_router(deepwiki_router(runtime, auth.require))
     app.include_router(monitoring)
     app.include_router(analytics_router(runtime, auth.require))
