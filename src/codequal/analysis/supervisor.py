@@ -114,7 +114,7 @@ def _watch(
         if now >= min(deadline, file_limit):
             if current is not None and file_limit < deadline:
                 return _Attempt(hung_on=current[0])
-            budget = f"{inp.timeout:g}"
+            budget = f"{inp.timeout:.3g}"
             return _Attempt(error=AgentTimeout(agent.name, f"did not finish within {budget} s"))
         frame = frames.next(min(deadline, file_limit) - now)
         if frame is None:
