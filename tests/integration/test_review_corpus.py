@@ -88,8 +88,12 @@ def test_each_case_sarif_validates_and_marks_new_and_existing_results(
     assert located == expected
     assert all(r["partialFingerprints"]["primaryLocationLineHash"] for r in run["results"])
     assert run["invocations"][0]["executionSuccessful"] is True
-    notified = {n["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
-                for n in run["invocations"][0]["toolExecutionNotifications"] if "locations" in n}  # fmt: skip
+    notes = run["invocations"][0]["toolExecutionNotifications"]
+    notified = {
+        n["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+        for n in notes
+        if "locations" in n
+    }
     assert notified == {f for f, _agent, reason in case.skipped if reason != "binary"}
 
 
