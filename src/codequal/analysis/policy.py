@@ -31,6 +31,7 @@ METADATA = frozenset(
     ipaddress.ip_address(a)
     for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "168.63.129.16")
 )
+_HELPER = re.compile(r"^([A-Za-z][\w+.-]*)::")
 _SCP_LIKE = re.compile(r"^(?:[\w.~-]+@)?(?P<host>[\w.-]+):(?!//)(?P<path>.+)$")
 LOCAL_REFUSED = (
     "this server analyses repositories by https URL; a local path is accepted only under "
@@ -62,17 +63,15 @@ def address_refusal(address: str) -> str | None:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    if ip in METADATA:
-        return "a cloud metadata address"
-    if ip.is_loopback:
-        return "a loopback address"
-    if ip.is_link_local:
-        return "a link-local address"
-    if ip.is_private:
-        return "a private address"
-    if ip.is_multicast or ip.is_unspecified or not ip.is_global:
-        return "not a public address"
-    return None
+    checks = (
+        (ip in METADATA, "a cloud metadata address"),
+        (ip.is_loopback, "a loopback address"),
+        (ip.is_link_local, "a link-local address"),
+        (ip.is_multicast or ip.is_unspecified, "not a public address"),
+        (ip.is_private, "a private address"),
+        (not ip.is_global, "not a public address"),
+    )
+    return next((why for hit, why in checks if hit), None)
 
 
 def resolve_host(host: str, port: int) -> list[str]:
@@ -105,6 +104,10 @@ class RepositoryPolicy:
 
     def check(self, url: str) -> Remote:
         """The remote ``url`` names, resolved and checked; RepositoryRefused otherwise."""
+        if helper := _HELPER.match(url):  # git's <transport>::<address> remote helpers
+            raise RepositoryRefused(
+                f"repository URL scheme {helper[1].lower()!r} is not accepted: {self._use()}"
+            )
         parsed = urlparse(url)
         scheme = parsed.scheme.lower()
         if scheme in ("https", "http", "git") or (scheme == "ssh" and parsed.netloc):

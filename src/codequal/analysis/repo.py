@@ -178,7 +178,7 @@ def _clone_config(remote: Remote) -> list[str]:
         f"http.lowSpeedTime={LOW_SPEED_TIME}",
         "core.askPass=true",
     ]
-    if remote.kind == "https" and remote.addresses:
+    if remote.source.startswith(("https://", "http://")) and remote.addresses:
         shown = ",".join(f"[{a}]" if ":" in a else a for a in remote.addresses)
         config.append(f"http.curloptResolve={remote.host}:{remote.port}:{shown}")
     return [arg for item in config for arg in ("-c", item)]

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import struct
 import sys
+import threading
+import time
 from dataclasses import replace
 from typing import Any, BinaryIO
 
@@ -48,7 +51,20 @@ def serve(source: BinaryIO, out: BinaryIO) -> None:
         write_frame(out, ("result", result))
 
 
+def watch_parent(parent: int, every: float = 1.0) -> None:
+    """End this process group when the supervisor is gone (killed with -9, say): nobody
+    would read the result, and a hung tool would otherwise run forever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, name="cq-parent-watch", daemon=True).start()
+
+
 def main() -> None:
+    watch_parent(os.getppid())
     # The frames own stdout: anything a library prints goes to stderr instead.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
