@@ -109,6 +109,18 @@ CASES = [
         new=[("calc.py", 2, "B307")],
         skipped=[("logo.png", "-", "binary")],
     ),
+    Case(
+        "vendored code excluded by the repository's .codequal.yml",
+        {"README.md": "x\n"},
+        {
+            ".codequal.yml": "exclude:\n  - vendor/\n  - '*_pb2.py'\n",
+            "vendor/lib.py": EVALUATOR,
+            "api_pb2.py": EVALUATOR,
+            "calc.py": EVALUATOR,
+        },
+        new=[("calc.py", 2, "B307")],
+        skipped=[("api_pb2.py", "-", "excluded"), ("vendor/lib.py", "-", "excluded")],
+    ),
 ]
 
 

@@ -90,7 +90,7 @@ def _sections(text: str) -> Iterator[list[str]]:
 def _file_diff(lines: list[str]) -> FileDiff | None:
     old = new = None
     hunks: list[Hunk] = []
-    binary = False
+    binary = added = False
     for line in lines[1:]:
         if line.startswith("@@"):
             hunks.append(_hunk(line))
@@ -102,9 +102,11 @@ def _file_diff(lines: list[str]) -> FileDiff | None:
             new = _path(line.split(" ", 2)[-1] if line.startswith("+++ ") else line)
         elif line.startswith("Binary files "):
             binary = True
+        added = added or line.startswith("new file mode")
     if new is None and old is None:
         old = new = _header_path(lines[0])
     path = new or old
+    old = None if added else old
     if path is None:
         return None
     return FileDiff(path, old, tuple(hunks), binary)
