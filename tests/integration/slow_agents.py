@@ -1,4 +1,5 @@
-"""Agents for the deadline tests, in a module the agent's worker process imports quickly."""
+"""Agents for the deadline tests (in a module the agent's worker process imports quickly),
+and how to tell a process is gone."""
 
 from __future__ import annotations
 
@@ -24,3 +25,12 @@ class Sleeper(LocalAgent):
         Path(self.pids).write_text(f"{os.getpid()}\n{tool.pid}\n")
         tool.wait()
         return AgentResult()
+
+
+def dead(pid: int) -> bool:
+    """Gone, or a zombie waiting for whoever inherited it to reap it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")

@@ -24,7 +24,7 @@ from codequal.storage.db import Database
 from codequal.telemetry.setup import Telemetry
 
 from .review_corpus import build
-from .slow_agents import Sleeper
+from .slow_agents import Sleeper, dead
 
 # A ruff that never returns when it is handed hang.py, and is the real ruff otherwise.
 FAKE_RUFF = """
@@ -36,15 +36,6 @@ if any(a.endswith("hang.py") for a in sys.argv[1:]):
         time.sleep(3600)
 sys.exit(subprocess.call([sys.executable, "-m", "ruff", *sys.argv[1:]]))
 """
-
-
-def dead(pid: int) -> bool:
-    """Gone, or a zombie waiting for whoever inherited it to reap it."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return True
-    return state in ("Z", "X")
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from codequal.storage.db import open_database
 from tests.helpers import eventually
 
 from .conftest import PlantedRepo
+from .slow_agents import dead
 
 FAKE_GIT = """#!/bin/sh
 for arg in "$@"; do [ "$arg" = clone ] && cloning=1; done
@@ -49,14 +50,6 @@ db = open_database(settings.resolved_database_url)
 telemetry = setup_telemetry(settings, db, bridge_stdlib=False)
 build_analysis(settings, db, telemetry).pool.run_one(analysis_id)
 """
-
-
-def dead(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return True
-    return state in ("Z", "X")
 
 
 @pytest.mark.parametrize("where", ["clone", "agent"])

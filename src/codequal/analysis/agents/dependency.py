@@ -35,14 +35,12 @@ from codequal.analysis.agents.base import (
     LocalAgent,
     Severity,
     Skip,
-    SkipReason,
-    Unreadable,
-    load_text,
     partition,
     read_text,
     sort_findings,
 )
 from codequal.analysis.agents.baseline import stamp
+from codequal.analysis.agents.tools import read_each
 
 AGENT = "dependency"
 Kind = Literal["requirements", "pyproject", "package"]
@@ -328,26 +326,19 @@ class DependencyAgent(LocalAgent):
     def review(self, inp: AgentInput) -> AgentResult:
         deadline = Deadline.start(AGENT, inp.timeout)
         touched = {c.path for c in inp.changed}
-        manifests = [(c, k) for c in inp.present() if (k := manifest_kind(c.path)) is not None]
+        manifests = [c for c in inp.present() if manifest_kind(c.path) is not None]
         findings: list[Finding] = []
         analysed: list[str] = []
         skipped: list[Skip] = []
-        for index, (changed, kind) in enumerate(manifests):
-            deadline.remaining()
-            inp.progress.begin(changed.path, index, len(manifests))
-            text = load_text(inp.head_dir, changed.path)
-            head_deps = parse_manifest(kind, text) if isinstance(text, str) else None
-            if head_deps is None:
-                why = (
-                    text.detail
-                    if isinstance(text, Unreadable)
-                    else f"the {kind} manifest does not parse"
-                )
-                reason: SkipReason = text.reason if isinstance(text, Unreadable) else "syntax_error"
-                skipped.append(self.skip(changed.path, reason, why))
+        for changed, text in read_each(self, inp, manifests, skipped, deadline):
+            kind = manifest_kind(changed.path)
+            head_deps = parse_manifest(kind, text) if kind is not None else None
+            if kind is None or head_deps is None:
+                why = f"the {kind} manifest does not parse"
+                skipped.append(self.skip(changed.path, "syntax_error", why))
                 continue
             found = self._manifest(inp, changed, kind, head_deps, touched)
-            findings += stamp(found, (text if isinstance(text, str) else "").splitlines())
+            findings += stamp(found, text.splitlines())
             analysed.append(changed.path)
         return AgentResult(tuple(sort_findings(findings)), tuple(analysed), tuple(skipped))
 

@@ -23,13 +23,11 @@ from codequal.analysis.agents.base import (
     LocalAgent,
     Severity,
     Skip,
-    Unreadable,
-    load_text,
     read_text,
     sort_findings,
 )
 from codequal.analysis.agents.baseline import stamp
-from codequal.analysis.agents.tools import python2_hint
+from codequal.analysis.agents.tools import python2_hint, read_each
 
 AGENT = "performance"
 
@@ -170,15 +168,8 @@ class PerformanceAgent(LocalAgent):
         findings: list[Finding] = []
         analysed: list[str] = []
         skipped: list[Skip] = []
-        for index, changed in enumerate(files := inp.present((".py",))):
-            deadline.remaining()
-            inp.progress.begin(changed.path, index, len(files))
-            head = load_text(inp.head_dir, changed.path)
-            if isinstance(head, Unreadable):
-                skipped.append(self.skip(changed.path, head.reason, head.detail))
-                continue
-            if head is None:
-                continue
+        files = inp.present((".py",))
+        for changed, head in read_each(self, inp, files, skipped, deadline):
             try:
                 found = self._file(inp, changed, head)
             except SyntaxError as exc:

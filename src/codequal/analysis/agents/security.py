@@ -26,15 +26,13 @@ from codequal.analysis.agents.base import (
     LocalAgent,
     Severity,
     Skip,
-    Unreadable,
-    load_text,
     normalise,
     read_text,
     run_tool,
     sort_findings,
 )
 from codequal.analysis.agents.baseline import classify, needs_base
-from codequal.analysis.agents.tools import ToolReport, lint_changed
+from codequal.analysis.agents.tools import ToolReport, lint_changed, read_each
 
 AGENT = "security"
 
@@ -171,14 +169,9 @@ class SecurityAgent(LocalAgent):
         findings: list[Finding] = []
         analysed: list[str] = []
         skipped: list[Skip] = []
-        for index, changed in enumerate(files := inp.present()):
-            inp.progress.begin(changed.path, index, len(files))
-            text = load_text(inp.head_dir, changed.path)
-            if isinstance(text, Unreadable):
-                skipped.append(self.skip(changed.path, text.reason, text.detail))
-            elif text is not None:
-                findings += _classified_secrets(inp, changed, text)
-                analysed.append(changed.path)
+        for changed, text in read_each(self, inp, inp.present(), skipped):
+            findings += _classified_secrets(inp, changed, text)
+            analysed.append(changed.path)
         return AgentResult(tuple(findings), tuple(analysed), tuple(skipped))
 
     def _bandit(self, paths: list[str], inp: AgentInput, timeout: float) -> ToolReport:

@@ -10,7 +10,7 @@ that is the agent's error.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,7 +23,6 @@ from codequal.analysis.agents.base import (
     Deadline,
     Finding,
     LocalAgent,
-    Severity,
     Skip,
     SkipReason,
     Unreadable,
@@ -32,6 +31,7 @@ from codequal.analysis.agents.base import (
     sort_findings,
 )
 from codequal.analysis.agents.baseline import classify, needs_base
+from codequal.vocabulary import FindingSeverity
 
 BATCH = 200  # paths per tool run: far below the OS argument limit
 BROKEN_AFTER = 3  # single-file runs that all fail before the tool counts as broken
@@ -93,6 +93,26 @@ def _one_by_one(
         raise first
 
 
+def read_each(
+    agent: LocalAgent,
+    inp: AgentInput,
+    files: Sequence[ChangedFile],
+    skipped: list[Skip],
+    deadline: Deadline | None = None,
+) -> Iterator[tuple[ChangedFile, str]]:
+    """Each file's head text in turn: the deadline checked and the supervisor told before
+    each, a binary or oversized file added to ``skipped`` instead."""
+    for index, changed in enumerate(files):
+        if deadline is not None:
+            deadline.remaining()
+        inp.progress.begin(changed.path, index, len(files))
+        text = load_text(inp.head_dir, changed.path)
+        if isinstance(text, Unreadable):
+            skipped.append(agent.skip(changed.path, text.reason, text.detail))
+        elif text is not None:
+            yield changed, text
+
+
 @dataclass(frozen=True)
 class Source:
     changed: ChangedFile
@@ -111,7 +131,7 @@ def lint_changed(
     run: ToolRun,
     to_finding: ToFinding,
     *,
-    could_hide: Severity | None = None,
+    could_hide: FindingSeverity | None = None,
 ) -> AgentResult:
     """The whole review of a file-based linter: read, run on head, run on base where it
     matters, classify new / existing, and account for every file. ``could_hide`` is the
