@@ -110,6 +110,12 @@ CASES = [
         skipped=[("logo.png", "-", "binary")],
     ),
     Case(
+        "a diff holding text that is not UTF-8 is analysed like any other",
+        {"notes.txt": "caf\xe9\n".encode("latin-1")},
+        {"notes.txt": "caf\xe9 cr\xe8me\n".encode("latin-1"), "calc.py": EVALUATOR},
+        new=[("calc.py", 2, "B307")],
+    ),
+    Case(
         "vendored code excluded by the repository's .codequal.yml",
         {"README.md": "x\n"},
         {

@@ -100,7 +100,10 @@ def git(
             ["git", *args],
             cwd=cwd,
             capture_output=True,
-            text=True,
+            # A diff carries file content, which need not be UTF-8 (a Latin-1 comment):
+            # undecodable bytes are kept as surrogates instead of failing the analysis.
+            encoding="utf-8",
+            errors="surrogateescape",
             timeout=timeout,
             env=env,
             check=False,
