@@ -21,6 +21,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from codequal.analysis.agents.quality import IGNORE, SELECT
 from codequal.analysis.store import AnalysisRequest
@@ -31,6 +32,10 @@ from codequal.storage.db import open_database
 RELEASES = ("1.7.0", "1.8.0")
 CACHE = Path(__file__).resolve().parent / ".cache"
 TARGET = 1.5
+Report = dict[str, Any]
+FUNCTION = "def f{j}(x):\n    if x > {j}:\n        return x - {j}\n    return x\n\n\n"
+ADDED = "def added(cmd):\n    import subprocess\n    return subprocess.call(cmd, shell={shell})\n"
+STEPS = ("clone", "diff", "checkout", "trigger-deepwiki", "agents", "aggregate")
 
 
 def git(repo: Path, *args: str) -> str:
@@ -68,10 +73,9 @@ def generated_tree(root: Path, head: bool) -> Path:
     for i in range(200):
         path = tree / f"pkg{i % 10}" / f"mod{i}.py"
         path.parent.mkdir(parents=True, exist_ok=True)
-        body = "".join(f"def f{j}(x):\n    if x > {j}:\n        return x - {j}\n    return x\n\n\n"
-                       for j in range(20))  # fmt: skip
+        body = "".join(FUNCTION.format(j=j) for j in range(20))
         if head:
-            body += f"def added(cmd):\n    import subprocess\n    return subprocess.call(cmd, shell={i % 2 == 0})\n"
+            body += ADDED.format(shell=i % 2 == 0)
         path.write_text(body)
     return tree
 
@@ -120,7 +124,7 @@ def direct_tools(repo: Path, files: list[str]) -> dict[str, float]:
     return times
 
 
-def codequal(root: Path, repo: Path) -> tuple[float, dict]:  # type: ignore[type-arg]
+def codequal(root: Path, repo: Path) -> tuple[float, Report]:
     settings = load_settings(data_dir=root / "data", log_format="json")
     db = open_database(settings.resolved_database_url)
     db.migrate()
@@ -156,47 +160,45 @@ def main() -> None:
     )
 
 
-def print_table(files: list[str], direct: dict[str, float], wall: float, report: dict,  # type: ignore[type-arg]
-                source: str) -> None:  # fmt: skip
+def print_table(
+    files: list[str], direct: dict[str, float], wall: float, report: Report, source: str
+) -> None:
     total = sum(direct.values())
     coverage = report["coverage"]
-    agents = coverage["agents"]
-    late = [
-        n
-        for n, a in agents.items()
-        if a["seconds"] > report["agentTimeout"] or a["status"] == "timeout"
-    ]
+    existing = sum(report["summary"]["existingCounts"].values())
     rows = [
         ("diff", source),
         ("changed files (all / Python)", f"{coverage['filesChanged']} / {len(files)}"),
         *[(f"direct: {name}", f"{seconds:.2f} s") for name, seconds in direct.items()],
         ("direct tools, total", f"{total:.2f} s"),
         ("CodeQual comprehensive, total", f"{wall:.2f} s"),
-        *[
-            (f"  step {step}", f"{report['timings'][step]:.2f} s")
-            for step in ("clone", "diff", "checkout", "trigger-deepwiki", "agents", "aggregate")
-            if step in report["timings"]
-        ],  # fmt: skip
-        *[
-            (f"  agent {name}", f"{a['seconds']:.2f} s ({a['analysed']} files, {a['status']})")
-            for name, a in agents.items()
-        ],  # fmt: skip
-        *[
-            (f"  skipped {s['file']}", f"{s['agent']}: {s['reason']}")
-            for s in coverage["skipped"]
-            if s["couldHide"]
-        ],  # fmt: skip
-        (
-            "status / new findings / existing",
-            f"{report['status']} / {len(report['findings'])} / "
-            f"{sum(report['summary']['existingCounts'].values())}",
-        ),  # fmt: skip
+        *_codequal_rows(report),
+        ("status / new findings / existing", f"{report['status']} / "
+                                             f"{len(report['findings'])} / {existing}"),
         ("ratio CodeQual / direct (target <= 1.5)", f"{wall / total:.2f}x"),
-        ("agents past their timeout", ", ".join(late) or "none"),
-    ]
+        ("agents past their timeout", ", ".join(_late(report)) or "none"),
+    ]  # fmt: skip
     width = max(len(r[0]) for r in rows) + 2
     for name, value in rows:
         print(f"{name:<{width}}{value}")
+
+
+def _codequal_rows(report: Report) -> list[tuple[str, str]]:
+    timings, coverage = report["timings"], report["coverage"]
+    rows = [(f"  step {s}", f"{timings[s]:.2f} s") for s in STEPS if s in timings]
+    for name, agent in coverage["agents"].items():
+        done = f"{agent['seconds']:.2f} s ({agent['analysed']} files, {agent['status']})"
+        rows.append((f"  agent {name}", done))
+    for skip in coverage["skipped"]:
+        if skip["couldHide"]:
+            rows.append((f"  skipped {skip['file']}", f"{skip['agent']}: {skip['reason']}"))
+    return rows
+
+
+def _late(report: Report) -> list[str]:
+    limit = report["agentTimeout"]
+    agents = report["coverage"]["agents"].items()
+    return [n for n, a in agents if a["seconds"] > limit or a["status"] == "timeout"]
 
 
 if __name__ == "__main__":
