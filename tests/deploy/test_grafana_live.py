@@ -75,6 +75,14 @@ POISONED_BY_NO_TRAFFIC = True
 
 # A panel query that has no data in a healthy run, with the reason; asserted empty on both sides.
 EMPTY_WHEN_HEALTHY = {
+    (
+        "slo:period_error_budget_remaining:ratio\n* on (sloth_id, sloth_service, sloth_slo)\n"
+        "slo:time_period:days * 86400\n/ on (sloth_id, sloth_service, sloth_slo)\n"
+        "(slo:current_burn_rate:ratio > 0)"
+    ): (
+        "no SLO burns its budget in a healthy run: the round's missing ref and unreachable "
+        "repository are the caller's mistakes, rejected rather than failed"
+    ),
     "sum by (service) (rate(codequal_errors_total[1m]))": (
         "codequal_errors_total counts exceptions CodeQual captures (bugs); a healthy run has "
         "none, and failed analyses are counted by codequal_analysis_failed_total instead"
