@@ -36,6 +36,7 @@ from codequal.config import Settings
 from codequal.runtime.health import health_data
 from codequal.runtime.process import Runtime
 from codequal.runtime.startup import StartupFailed
+from codequal.runtime.wiring import repository_policy
 from codequal.telemetry.metrics import REGISTRY
 
 
@@ -102,7 +103,7 @@ def create_app(
     app.add_middleware(TelemetryMiddleware, state=runtime, shortcut=shortcut)
     app.add_middleware(BodyLimitMiddleware)  # outermost: before auth, parsing and telemetry
     _add_probe_routes(app, runtime, auth)
-    app.include_router(analyses_router(runtime, auth.require))
+    app.include_router(analyses_router(runtime, auth.require, repository_policy(settings)))
     app.include_router(deepwiki_router(runtime, auth.require))
     app.include_router(monitoring)
     app.include_router(analytics_router(runtime, auth.require))

@@ -29,8 +29,11 @@ from codequal.alerting.service import AlertingService, CriticalLogFeed
 from codequal.alerting.store import AlertingStore
 from codequal.analysis.costs import DEFAULT_PRICING, InfraPrices, PricingTable
 from codequal.analysis.deepwiki import DeepWiki
+from codequal.analysis.exclude import split_patterns
 from codequal.analysis.jobs import WorkerPool
-from codequal.analysis.orchestrator import Orchestrator, initialise_counters
+from codequal.analysis.observe import initialise_counters
+from codequal.analysis.orchestrator import Orchestrator
+from codequal.analysis.policy import RepositoryPolicy
 from codequal.analysis.providers import LLMProvider, OpenAICompatible
 from codequal.analysis.service import AnalysisService
 from codequal.analysis.store import AnalysisStore, CleanupLog, KnowledgeStore
@@ -144,8 +147,24 @@ def build_provider(settings: Settings) -> LLMProvider | None:
     return OpenAICompatible(settings.llm_base_url, settings.llm_model, key)
 
 
-def build_analysis(settings: Settings, db: Database, telemetry: Telemetry) -> AnalysisService:
-    """Stores, DeepWiki, the orchestrator and its worker pool (started by the caller)."""
+def repository_policy(settings: Settings) -> RepositoryPolicy:
+    """What analyses submitted over the API may clone (CODEQUAL_REPOSITORY_ROOTS,
+    CODEQUAL_ALLOW_PRIVATE_REPOSITORIES, CODEQUAL_ALLOW_SSH_REPOSITORIES)."""
+    return RepositoryPolicy.from_settings(
+        settings.repository_roots,
+        settings.allow_private_repositories,
+        settings.allow_ssh_repositories,
+    )
+
+
+def build_analysis(
+    settings: Settings, db: Database, telemetry: Telemetry, *, local_user: bool = False
+) -> AnalysisService:
+    """Stores, DeepWiki, the orchestrator and its worker pool (started by the caller).
+
+    ``local_user``: the CLI, which may analyse whatever its user can read or reach; the server
+    applies the repository policy.
+    """
     provider = build_provider(settings)
     initialise_counters([provider.name] if provider is not None else [])
     deepwiki = DeepWiki(settings.resolved_deepwiki_dir, CleanupLog(db))
@@ -161,6 +180,12 @@ def build_analysis(settings: Settings, db: Database, telemetry: Telemetry) -> An
         agent_timeout=settings.agent_timeout,
         cost_alert=settings.analysis_cost_alert,
         background=in_thread,
+        analysis_timeout=settings.analysis_timeout,
+        file_timeout=settings.file_timeout,
+        exclude=split_patterns(settings.exclude),
+        policy=RepositoryPolicy.permissive() if local_user else repository_policy(settings),
+        clone_timeout=settings.clone_timeout,
+        connect_timeout=settings.clone_connect_timeout,
     )
     store = AnalysisStore(db)
     pool = WorkerPool(store, orchestrator, size=settings.max_concurrent_analyses)
