@@ -26,6 +26,7 @@ from codequal.analysis.agents import AGENTS, MODE_AGENTS, choose_mode
 from codequal.analysis.agents.base import SEVERITIES, AgentInput, ChangedFile, Finding, Skip
 from codequal.analysis.costs import InfraPrices, Measured, PricingTable, cost_breakdown
 from codequal.analysis.coverage import Coverage
+from codequal.analysis.credentials import CredentialBox, without_userinfo
 from codequal.analysis.deepwiki import DeepWiki, profile_tree
 from codequal.analysis.knowledge import freshness
 from codequal.analysis.observe import observe_outcome
@@ -94,6 +95,7 @@ class Orchestrator:
     policy: RepositoryPolicy = field(default_factory=RepositoryPolicy.permissive)
     clone_timeout: float = 300.0
     connect_timeout: float = 10.0
+    credentials: CredentialBox | None = None  # opens what AnalysisService.sealed sealed
     max_parallel: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     def run(
@@ -161,7 +163,7 @@ class Orchestrator:
 
     def _pipeline(self, run: _Run) -> list[Finding]:
         record = run.record
-        remote = self._step(run, "resolve-repository", lambda: self._remote(record.repository_url))
+        remote = self._step(run, "resolve-repository", lambda: self._remote(record))
         known = self._step(
             run, "check-vector-db", lambda: self.knowledge.get(record.repository_url)
         )
@@ -201,10 +203,12 @@ class Orchestrator:
             finally:
                 run.timings[name] = run.timings.get(name, 0.0) + time.perf_counter() - start
 
-    def _remote(self, url: str) -> Remote:
-        remote = self.policy.check(url)
+    def _remote(self, record: AnalysisRecord) -> Remote:
+        remote = self.policy.check(without_userinfo(record.repository_url))
         if remote.kind == "local":  # a path: say plainly when it is not a repository
             return replace(remote, source=repo.normalise_source(remote.source))
+        if record.credentials is not None and self.credentials is not None:
+            remote = replace(remote, credentials=self.credentials.open(record.credentials))
         return remote
 
     def _clone(self, run: _Run, analysis_id: str, remote: Remote) -> Path:

@@ -19,11 +19,12 @@ import os
 import re
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlparse
 
+from codequal.analysis.credentials import Credentials
 from codequal.exceptions import AnalysisError
 
 # Cloud metadata services, some of which sit on addresses Python calls global.
@@ -56,6 +57,7 @@ class Remote:
     host: str | None = None
     port: int | None = None
     addresses: tuple[str, ...] = ()
+    credentials: Credentials | None = field(default=None, repr=False)
 
 
 def address_refusal(address: str) -> str | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from codequal.analysis.agents.base import ChangedFile, parse_name_status
+from codequal.analysis.credentials import git_environment
 from codequal.analysis.diffmap import FileDiff, parse_unified
 from codequal.analysis.policy import Remote
 from codequal.exceptions import AnalysisError
@@ -165,6 +166,8 @@ def clone(
         probe(remote.host, remote.port, remote.addresses, connect_timeout)
     if remote.kind == "ssh":
         env["GIT_SSH_COMMAND"] = _ssh_command(remote, connect_timeout)
+    if remote.credentials is not None:
+        env.update(git_environment(remote.credentials))
     try:
         git(*_clone_config(remote), "clone", "--bare", "--quiet", "--", remote.source, str(dest),
             timeout=timeout, env=env)  # fmt: skip

@@ -38,6 +38,7 @@ class AnalysisRequest:
     mode: str = "auto"
     pr_number: int | None = None
     user_id: str | None = None
+    credentials: str | None = field(default=None, repr=False)  # sealed (credentials.py)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ class AnalysisRecord:
     cost_total: float | None
     summary: dict[str, Any] | None
     findings: list[dict[str, Any]] = field(default_factory=list)
+    # The sealed credentials of the repository URL, until the analysis ends (never reported).
+    credentials: str | None = field(default=None, repr=False)
 
     @property
     def request(self) -> AnalysisRequest:
@@ -151,6 +154,7 @@ class AnalysisStore:
         row = {
             "id": analysis_id,
             "repository_url": request.repository_url,
+            "repository_secret": request.credentials,
             "base": request.base,
             "head": request.head,
             "pr_number": request.pr_number,
@@ -226,6 +230,7 @@ class AnalysisStore:
                     summary=outcome.summary,
                     error_type=outcome.error_type,
                     error_message=outcome.error_message,
+                    repository_secret=None,  # the credentials were needed to clone: no more
                     **({"trace_id": outcome.trace_id} if outcome.trace_id else {}),
                 )
             )
@@ -309,7 +314,8 @@ def _finding(row: Any) -> dict[str, Any]:
 
 def _record(row: Any, found: list[dict[str, Any]]) -> AnalysisRecord:
     names = AnalysisRecord.__dataclass_fields__
-    return AnalysisRecord(**{k: row[k] for k in names if k != "findings"}, findings=found)
+    values = {k: row[k] for k in names if k not in ("findings", "credentials")}
+    return AnalysisRecord(**values, findings=found, credentials=row["repository_secret"])
 
 
 class KnowledgeStore:

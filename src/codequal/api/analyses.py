@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from codequal.analysis.collector import DEEPWIKI_REGISTRY, snapshot
+from codequal.analysis.credentials import without_userinfo
 from codequal.analysis.policy import RepositoryPolicy, RepositoryRefused
 from codequal.analysis.repo import ref_problem
 from codequal.analysis.sarif import to_sarif
@@ -56,7 +57,7 @@ def analyses_router(state: Runtime, require: Guard, policy: RepositoryPolicy) ->
         if service is None:
             return error_response(503, "not ready", "the analysis workers are starting")
         try:
-            policy.check(body.repository_url)
+            policy.check(without_userinfo(body.repository_url))
         except RepositoryRefused as exc:  # says which rule, never what is on this server
             return error_response(400, "repository not accepted", str(exc))
         for ref in (body.base, body.head):

@@ -161,7 +161,7 @@ def _local(settings: Settings, request: AnalysisRequest, *, progress: bool) -> A
         settings, db, console=cast(BinaryIO, _NullStream()), bridge_stdlib=False
     )
     service = build_analysis(settings, db, telemetry, local_user=True)
-    analysis_id = service.store.create(request, time.time())
+    analysis_id = service.store.create(service.sealed(request), time.time())
     try:
         record = service.store.claim(service.pool.worker_id, time.time(), analysis_id)
         assert record is not None

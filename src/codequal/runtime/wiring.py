@@ -28,6 +28,7 @@ from codequal.alerting.scheduler import RuleScheduler
 from codequal.alerting.service import AlertingService, CriticalLogFeed
 from codequal.alerting.store import AlertingStore
 from codequal.analysis.costs import DEFAULT_PRICING, InfraPrices, PricingTable
+from codequal.analysis.credentials import CredentialBox
 from codequal.analysis.deepwiki import DeepWiki
 from codequal.analysis.exclude import split_patterns
 from codequal.analysis.jobs import WorkerPool
@@ -41,6 +42,7 @@ from codequal.analytics.reports import compute_costs
 from codequal.analytics.slo import dump_rules, load_spec
 from codequal.config import Settings
 from codequal.exceptions import ConfigError
+from codequal.security.secret import load_or_create_secret
 from codequal.storage.db import Database
 from codequal.storage.kv import KeyValueStore
 from codequal.telemetry.metrics import REGISTRY
@@ -157,6 +159,13 @@ def repository_policy(settings: Settings) -> RepositoryPolicy:
     )
 
 
+def credential_box(settings: Settings) -> CredentialBox:
+    """Seals repository credentials with a key derived from the signing secret every replica
+    shares (CODEQUAL_JWT_SECRET), or from the data dir's own secret on a single server."""
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    return CredentialBox(secret or load_or_create_secret(settings.data_dir))
+
+
 def build_analysis(
     settings: Settings, db: Database, telemetry: Telemetry, *, local_user: bool = False
 ) -> AnalysisService:
@@ -186,11 +195,13 @@ def build_analysis(
         policy=RepositoryPolicy.permissive() if local_user else repository_policy(settings),
         clone_timeout=settings.clone_timeout,
         connect_timeout=settings.clone_connect_timeout,
+        credentials=credential_box(settings),
     )
     store = AnalysisStore(db)
     pool = WorkerPool(store, orchestrator, size=settings.max_concurrent_analyses)
     deepwiki.worker_alive = pool.alive
-    return AnalysisService(store, deepwiki, orchestrator, pool, threading.Event())
+    box = orchestrator.credentials
+    return AnalysisService(store, deepwiki, orchestrator, pool, threading.Event(), box)
 
 
 def in_thread(fn: Callable[[], Any]) -> None:

@@ -149,6 +149,8 @@ analyses = sa.Table(
     metadata,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("repository_url", sa.String(1000), nullable=False),
+    # Credentials taken out of the repository URL, sealed; erased when the analysis ends.
+    sa.Column("repository_secret", sa.Text),
     sa.Column("base", sa.String(250), nullable=False),
     sa.Column("head", sa.String(250), nullable=False),
     sa.Column("pr_number", sa.Integer),
