@@ -90,6 +90,12 @@ def test_an_https_url_resolves_and_pins_the_checked_addresses() -> None:
         ("git@git.example:org/x.git", "scheme 'ssh' is not accepted"),
         ("ext::sh -c touch% /tmp/pwned", "scheme 'ext' is not accepted"),
         ("https:///x.git", "names no host"),
+        ("https://a\x00b/x.git", "control characters"),
+        ("/srv/repos/\x00", "control characters"),
+        ("https://git.example\n/x.git", "control characters"),
+        ("https://[::1/x.git", "not a well-formed URL"),
+        ("https://git.example:8o/x.git", "not a well-formed URL"),
+        ("https://git.example:99999/x.git", "not a well-formed URL"),
     ],
 )
 def test_urls_breaking_the_policy_are_refused_with_the_rule(url: str, said: str) -> None:

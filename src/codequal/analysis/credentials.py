@@ -36,7 +36,10 @@ class Credentials:
 
 def split_credentials(url: str) -> tuple[str, Credentials | None]:
     """The URL as it is shown and stored (userinfo as ``***``), and the credentials it held."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL: the repository policy refuses it with its own sentence
+        return url, None
     if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
         return url, None
     userinfo, _, host = parts.netloc.rpartition("@")
@@ -47,7 +50,10 @@ def split_credentials(url: str) -> tuple[str, Credentials | None]:
 
 def without_userinfo(url: str) -> str:
     """The URL git is given: no userinfo at all (not even the ``***`` of the stored form)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL: the repository policy refuses it with its own sentence
+        return url
     if "@" not in parts.netloc:
         return url
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], *parts[2:]))

@@ -106,6 +106,12 @@ class RepositoryPolicy:
 
     def check(self, url: str) -> Remote:
         """The remote ``url`` names, resolved and checked; RepositoryRefused otherwise."""
+        if any(ord(c) < 0x20 or c == "\x7f" for c in url):
+            raise RepositoryRefused("the repository URL holds control characters")
+        try:
+            urlparse(url).port  # noqa: B018 - a malformed authority raises here, not later
+        except ValueError:
+            raise RepositoryRefused("the repository URL is not a well-formed URL") from None
         if helper := _HELPER.match(url):  # git's <transport>::<address> remote helpers
             raise RepositoryRefused(
                 f"repository URL scheme {helper[1].lower()!r} is not accepted: {self._use()}"
