@@ -9,6 +9,7 @@ binds.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -102,6 +103,10 @@ class Settings(BaseSettings):
     alert_group_wait: float = Field(default=30.0, ge=0)
     alert_group_interval: float = Field(default=300.0, gt=0)
     alert_repeat_interval: float = Field(default=4 * 3600.0, gt=0)
+    # -- PromQL query limits (API, rules, dashboard; see codequal.tsdb.promql.limits) ----------
+    query_timeout: float = Field(default=120.0, gt=0)  # seconds, or a duration such as 2m
+    query_max_samples: int = Field(default=20_000_000, ge=1000)
+    query_max_concurrency: int = Field(default=4, ge=1, le=64)
 
     # -- the analysis pipeline -----------------------------------------------------------------
     max_concurrent_analyses: int = Field(default=2, ge=1, le=64)
@@ -125,6 +130,11 @@ class Settings(BaseSettings):
             value = value.strip().lower()
             return "warn" if value == "warning" else value
         return value
+
+    @field_validator("query_timeout", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> Any:
+        return duration_seconds(value) if isinstance(value, str) else value
 
     @field_validator("log_format", mode="before")
     @classmethod
@@ -194,7 +204,27 @@ _ALLOWED = {
     "alert_group_wait": "a number of seconds, 0 or more",
     "alert_group_interval": "a number of seconds above 0",
     "alert_repeat_interval": "a number of seconds above 0",
+    "query_timeout": "a duration above 0 such as 2m, 90s or 1m30s (or a number of seconds)",
+    "query_max_samples": "a whole number of at least 1000",
+    "query_max_concurrency": "a whole number from 1 to 64",
 }
+
+_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?")
+
+
+def duration_seconds(text: str) -> float | str:
+    """``2m``, ``1h30m``, ``90s``, ``500ms`` or plain seconds as seconds; anything else is
+    returned unchanged for the field's own validation to refuse with its message."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    match = _DURATION.fullmatch(text)
+    if not text or match is None:
+        return text
+    hours, minutes, seconds, millis = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds + millis / 1000
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -83,7 +83,7 @@ def evaluate(
     ctx = _Context(
         now,
         round(now * 1000),
-        Engine(overlay, engine.lookback_delta_ms, engine.default_step_ms),
+        Engine(overlay, engine.lookback_delta_ms, engine.default_step_ms, engine.limits),
         external_labels or {},
         external_url.rstrip("/"),
     )

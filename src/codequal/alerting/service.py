@@ -33,7 +33,7 @@ from codequal.storage.logs import LogStore
 from codequal.telemetry.metrics import REGISTRY
 from codequal.telemetry.setup import Telemetry
 from codequal.tsdb.scrape import Collectable
-from codequal.tsdb.service import DAY_SECONDS, MetricHistory
+from codequal.tsdb.service import DAY_SECONDS, MetricHistory, query_limits
 
 BLIND_AFTER = 2  # failed evaluation rounds in a row before the critical "cannot evaluate" entry
 
@@ -93,6 +93,7 @@ class AlertingService:
             on_result=deliver,
             on_error=lambda _exc: None,
             external_url=external_url(settings),
+            limits=query_limits(settings),
         )
         service = cls(history, notifier, scheduler, CriticalLogFeed(db, notifier))
         notifier.sources.append(service.critical_logs.pull)

@@ -22,6 +22,8 @@ from codequal.config import Settings
 from codequal.storage.analytics_queries import AnalyticsQueries, parse_period
 from codequal.storage.db import Database
 from codequal.tsdb.promql import Engine, PromQLError, Scalar, Vector
+from codequal.tsdb.promql.limits import QueryLimits
+from codequal.tsdb.service import query_limits
 
 
 def compute_costs(db: Database, settings: Settings, period: float, now: float) -> dict[str, Any]:
@@ -75,16 +77,21 @@ def analytics_router(state: AppState, require: Callable[[str], Any]) -> APIRoute
     async def slo(_: reader) -> Any:
         if state.alerting is None:
             return error_response(503, "not ready", "the metric history is starting")
-        body = await run_in_threadpool(compute_slo, state.alerting.history.store, time.time())
+        limits = query_limits(state.settings)
+        body = await run_in_threadpool(
+            compute_slo, state.alerting.history.store, time.time(), None, limits
+        )
         return FastJSONResponse({"slos": body})
 
     return router
 
 
-def compute_slo(source: Any, now: float, window: str | None = None) -> list[dict[str, Any]]:
+def compute_slo(
+    source: Any, now: float, window: str | None = None, limits: QueryLimits | None = None
+) -> list[dict[str, Any]]:
     """Each shipped SLO's status from the metric history (``source`` is a SeriesSource);
-    ``window`` replaces the SLOs' compliance period."""
-    engine = Engine(source)
+    ``window`` replaces the SLOs' compliance period; ``limits`` bound each query."""
+    engine = Engine(source, limits=limits)
     t_ms = round(now * 1000)
     out = []
     for spec in load_spec():

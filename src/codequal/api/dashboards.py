@@ -28,6 +28,7 @@ from codequal.storage.dashboard import (
     series,
     window_summary,
 )
+from codequal.tsdb.service import query_limits
 from codequal.vocabulary import iso_timestamp
 
 if TYPE_CHECKING:
@@ -142,9 +143,9 @@ class Dashboards:
         alerting = self._state.alerting
         if alerting is None:
             return []
-        store = alerting.history.store
+        store, limits = alerting.history.store, query_limits(self._state.settings)
         found: list[dict[str, Any]] = self._slos.get(
-            "slos", lambda: compute_slo(store, time.time())
+            "slos", lambda: compute_slo(store, time.time(), limits=limits)
         )
         return found
 

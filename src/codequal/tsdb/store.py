@@ -24,6 +24,7 @@ from codequal.storage.tsdb_models import tsdb_chunks, tsdb_series
 from codequal.tsdb import chunks, head, series_index
 from codequal.tsdb.head import DEFAULT_CHUNK_RANGE_MS, DEFAULT_MAX_SAMPLES, Head
 from codequal.tsdb.promql import Labels, Matcher, Series
+from codequal.tsdb.promql.limits import TooManySamples
 from codequal.tsdb.promql.source import matches_all
 from codequal.tsdb.segments import DecodedCache, Segment, merge
 
@@ -200,11 +201,20 @@ class SampleStore:
 
     def select(self, matchers: Sequence[Matcher], start: int, end: int) -> list[Series]:
         """Series matching all matchers with their samples in ``[start, end]`` (ms)."""
+        return self.select_bounded(matchers, start, end, None)
+
+    def select_bounded(
+        self, matchers: Sequence[Matcher], start: int, end: int, max_samples: int | None
+    ) -> list[Series]:
+        """``select``, refused with :class:`TooManySamples` before decoding when the chunks
+        it would read hold more than ``max_samples`` samples."""
         with self._db.engine.connect() as conn:
             found = series_index.matching_series(conn, matchers)
             # Memory first: a chunk flushed meanwhile is then in both, and merging dedups.
             memory, skip = self._memory(found, start, end)
-            stored = self._stored(conn, list(found), start, end, skip)
+            if max_samples is not None:
+                max_samples -= sum(len(seg[0]) for segs in memory.values() for seg in segs)
+            stored = self._stored(conn, list(found), start, end, skip, max_samples=max_samples)
         out = []
         for series_id, labels in found.items():
             segments = stored.get(series_id, []) + memory.get(series_id, [])
@@ -231,11 +241,21 @@ class SampleStore:
         return memory, skip
 
     def _stored(
-        self, conn: Connection, ids: list[int], start: int, end: int, skip: set[int]
+        self,
+        conn: Connection,
+        ids: list[int],
+        start: int,
+        end: int,
+        skip: set[int],
+        *,
+        max_samples: int | None = None,
     ) -> dict[int, list[Segment]]:
         # One statement per batch (blobs included, even when cached): each sees one
         # snapshot, so a chunk rewritten by another process meanwhile is never half-seen.
-        out: dict[int, list[Segment]] = {}
+        # The compressed rows are all read before any is decoded: their sample counts say
+        # whether the selection fits the query's budget, and they are ~1 byte a sample.
+        rows = []
+        total = 0
         columns = (tsdb_chunks.c.id, tsdb_chunks.c.series_id, tsdb_chunks.c.samples)
         for part in series_index.batched(ids):
             stmt = (
@@ -243,14 +263,19 @@ class SampleStore:
                 .where(tsdb_chunks.c.series_id.in_(part))
                 .where(tsdb_chunks.c.max_t >= start, tsdb_chunks.c.min_t <= end)
             )
-            for cid, sid, n, data in conn.execute(stmt):
-                if cid in skip:
-                    continue
-                segment = self._cache.get((cid, n))
-                if segment is None:
-                    segment = chunks.decode(data)
-                    self._cache.put((cid, n), segment)
-                out.setdefault(sid, []).append(segment)
+            for row in conn.execute(stmt):
+                if row[0] not in skip:
+                    rows.append(row)
+                    total += row[2]
+            if max_samples is not None and total > max_samples:
+                raise TooManySamples
+        out: dict[int, list[Segment]] = {}
+        for cid, sid, n, data in rows:
+            segment = self._cache.get((cid, n))
+            if segment is None:
+                segment = chunks.decode(data)
+                self._cache.put((cid, n), segment)
+            out.setdefault(sid, []).append(segment)
         return out
 
     def series(

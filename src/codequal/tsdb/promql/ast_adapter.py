@@ -14,6 +14,7 @@ from typing import Literal, TypeAlias
 
 import promql_parser as pp
 
+from codequal.tsdb.promql.limits import check_depth
 from codequal.tsdb.promql.source import Matcher, MatchOp
 from codequal.tsdb.promql.types import METRIC_NAME, PromQLError
 
@@ -132,7 +133,9 @@ _SET_OPS = frozenset({"and", "or", "unless"})
 
 
 def parse(query: str) -> Node:
-    """Parse a PromQL expression, raising :class:`PromQLError` with the parser's message."""
+    """Parse a PromQL expression, raising :class:`PromQLError` with the parser's message
+    (and refusing, unparsed, one nested deeper than the engine and parser can take)."""
+    check_depth(query)
     try:
         expr = pp.parse(query)
     except ValueError as exc:

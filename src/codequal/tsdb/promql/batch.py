@@ -9,10 +9,10 @@ path: same windows, same function, same order.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from typing import TYPE_CHECKING
 
 from codequal.tsdb.promql import gomath
 from codequal.tsdb.promql.ast_adapter import Call, MatrixSelector, Node, NumberLiteral, Paren
+from codequal.tsdb.promql.context import Evaluation
 from codequal.tsdb.promql.range_functions import (
     KEEPS_METRIC_NAME,
     RANGE_FUNCTIONS,
@@ -21,9 +21,6 @@ from codequal.tsdb.promql.range_functions import (
 )
 from codequal.tsdb.promql.source import MatchOp
 from codequal.tsdb.promql.types import METRIC_NAME, PromQLError, Sample, Vector
-
-if TYPE_CHECKING:
-    from codequal.tsdb.promql.engine import _Evaluation
 
 # Which argument is the range vector, and which one the scalar parameter.
 MATRIX_ARG = {"quantile_over_time": 1}
@@ -63,7 +60,7 @@ def _batchable(node: Call) -> bool:
     )
 
 
-def lookup(ev: _Evaluation, node: Call, t: int) -> Vector | None:
+def lookup(ev: Evaluation, node: Call, t: int) -> Vector | None:
     """The call's result at ``t`` if ``t`` is a step of the range query and the call is
     batchable; None sends the caller down the per-step path."""
     if not ev.step or t < ev.start or t > ev.end or (t - ev.start) % ev.step:
@@ -74,7 +71,7 @@ def lookup(ev: _Evaluation, node: Call, t: int) -> Vector | None:
     return table.get(t)
 
 
-def _compute(ev: _Evaluation, node: Call) -> dict[int, Vector]:
+def _compute(ev: Evaluation, node: Call) -> dict[int, Vector]:
     arg = unwrap(node.args[MATRIX_ARG.get(node.func, 0)])
     assert isinstance(arg, MatrixSelector)
     param_index = PARAM_ARG.get(node.func)
@@ -98,12 +95,13 @@ def _compute(ev: _Evaluation, node: Call) -> dict[int, Vector]:
 
 
 def _evaluate_series(
-    ev: _Evaluation, node: Call, arg: MatrixSelector, windows: list[Window]
+    ev: Evaluation, node: Call, arg: MatrixSelector, windows: list[Window]
 ) -> list[list[Sample]]:
     fn = RANGE_FUNCTIONS[node.func]
     keep_name = node.func in KEEPS_METRIC_NAME
     per_step: list[list[Sample]] = [[] for _ in windows]
     for s in ev.series(arg.selector, drop_stale=True):
+        ev.budget.check()
         labels = s.labels if keep_name else s.labels.drop_name()
         ts, vs = s.timestamps, s.values
         for out, w in zip(per_step, windows, strict=True):

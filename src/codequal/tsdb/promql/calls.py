@@ -3,8 +3,6 @@ functions whose result depends on the shape of their argument (absent, timestamp
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from codequal.tsdb.promql import batch, gomath
 from codequal.tsdb.promql.ast_adapter import Call, MatrixSelector, Node, VectorSelector
 from codequal.tsdb.promql.batch import (
@@ -14,6 +12,7 @@ from codequal.tsdb.promql.batch import (
     pins_metric_name,
     unwrap,
 )
+from codequal.tsdb.promql.context import Evaluation
 from codequal.tsdb.promql.functions import INSTANT_FUNCTIONS
 from codequal.tsdb.promql.range_functions import (
     KEEPS_METRIC_NAME,
@@ -32,9 +31,6 @@ from codequal.tsdb.promql.types import (
     Value,
     Vector,
 )
-
-if TYPE_CHECKING:
-    from codequal.tsdb.promql.engine import _Evaluation
 
 
 def absent_labels(node: Node) -> Labels:
@@ -60,7 +56,7 @@ def absent_labels(node: Node) -> Labels:
     return Labels.of(labels)
 
 
-def _scalar(ev: _Evaluation, node: Node, t: int) -> float:
+def _scalar(ev: Evaluation, node: Node, t: int) -> float:
     value = ev.eval(node, t)
     if not isinstance(value, Scalar):
         raise PromQLError("expected a scalar argument")
@@ -74,7 +70,7 @@ def _has_at(node: Node) -> bool:
     return getattr(node, "at", None) is not None
 
 
-def _range_call(ev: _Evaluation, node: Call, t: int) -> Vector:
+def _range_call(ev: Evaluation, node: Call, t: int) -> Vector:
     batched = batch.lookup(ev, node, t)
     if batched is not None:
         return batched
@@ -103,14 +99,14 @@ def _range_call(ev: _Evaluation, node: Call, t: int) -> Vector:
     return check_unique_labels(Vector(out))
 
 
-def _absent(ev: _Evaluation, node: Call, t: int) -> Vector:
+def _absent(ev: Evaluation, node: Call, t: int) -> Vector:
     value = ev.eval(node.args[0], t)
     if isinstance(value, Vector) and value:
         return Vector()
     return Vector([Sample(absent_labels(node.args[0]), 1.0, t)])
 
 
-def _timestamp(ev: _Evaluation, node: Call, t: int) -> Vector:
+def _timestamp(ev: Evaluation, node: Call, t: int) -> Vector:
     arg = unwrap(node.args[0])
     if isinstance(arg, VectorSelector):
         # Of a plain selector: the sample's own time (elsewhere samples carry the eval time).
@@ -123,7 +119,7 @@ def _timestamp(ev: _Evaluation, node: Call, t: int) -> Vector:
     return check_unique_labels(Vector(Sample(s.labels.drop_name(), s.t / 1000, t) for s in vector))
 
 
-def evaluate_call(ev: _Evaluation, node: Call, t: int) -> Value:
+def evaluate_call(ev: Evaluation, node: Call, t: int) -> Value:
     """Evaluate one function call at ``t``."""
     name = node.func
     if name in RANGE_FUNCTIONS:

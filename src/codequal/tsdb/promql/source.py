@@ -9,7 +9,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from codequal.tsdb.promql.types import Labels, PromQLError, Series
 
@@ -77,6 +77,20 @@ class SeriesSource(Protocol):
     """
 
     def select(self, matchers: Sequence[Matcher], start: int, end: int) -> Iterable[Series]: ...
+
+
+@runtime_checkable
+class BoundedSource(SeriesSource, Protocol):
+    """A source that can refuse a selection before building it.
+
+    ``select_bounded`` is ``select`` that raises :class:`~codequal.tsdb.promql.limits.
+    TooManySamples` instead of returning more than ``max_samples`` samples, having checked
+    what it would return (a store: the stored chunks' sample counts) before decoding it.
+    """
+
+    def select_bounded(
+        self, matchers: Sequence[Matcher], start: int, end: int, max_samples: int
+    ) -> list[Series]: ...
 
 
 class InMemorySource:
