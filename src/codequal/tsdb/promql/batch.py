@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
-from codequal.tsdb.promql import gomath
 from codequal.tsdb.promql.ast_adapter import Call, MatrixSelector, Node, NumberLiteral, Paren
 from codequal.tsdb.promql.context import Evaluation
 from codequal.tsdb.promql.range_functions import (
@@ -22,9 +21,9 @@ from codequal.tsdb.promql.range_functions import (
 from codequal.tsdb.promql.source import MatchOp
 from codequal.tsdb.promql.types import METRIC_NAME, PromQLError, Sample, Vector
 
-# Which argument is the range vector, and which one the scalar parameter.
+# Which argument is the range vector, and which ones the scalar parameters.
 MATRIX_ARG = {"quantile_over_time": 1}
-PARAM_ARG = {"quantile_over_time": 0, "predict_linear": 1}
+PARAM_ARGS = {"quantile_over_time": (0,), "predict_linear": (1,), "holt_winters": (1, 2)}
 
 
 def unwrap(node: Node) -> Node:
@@ -50,13 +49,12 @@ def check_unique_labels(vector: Vector) -> Vector:
 
 def _batchable(node: Call) -> bool:
     arg = unwrap(node.args[MATRIX_ARG.get(node.func, 0)])
-    param_index = PARAM_ARG.get(node.func)
     return (
         node.func in RANGE_FUNCTIONS
         and node.func != "absent_over_time"
         and isinstance(arg, MatrixSelector)
         and arg.selector.at is None
-        and (param_index is None or isinstance(node.args[param_index], NumberLiteral))
+        and all(isinstance(node.args[i], NumberLiteral) for i in PARAM_ARGS.get(node.func, ()))
     )
 
 
@@ -74,16 +72,11 @@ def lookup(ev: Evaluation, node: Call, t: int) -> Vector | None:
 def _compute(ev: Evaluation, node: Call) -> dict[int, Vector]:
     arg = unwrap(node.args[MATRIX_ARG.get(node.func, 0)])
     assert isinstance(arg, MatrixSelector)
-    param_index = PARAM_ARG.get(node.func)
-    param = gomath.NAN
-    if param_index is not None:
-        literal = node.args[param_index]
-        assert isinstance(literal, NumberLiteral)
-        param = literal.value
+    params = [_literal(node.args[i]) for i in PARAM_ARGS.get(node.func, ())]
     offset, range_ms = arg.selector.offset_ms, arg.range_ms
     range_s = duration_seconds(range_ms)
     windows = [
-        Window(t - offset - range_ms, t - offset, range_ms, range_s, t, param)
+        Window(t - offset - range_ms, t - offset, range_ms, range_s, t, *params)
         for t in range(ev.start, ev.end + 1, ev.step)
     ]
     per_step = _evaluate_series(ev, node, arg, windows)
@@ -92,6 +85,11 @@ def _compute(ev: Evaluation, node: Call) -> dict[int, Vector]:
         w.t: Vector(out) if unique else check_unique_labels(Vector(out))
         for w, out in zip(windows, per_step, strict=True)
     }
+
+
+def _literal(node: Node) -> float:
+    assert isinstance(node, NumberLiteral)
+    return node.value
 
 
 def _evaluate_series(

@@ -3,11 +3,11 @@ functions whose result depends on the shape of their argument (absent, timestamp
 
 from __future__ import annotations
 
-from codequal.tsdb.promql import batch, gomath
+from codequal.tsdb.promql import batch
 from codequal.tsdb.promql.ast_adapter import Call, MatrixSelector, Node, VectorSelector
 from codequal.tsdb.promql.batch import (
     MATRIX_ARG,
-    PARAM_ARG,
+    PARAM_ARGS,
     check_unique_labels,
     pins_metric_name,
     unwrap,
@@ -63,28 +63,20 @@ def _scalar(ev: Evaluation, node: Node, t: int) -> float:
     return value.value
 
 
-def _has_at(node: Node) -> bool:
-    node = unwrap(node)
-    if isinstance(node, MatrixSelector):
-        return node.selector.at is not None
-    return getattr(node, "at", None) is not None
-
-
 def _range_call(ev: Evaluation, node: Call, t: int) -> Vector:
     batched = batch.lookup(ev, node, t)
     if batched is not None:
         return batched
     name = node.func
     arg = node.args[MATRIX_ARG.get(name, 0)]
-    param_index = PARAM_ARG.get(name)
-    param = gomath.NAN if param_index is None else _scalar(ev, node.args[param_index], t)
+    params = [_scalar(ev, node.args[i], t) for i in PARAM_ARGS.get(name, ())]
     matrix = ev.eval(arg, t)
     if not isinstance(matrix, Matrix):
         raise PromQLError(f'expected type range vector in call to function "{name}"')
     end, range_ms = ev.window_ref(arg, t)
-    # With @ the call is step-invariant: Prometheus evaluates it once, at the query start.
-    intercept_t = ev.start if _has_at(arg) else t
-    window = Window(end - range_ms, end, range_ms, duration_seconds(range_ms), intercept_t, param)
+    # predict_linear's intercept is at the evaluation time, even with @ (Prometheus lists it
+    # among the functions that @ does not make step-invariant).
+    window = Window(end - range_ms, end, range_ms, duration_seconds(range_ms), t, *params)
     fn = RANGE_FUNCTIONS[name]
     keep_name = name in KEEPS_METRIC_NAME
     out = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import operator
-import re
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -11,7 +10,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol, runtime_checkable
 
-from codequal.tsdb.promql.types import Labels, PromQLError, Series
+from codequal.tsdb.promql.regex import AnchoredRegex
+from codequal.tsdb.promql.types import Labels, Series
 
 
 class MatchOp(Enum):
@@ -32,11 +32,11 @@ class Matcher:
     op: MatchOp
     name: str
     value: str
-    _regex: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+    _regex: AnchoredRegex | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.op in (MatchOp.REGEX, MatchOp.NOT_REGEX):
-            object.__setattr__(self, "_regex", compile_anchored(self.value))
+            object.__setattr__(self, "_regex", AnchoredRegex(self.value))
 
     def matches(self, value: str) -> bool:
         if self.op is MatchOp.EQUAL:
@@ -44,24 +44,16 @@ class Matcher:
         if self.op is MatchOp.NOT_EQUAL:
             return value != self.value
         assert self._regex is not None
-        found = self._regex.fullmatch(value) is not None
+        found = self._regex.matches(value)
         return found if self.op is MatchOp.REGEX else not found
 
     def __str__(self) -> str:
         return f'{self.name}{self.op.value}"{self.value}"'
 
 
-def compile_anchored(pattern: str) -> re.Pattern[str]:
-    """Compile a PromQL (RE2) regex; callers use ``fullmatch`` for Prometheus's anchoring.
-
-    Not wrapped in ``(?:...)``: ``fullmatch`` anchors alternations as a whole already, and a
-    leading ``(?i)`` must stay leading for Python. ASCII mode because RE2's ``\\d``, ``\\w``
-    and ``\\s`` are ASCII-only.
-    """
-    try:
-        return re.compile(pattern, re.ASCII)
-    except re.error as exc:
-        raise PromQLError(f"invalid regular expression {pattern!r}: {exc}") from exc
+def compile_anchored(pattern: str) -> AnchoredRegex:
+    """Compile a PromQL (RE2) regex, anchored at both ends as Prometheus anchors it."""
+    return AnchoredRegex(pattern)
 
 
 def matches_all(labels: Labels, matchers: Sequence[Matcher]) -> bool:
