@@ -100,11 +100,11 @@ def test_subquery_points_count_against_the_sample_limit() -> None:
 
 
 def test_a_sliding_subquery_releases_the_points_no_later_window_needs() -> None:
-    # 5 760 samples loaded, 1 381 result points, at most twice the subquery's 241 points
-    # held at once: 20 000 subquery points over the whole range fit only because the points
-    # that slid out of the window are released.
+    # 5 760 samples loaded, 1 381 result points (twice: as a column, then as the result),
+    # at most twice the subquery's 241 points held at once: 9 000 in all. Keeping every
+    # subquery point (5 761 over the whole range) would need 12 900.
     source = up_source(points=60 * 4 * 24)
-    engine = Engine(source, limits=QueryLimits(max_samples=8000))
+    engine = Engine(source, limits=QueryLimits(max_samples=9500))
     result = engine.range("max_over_time(up[1h:15s])", 3_600_000, 86_400_000, 60_000)
     (series,) = result
     assert len(series.timestamps) == 1381
@@ -115,7 +115,7 @@ def test_a_query_past_its_timeout_stops_with_prometheus_message() -> None:
     ticks = count()
     engine = Engine(
         up_source(points=400),
-        limits=QueryLimits(timeout_seconds=50),
+        limits=QueryLimits(timeout_seconds=2.5),
         clock=lambda: float(next(ticks)),  # one second per check
     )
     with pytest.raises(QueryTimeout, match="query timed out in expression evaluation") as err:

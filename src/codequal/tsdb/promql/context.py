@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from codequal.tsdb.promql.ast_adapter import Node, VectorSelector
+from codequal.tsdb.promql.ast_adapter import At, Node, VectorSelector
 from codequal.tsdb.promql.limits import Budget
 from codequal.tsdb.promql.types import Series, Value, Vector
 
@@ -23,6 +23,8 @@ class Evaluation(Protocol):
     batches: dict[int, dict[int, Vector]]  # batch results by node id, then step time
 
     def eval(self, node: Node, t: int) -> Value: ...
+
+    def resolve(self, at: At | None, t: int) -> int: ...
 
     def series(self, selector: VectorSelector, drop_stale: bool) -> list[Series]: ...
 

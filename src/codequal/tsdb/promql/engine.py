@@ -36,9 +36,10 @@ from codequal.tsdb.promql.ast_adapter import (
 )
 from codequal.tsdb.promql.batch import check_unique_labels
 from codequal.tsdb.promql.calls import evaluate_call
+from codequal.tsdb.promql.columnar import ColumnarEvaluation
 from codequal.tsdb.promql.limits import Budget, Cancellation, QueryLimits, resolution_error
 from codequal.tsdb.promql.source import BoundedSource, SeriesSource
-from codequal.tsdb.promql.subquery import Rows, SubqueryWindow, append_points
+from codequal.tsdb.promql.subquery import SubqueryWindow
 from codequal.tsdb.promql.types import (
     Labels,
     Matrix,
@@ -111,14 +112,9 @@ class Engine:
                 "must be Scalar or instant Vector"
             )
         evaluation = self._evaluation(node, start, end, step, cancel)
-        rows: Rows = {}
-        for t in range(start, end + 1, step):
-            result = evaluation.eval(node, t)
-            samples = [Sample(Labels(), result.value, t)] if isinstance(result, Scalar) else result
-            assert isinstance(samples, list | Vector)
-            evaluation.budget.charge(len(samples))
-            append_points(rows, t, samples)
-        return Matrix(Series(labels, *rows[labels]) for labels in sorted(rows))
+        result = ColumnarEvaluation(evaluation, self.lookback_delta_ms).matrix(node)
+        evaluation.budget.charge(sum(len(s.timestamps) for s in result))
+        return result
 
     def _evaluation(
         self, node: Node, start: int, end: int, step: int, cancel: Cancellation | None

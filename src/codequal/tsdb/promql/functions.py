@@ -192,16 +192,24 @@ def _label_join(args: Sequence[Value], t: int) -> Vector:
     )
 
 
+# The functions applied to each sample's value alone (the metric name is dropped).
+MATH_FUNCTIONS: dict[str, Callable[[float], float]] = {
+    "abs": abs,
+    "ceil": gomath.ceil,
+    "floor": gomath.floor,
+    "sqrt": gomath.sqrt,
+    "exp": _exp,
+    "ln": gomath.log,
+    "log2": gomath.log2,
+    "log10": gomath.log10,
+    "sgn": _sgn,
+    **gomath.TRIG,
+    "deg": lambda v: v * 180 / math.pi,
+    "rad": lambda v: v * math.pi / 180,
+}
+
 INSTANT_FUNCTIONS: dict[str, InstantFunction] = {
-    "abs": _math(abs),
-    "ceil": _math(gomath.ceil),
-    "floor": _math(gomath.floor),
-    "sqrt": _math(gomath.sqrt),
-    "exp": _math(_exp),
-    "ln": _math(gomath.log),
-    "log2": _math(gomath.log2),
-    "log10": _math(gomath.log10),
-    "sgn": _math(_sgn),
+    **{name: _math(fn) for name, fn in MATH_FUNCTIONS.items()},
     "round": _round,
     "clamp": _clamp,
     "clamp_min": _clamp_min,
@@ -214,9 +222,6 @@ INSTANT_FUNCTIONS: dict[str, InstantFunction] = {
     "histogram_quantile": _histogram_quantile,
     "label_replace": _label_replace,
     "label_join": _label_join,
-    **{name: _math(fn) for name, fn in gomath.TRIG.items()},
-    "deg": _math(lambda v: v * 180 / math.pi),
-    "rad": _math(lambda v: v * math.pi / 180),
     "pi": lambda args, t: Scalar(math.pi, t),
     **DATE_FUNCTIONS,
 }
