@@ -62,13 +62,63 @@ def _masked(has: Bools, new: Floats, old: Floats) -> Floats:
     return np.where(has, new, old)
 
 
+_GATHER_CELLS = 1 << 21  # samples gathered at once: windows are summed in chunks this big
+
+
+def _parts(w: Windows) -> Iterator[tuple[slice, Ints, Bools]]:
+    """Chunks of windows with their samples' indices as a zero-padded (longest, windows)
+    grid: row k holds each window's k-th sample (``valid`` where it has one)."""
+    counts = w.counts
+    longest = max(int(counts.max(initial=0)), 1)
+    per = max(1, _GATHER_CELLS // longest)
+    for start in range(0, w.lo.size, per):
+        part = slice(start, start + per)
+        n = counts[part]
+        k = np.arange(int(n.max(initial=0)))[:, None]
+        valid = k < n[None, :]
+        yield part, np.where(valid, w.lo[part][None, :] + k, 0), valid
+
+
+def _compensated(rows: Floats) -> tuple[Floats, Floats]:
+    """Prometheus's Kahan sum (``kahanSumInc``) down the columns of a zero-padded grid:
+    (sum, compensation) of each column. Adding a padding zero changes neither.
+
+    The error term is computed with Knuth's branch-free two-sum, which yields the same exact
+    rounding error as the branch on magnitudes whenever nothing overflows; columns that do
+    overflow are summed again the branching way.
+    """
+    total = np.zeros(rows.shape[1])
+    c = np.zeros(rows.shape[1])
+    s, bb, err = (np.empty(rows.shape[1]) for _ in range(3))
+    for row in rows:
+        np.add(total, row, out=s)
+        np.subtract(s, total, out=bb)
+        np.subtract(s, bb, out=err)
+        np.subtract(total, err, out=err)
+        np.subtract(row, bb, out=bb)
+        err += bb
+        c += err
+        total, s = s, total
+    overflowed = ~(np.isfinite(total) & np.isfinite(c))
+    if overflowed.any():
+        total[overflowed], c[overflowed] = _branching(rows[:, overflowed])
+    return total, c
+
+
+def _branching(rows: Floats) -> tuple[Floats, Floats]:
+    total = np.zeros(rows.shape[1])
+    c = np.zeros(rows.shape[1])
+    for row in rows:
+        total, c = _kahan_inc(row, total, c)
+    return total, c
+
+
 def sum_over_time(w: Windows) -> Result:
-    total = np.zeros(w.lo.size)
-    c = np.zeros(w.lo.size)
-    for _, has, idx in w.columns():
-        t2, c2 = _kahan_inc(w.vs[idx], total, c)
-        total, c = _masked(has, t2, total), _masked(has, c2, c)
-    return np.where(np.isinf(total), total, total + c), w.counts > 0
+    out = np.zeros(w.lo.size)
+    for part, idx, valid in _parts(w):
+        total, c = _compensated(np.where(valid, w.vs[idx], 0.0))
+        out[part] = np.where(np.isinf(total), total, total + c)
+    return out, w.counts > 0
 
 
 def avg_over_time(w: Windows) -> Result:
@@ -237,26 +287,19 @@ def idelta(w: Windows) -> Result:
 
 def _regression(w: Windows, intercept_at: Ints) -> tuple[Floats, Floats]:
     """Kahan-compensated least squares (slope, intercept), x in seconds from ``intercept_at``."""
-    size = w.lo.size
-    zeros = [np.zeros(size) for _ in range(8)]
-    sum_x, c_x, sum_y, c_y, sum_xy, c_xy, sum_x2, c_x2 = zeros
+    sums = np.zeros((4, w.lo.size))
+    const_y = np.ones(w.lo.size, dtype=bool)
     init_y = w.vs[np.where(w.counts > 0, w.lo, 0)]
-    const_y = np.ones(size, dtype=bool)
-    for _, has, idx in w.columns():
-        v = w.vs[idx]
-        const_y &= ~has | (v == init_y)
-        x = (w.ts[idx] - intercept_at) / 1e3
-        sx, cx = _kahan_inc(x, sum_x, c_x)
-        sy, cy = _kahan_inc(v, sum_y, c_y)
-        sxy, cxy = _kahan_inc(x * v, sum_xy, c_xy)
-        sx2, cx2 = _kahan_inc(x * x, sum_x2, c_x2)
-        sum_x, c_x = _masked(has, sx, sum_x), _masked(has, cx, c_x)
-        sum_y, c_y = _masked(has, sy, sum_y), _masked(has, cy, c_y)
-        sum_xy, c_xy = _masked(has, sxy, sum_xy), _masked(has, cxy, c_xy)
-        sum_x2, c_x2 = _masked(has, sx2, sum_x2), _masked(has, cx2, c_x2)
+    for part, idx, valid in _parts(w):
+        v = np.where(valid, w.vs[idx], 0.0)
+        x = np.where(valid, (w.ts[idx] - intercept_at[part][None, :]) / 1e3, 0.0)
+        const_y[part] = ~((v != init_y[part][None, :]) & valid).any(axis=0)
+        for row, grid in enumerate((x, v, x * v, x * x)):
+            total, c = _compensated(grid)
+            sums[row, part] = total + c
+    sum_x, sum_y, sum_xy, sum_x2 = sums
     n = w.counts.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        sum_x, sum_y, sum_xy, sum_x2 = sum_x + c_x, sum_y + c_y, sum_xy + c_xy, sum_x2 + c_x2
         cov_xy = sum_xy - sum_x * sum_y / n
         var_x = sum_x2 - sum_x * sum_x / n
         slope = cov_xy / var_x
