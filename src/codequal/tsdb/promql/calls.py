@@ -3,15 +3,18 @@ functions whose result depends on the shape of their argument (absent, timestamp
 
 from __future__ import annotations
 
+import numpy as np
+
 from codequal.tsdb.promql import batch
 from codequal.tsdb.promql.ast_adapter import Call, MatrixSelector, Node, VectorSelector
-from codequal.tsdb.promql.batch import (
+from codequal.tsdb.promql.callargs import (
     MATRIX_ARG,
     PARAM_ARGS,
     check_unique_labels,
     pins_metric_name,
     unwrap,
 )
+from codequal.tsdb.promql.columnar import ColumnarEvaluation
 from codequal.tsdb.promql.context import Evaluation
 from codequal.tsdb.promql.functions import INSTANT_FUNCTIONS
 from codequal.tsdb.promql.range_functions import (
@@ -67,6 +70,15 @@ def _range_call(ev: Evaluation, node: Call, t: int) -> Vector:
     batched = batch.lookup(ev, node, t)
     if batched is not None:
         return batched
+    columns = ColumnarEvaluation(ev, np.array([t], dtype=np.int64)).range_function_rows(node)
+    if columns is not None:
+        labels, values, present = columns
+        vector = Vector(
+            Sample(labels[i], float(values[i, 0]), t) for i in present[:, 0].nonzero()[0].tolist()
+        )
+        keeps = node.func in KEEPS_METRIC_NAME
+        pinned = pins_metric_name(unwrap(node.args[MATRIX_ARG.get(node.func, 0)]))
+        return vector if keeps or pinned else check_unique_labels(vector)
     name = node.func
     arg = node.args[MATRIX_ARG.get(name, 0)]
     params = [_scalar(ev, node.args[i], t) for i in PARAM_ARGS.get(name, ())]

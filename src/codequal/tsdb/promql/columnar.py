@@ -30,8 +30,16 @@ from codequal.tsdb.promql.ast_adapter import (
     VectorSelector,
     value_type,
 )
-from codequal.tsdb.promql.batch import MATRIX_ARG, PARAM_ARGS, unwrap
-from codequal.tsdb.promql.block import Block, Ints, scalar_block, to_matrix, unique_rows
+from codequal.tsdb.promql.block import (
+    Block,
+    Bools,
+    Floats,
+    Ints,
+    scalar_block,
+    to_matrix,
+    unique_rows,
+)
+from codequal.tsdb.promql.callargs import MATRIX_ARG, PARAM_ARGS, unwrap
 from codequal.tsdb.promql.colfuncs import INSTANT, InstantColumn
 from codequal.tsdb.promql.context import Evaluation
 from codequal.tsdb.promql.range_functions import KEEPS_METRIC_NAME, RANGE_FUNCTIONS
@@ -50,10 +58,12 @@ Column = colops.Column
 class ColumnarEvaluation:
     """One range query's columns, on top of its step-by-step evaluation ``ev``."""
 
-    def __init__(self, ev: Evaluation, lookback_ms: int) -> None:
+    def __init__(self, ev: Evaluation, times: Ints | None = None) -> None:
         self.ev = ev
-        self.lookback_ms = lookback_ms
-        self.times: Ints = np.arange(ev.start, ev.end + 1, ev.step, dtype=np.int64)
+        self.lookback_ms = ev.lookback_ms
+        if times is None:
+            times = np.arange(ev.start, ev.end + 1, ev.step, dtype=np.int64)
+        self.times: Ints = times
 
     def matrix(self, node: Node) -> Matrix:
         """The range query's result."""
@@ -129,6 +139,12 @@ class ColumnarEvaluation:
         return Block([s.labels for s in series], values, present)
 
     def range_call(self, node: Call) -> Block | None:
+        rows = self.range_function_rows(node)
+        return None if rows is None else unique_rows(Block(*rows))
+
+    def range_function_rows(self, node: Call) -> tuple[list[Labels], Floats, Bools] | None:
+        """A range function over a range selector: one row per selected series, in the
+        selector's order (None for what has no columnar form)."""
         name = node.func
         arg = unwrap(node.args[MATRIX_ARG.get(name, 0)])
         if not isinstance(arg, MatrixSelector) or name == "absent_over_time":
@@ -160,8 +176,7 @@ class ColumnarEvaluation:
         values, present = windows.evaluate(name, flat)
         keep = name in KEEPS_METRIC_NAME
         labels = [s.labels if keep else s.labels.drop_name() for s in series]
-        shape = (rows, steps)
-        return unique_rows(Block(labels, values.reshape(shape), present.reshape(shape)))
+        return labels, values.reshape(rows, steps), present.reshape(rows, steps)
 
     def _constant_params(self, node: Call) -> tuple[float, ...] | None:
         params = []

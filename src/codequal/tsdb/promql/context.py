@@ -22,6 +22,11 @@ class Evaluation(Protocol):
     budget: Budget
     batches: dict[int, dict[int, Vector]]  # batch results by node id, then step time
 
+    @property
+    def lookback_ms(self) -> int:
+        """How far back an instant selector looks for a sample."""
+        ...
+
     def eval(self, node: Node, t: int) -> Value: ...
 
     def resolve(self, at: At | None, t: int) -> int: ...

@@ -8,13 +8,14 @@ are memoised, so a range query does not redo the work of overlapping windows.
 
 from __future__ import annotations
 
-import math
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+
+import numpy as np
 
 from codequal.tsdb.promql import binops
 from codequal.tsdb.promql.aggregations import aggregate
@@ -34,7 +35,7 @@ from codequal.tsdb.promql.ast_adapter import (
     parse,
     value_type,
 )
-from codequal.tsdb.promql.batch import check_unique_labels
+from codequal.tsdb.promql.callargs import check_unique_labels
 from codequal.tsdb.promql.calls import evaluate_call
 from codequal.tsdb.promql.columnar import ColumnarEvaluation
 from codequal.tsdb.promql.limits import Budget, Cancellation, QueryLimits, resolution_error
@@ -112,7 +113,7 @@ class Engine:
                 "must be Scalar or instant Vector"
             )
         evaluation = self._evaluation(node, start, end, step, cancel)
-        result = ColumnarEvaluation(evaluation, self.lookback_delta_ms).matrix(node)
+        result = ColumnarEvaluation(evaluation).matrix(node)
         evaluation.budget.charge(sum(len(s.timestamps) for s in result))
         return result
 
@@ -138,6 +139,10 @@ class _Evaluation:
     subqueries: dict[int, SubqueryWindow] = field(default_factory=dict)
     batches: dict[int, dict[int, Vector]] = field(default_factory=dict)
     group_keys: dict[int, dict[Labels, tuple[object, Labels]]] = field(default_factory=dict)
+
+    @property
+    def lookback_ms(self) -> int:
+        return self.engine.lookback_delta_ms
 
     # -- planning: which time window each selector needs ---------------------------------
 
@@ -256,9 +261,10 @@ class _Evaluation:
 
 
 def _without_stale(s: Series) -> Series:
-    # The sum is NaN when any value is (or for Inf - Inf): a C-speed scan for the usual
-    # case of no NaN at all, before the exact check.
-    if not math.isnan(sum(s.values)) or not any(map(is_stale, s.values)):
+    # A C-speed scan for the usual case of no NaN at all, before the exact check.
+    if not np.isnan(np.asarray(s.values, dtype=np.float64)).any():
+        return s
+    if not any(map(is_stale, s.values)):
         return s
     keep = [i for i, v in enumerate(s.values) if not is_stale(v)]
     ts, vs = s.timestamps, s.values

@@ -243,11 +243,12 @@ def _add_resets(w: Windows, result: Floats, ok: Bools) -> Floats:
     drops[1:] = vs[1:] < vs[:-1]
     counted = _counted(w, drops)
     result = result.copy()
-    for i in np.flatnonzero(ok & (counted > 0)):
+    at = np.flatnonzero(drops)
+    for i in np.flatnonzero(ok & (counted > 0)).tolist():
         total = float(result[i])
-        for j in range(int(w.lo[i]) + 1, int(w.hi[i])):
-            if drops[j]:
-                total += float(vs[j - 1])
+        first, last = np.searchsorted(at, [w.lo[i] + 1, w.hi[i]])
+        for j in at[first:last].tolist():
+            total += float(vs[j - 1])
         result[i] = total
     return result
 
