@@ -23,17 +23,22 @@ from .test_promql_vs_promtool import _promtool, needs_promtool
 # Prometheus sums (and averages, and takes variances of) series in the order the head
 # created them, which promtool randomises (it loads input series from a Go map). For these
 # few cases, adding three or more inexact values in another order changes the last bit:
-# over 12 runs of promtool on the same file, each of them passed in some and failed in others.
+# over 150 runs of promtool on the same file, each of them passed in some runs and failed
+# in others (from 5 to 135 times). Any other aggregation found failing is retried (below).
 ORDER_DEPENDENT = frozenset(
     {
         "AVG(http_requests) BY (job)",
         "stdvar(http_requests)",
         "stdvar by (instance)(http_requests)",
+        "stddev(http_requests)",
         "stddev by (instance)(http_requests)",
+        "histogram_quantile(0.3, avg(rate(request_duration_seconds_bucket[5m])) by (le))",
         "histogram_quantile(0.5, avg(rate(request_duration_seconds_bucket[5m])) by (le))",
         "histogram_quantile(0.5, sum(rate(request_duration_seconds_bucket[5m])) by (le))",
     }
 )
+SUMMING = re.compile(r"\b(sum|avg|stddev|stdvar)\b", re.IGNORECASE)
+RETRIES = 8
 
 
 def _values(series: Series, interval: int) -> str:
@@ -95,10 +100,27 @@ def test_the_suite_answers_are_exactly_promtools(tmp_path: Path) -> None:
         and (group := _group(case.query, case.t, series)) is not None
     ]
     assert len(groups) > 450
+    failed = _failures(groups, tmp_path)
+    # A summing aggregation promtool happened to add up in another order this run: accepted
+    # if promtool agrees on a rerun (a real difference fails every time).
+    for _ in range(RETRIES):
+        retry = [g for g in groups if _expr(g) in failed and SUMMING.search(_expr(g))]
+        if not retry:
+            break
+        failed -= set(map(_expr, retry)) - _failures(retry, tmp_path)
+    assert not failed, f"promtool disagrees on {len(failed)} of {len(groups)}: {sorted(failed)}"
+
+
+def _expr(group: dict[str, Any]) -> str:
+    return str(group["promql_expr_test"][0]["expr"])
+
+
+def _failures(groups: list[dict[str, Any]], tmp_path: Path) -> set[str]:
     doc = {"rule_files": [], "evaluation_interval": f"{MINUTE}ms", "tests": groups}
     run = _promtool(doc, tmp_path)
-    failed = re.findall(r'expr: "(.*?)", time: (\S+)', run.stdout + run.stderr)
-    assert run.returncode == 0, f"promtool disagrees on {len(failed)} of {len(groups)}: {failed}"
+    failed = set(re.findall(r'expr: "(.*?)", time: ', run.stdout + run.stderr))
+    assert failed or run.returncode == 0, run.stdout + run.stderr
+    return failed
 
 
 def test_the_order_dependent_cases_are_in_the_suite() -> None:
