@@ -38,6 +38,10 @@ EXTRA = [
     "gauge atan2 gauge",
     "2 ^ gauge > bool 3",
     "count by (job) (http_requests_total) == bool 2",
+    "predict_linear(gauge[5m], 2 * 300)",
+    "quantile_over_time(scalar(max(load)) / 20, gauge[5m])",
+    "holt_winters(gauge[10m], 0.3, time() / 1e6)",
+    "holt_winters(gauge[10m], 0.3, 2)",
 ]
 
 

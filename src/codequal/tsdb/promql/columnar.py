@@ -42,6 +42,7 @@ from codequal.tsdb.promql.block import (
 from codequal.tsdb.promql.callargs import MATRIX_ARG, PARAM_ARGS, unwrap
 from codequal.tsdb.promql.colfuncs import INSTANT, InstantColumn
 from codequal.tsdb.promql.context import Evaluation
+from codequal.tsdb.promql.limits import TooManySamples
 from codequal.tsdb.promql.range_functions import KEEPS_METRIC_NAME, RANGE_FUNCTIONS
 from codequal.tsdb.promql.types import (
     STALE_NAN_BITS,
@@ -49,10 +50,12 @@ from codequal.tsdb.promql.types import (
     Matrix,
     PromQLError,
     Scalar,
+    Series,
     Vector,
 )
 
 Column = colops.Column
+WINDOWS_AT_ONCE = 1 << 20  # windows (series x steps) of one range function computed together
 
 
 class ColumnarEvaluation:
@@ -81,6 +84,11 @@ class ColumnarEvaluation:
         self.ev.budget.charge(_cells(result))
         return result
 
+    def reserve(self, rows: int) -> None:
+        """Refuse, before allocating it, a block of ``rows`` rows that would not fit."""
+        if self.ev.budget.samples + rows * self.times.size > self.ev.budget.limits.max_samples:
+            raise TooManySamples
+
     def release(self, *columns: Column) -> None:
         self.ev.budget.release(sum(_cells(c) for c in columns))
 
@@ -106,6 +114,7 @@ class ColumnarEvaluation:
             self.ev.budget.check()
         if value_type(node) == "scalar":
             return scalar
+        self.reserve(len(rows))
         values = np.zeros((len(rows), steps))
         present = np.zeros((len(rows), steps), dtype=bool)
         for row, k, v in cells:
@@ -125,6 +134,7 @@ class ColumnarEvaluation:
         refs = self.refs(node)
         oldest = refs - self.lookback_ms
         series = self.ev.series(node, drop_stale=False)
+        self.reserve(len(series))
         values = np.zeros((len(series), refs.size))
         present = np.zeros((len(series), refs.size), dtype=bool)
         for row, s in enumerate(series):
@@ -149,42 +159,64 @@ class ColumnarEvaluation:
         arg = unwrap(node.args[MATRIX_ARG.get(name, 0)])
         if not isinstance(arg, MatrixSelector) or name == "absent_over_time":
             return None
-        params = self._constant_params(node)
+        params = self._params(node)
         if params is None:
             return None
         series = self.ev.series(arg.selector, drop_stale=True)
+        self.reserve(len(series))
         ends = self.refs(arg.selector)
-        starts = ends - arg.range_ms
+        rows, steps = len(series), self.times.size
+        values = np.zeros((rows, steps))
+        present = np.zeros((rows, steps), dtype=bool)
+        # A few series at a time: the windows' bounds take ~50 bytes per series and step.
+        per = max(1, WINDOWS_AT_ONCE // steps)
+        for first in range(0, rows, per):
+            part = series[first : first + per]
+            flat = self._windows(part, ends, arg.range_ms, params)
+            done, found = windows.evaluate(name, flat)
+            values[first : first + per] = done.reshape(len(part), steps)
+            present[first : first + per] = found.reshape(len(part), steps)
+            self.ev.budget.check()
+        keep = name in KEEPS_METRIC_NAME
+        labels = [s.labels if keep else s.labels.drop_name() for s in series]
+        return labels, values, present
+
+    def _windows(
+        self, series: list[Series], ends: Ints, range_ms: int, params: tuple[Floats, ...]
+    ) -> windows.Windows:
+        """The windows ``(ends - range, ends]`` of each series, over their samples laid end
+        to end."""
+        starts = ends - range_ms
+        stamps = [np.asarray(s.timestamps, dtype=np.int64) for s in series]
         lows, highs, offset = [], [], 0
-        for s in series:
-            ts = np.asarray(s.timestamps, dtype=np.int64)
+        for ts in stamps:
             lows.append(np.searchsorted(ts, starts, side="left") + offset)
             highs.append(np.searchsorted(ts, ends, side="right") + offset)
             offset += ts.size
-        rows, steps = len(series), self.times.size
-        flat = windows.Windows(
-            ts=_concat([np.asarray(s.timestamps, dtype=np.int64) for s in series], np.int64),
+        rows = len(series)
+        return windows.Windows(
+            ts=_concat(stamps, np.int64),
             vs=_concat([np.asarray(s.values, dtype=np.float64) for s in series], np.float64),
             lo=_concat(lows, np.int64),
             hi=_concat(highs, np.int64),
             starts=np.tile(starts, rows),
             ends=np.tile(ends, rows),
             evals=np.tile(self.times, rows),
-            range_ms=arg.range_ms,
-            params=params,
+            range_ms=range_ms,
+            params=tuple(np.tile(p, rows) for p in params),
         )
-        values, present = windows.evaluate(name, flat)
-        keep = name in KEEPS_METRIC_NAME
-        labels = [s.labels if keep else s.labels.drop_name() for s in series]
-        return labels, values.reshape(rows, steps), present.reshape(rows, steps)
 
-    def _constant_params(self, node: Call) -> tuple[float, ...] | None:
+    def _params(self, node: Call) -> tuple[Floats, ...] | None:
+        """The call's scalar parameters at each step (None unless they are scalars)."""
         params = []
         for i in PARAM_ARGS.get(node.func, ()):
-            arg = unwrap(node.args[i])
-            if not isinstance(arg, NumberLiteral):
+            if value_type(node.args[i]) != "scalar":
                 return None
-            params.append(arg.value)
+            column = self.column(node.args[i])
+            self.release(column)
+            if not isinstance(column, np.ndarray):
+                return None
+            params.append(column)
         return tuple(params)
 
 

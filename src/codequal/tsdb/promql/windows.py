@@ -32,7 +32,7 @@ class Windows:
     ends: Ints
     evals: Ints  # each window's evaluation time
     range_ms: int
-    params: tuple[float, ...]
+    params: tuple[Floats, ...]  # each scalar parameter, per window
 
     @property
     def counts(self) -> Ints:
@@ -330,8 +330,9 @@ def per_window(name: str, w: Windows) -> Result:
     ts, vs = w.ts.tolist(), w.vs.tolist()
     for i in np.flatnonzero(w.counts > 0):
         lo, hi = int(w.lo[i]), int(w.hi[i])
+        params = (float(p[i]) for p in w.params)
         window = Window(
-            int(w.starts[i]), int(w.ends[i]), w.range_ms, range_s, int(w.evals[i]), *w.params
+            int(w.starts[i]), int(w.ends[i]), w.range_ms, range_s, int(w.evals[i]), *params
         )
         value = fn(ts[lo:hi], vs[lo:hi], window)
         if value is not None:
