@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.exc import SQLAlchemyError
 
 from codequal.api.errors import FastJSONResponse
@@ -24,9 +24,10 @@ from codequal.api.state import AppState
 from codequal.telemetry.metrics import QUERIES_REFUSED
 from codequal.tsdb import httpapi
 from codequal.tsdb.httpapi import APIError, Params, first, success
-from codequal.tsdb.promql import Engine, Matcher, PromQLError, to_prometheus_json
+from codequal.tsdb.promql import Engine, Matcher, PromQLError
 from codequal.tsdb.promql.ast_adapter import parse, value_type
 from codequal.tsdb.promql.limits import Cancellation, QueryLimits, QueryTimeout
+from codequal.tsdb.promql.wire import success_json
 from codequal.tsdb.service import query_limits
 from codequal.tsdb.store import SampleStore, store_for
 
@@ -49,9 +50,11 @@ async def _params(request: Request) -> dict[str, list[str]]:
     return merged
 
 
-def _answer(result: Any) -> FastJSONResponse:
+def _answer(result: Any) -> Response:
     if isinstance(result, APIError):
         return FastJSONResponse(result.body(), status_code=result.status)
+    if isinstance(result, bytes):  # a query's answer, already encoded
+        return Response(result, media_type="application/json")
     return FastJSONResponse(success(result))
 
 
@@ -98,7 +101,7 @@ class _PromAPI:
         # The rest wait, within their timeout, rather than starve the server.
         self.limiter = anyio.CapacityLimiter(concurrency)
 
-    async def query(self, request: Request) -> FastJSONResponse:
+    async def query(self, request: Request) -> Response:
         params = await _params(request)
         try:
             t = httpapi.time_param(params, "time", httpapi.now_ms())
@@ -110,7 +113,7 @@ class _PromAPI:
         result = await self._evaluate(request, params, lambda e, c: e.instant(text, t, c))
         return _answer(result)
 
-    async def query_range(self, request: Request) -> FastJSONResponse:
+    async def query_range(self, request: Request) -> Response:
         params = await _params(request)
         try:
             start, end, step = httpapi.range_params(params)
@@ -136,7 +139,7 @@ class _PromAPI:
             try:
                 with anyio.fail_after(timeout):
                     return await anyio.to_thread.run_sync(
-                        lambda: to_prometheus_json(evaluate(engine, cancel)),
+                        lambda: success_json(evaluate(engine, cancel)),
                         abandon_on_cancel=True,
                         limiter=self.limiter,
                     )
@@ -150,14 +153,14 @@ class _PromAPI:
                 cancel.set()  # an abandoned evaluation stops at its next check
                 watchers.cancel_scope.cancel()
 
-    async def series(self, request: Request) -> FastJSONResponse:
+    async def series(self, request: Request) -> Response:
         def fetch(sets: list[list[Matcher]], start: int | None, end: int | None) -> Any:
             found = {labels for m in sets for labels in self.store.series(m, start, end)}
             return [labels.to_dict() for labels in sorted(found)]
 
         return _answer(await _lookup(request, True, fetch))
 
-    async def labels(self, request: Request) -> FastJSONResponse:
+    async def labels(self, request: Request) -> Response:
         def fetch(sets: list[list[Matcher]], start: int | None, end: int | None) -> Any:
             if not sets:
                 return self.store.label_names((), start, end)
@@ -165,7 +168,7 @@ class _PromAPI:
 
         return _answer(await _lookup(request, False, fetch))
 
-    async def label_values(self, name: str, request: Request) -> FastJSONResponse:
+    async def label_values(self, name: str, request: Request) -> Response:
         def fetch(sets: list[list[Matcher]], start: int | None, end: int | None) -> Any:
             httpapi.label_name(name)
             if not sets:
@@ -175,7 +178,7 @@ class _PromAPI:
 
         return _answer(await _lookup(request, False, fetch))
 
-    def buildinfo(self) -> FastJSONResponse:
+    def buildinfo(self) -> Response:
         return _answer(BUILD_INFO)
 
 

@@ -158,8 +158,10 @@ def format_float(value: float) -> str:
         return "NaN"
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
-    text = format(Decimal(repr(value)).normalize(), "f")
-    return text
+    text = repr(value)
+    if "e" not in text:  # Python writes the same shortest digits, plus a trailing ".0"
+        return text[:-2] if text.endswith(".0") else text
+    return format(Decimal(text).normalize(), "f")
 
 
 _GO_FLOAT = re.compile(r"[+-]?(?:inf|infinity|nan|(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)", re.I)
