@@ -114,27 +114,32 @@ def seed(data: Path, hours: int) -> int:
     return START_S + (steps - 1) * STEP_S
 
 
-def ask(client: httpx.Client, base: str, params: dict[str, str], path: str) -> list[str]:
+def ask(
+    client: httpx.Client, base: str, params: dict[str, str], path: str, probe: Probe
+) -> list[str]:
+    """One query: status, errorType, seconds to the answer, the server's peak RSS meanwhile."""
+    probe.peak_rss = 0
     started = time.perf_counter()
     response = client.get(f"{base}/api/v1/{path}", params=params)
     elapsed = time.perf_counter() - started
     body = response.json()
     outcome = body.get("errorType", "answered")
     message = body.get("error", "")[:60]
-    return [f"{response.status_code}", outcome, f"{elapsed:8.3f}", message]
+    peak = probe.peak_rss
+    probe.overall_peak = max(probe.overall_peak, peak)
+    return [f"{response.status_code}", outcome, f"{elapsed:8.3f}", f"{peak / 2**20:6.0f}", message]
 
 
-def run_set(base: str, headers: dict[str, str], end_s: int) -> list[list[str]]:
+def run_set(base: str, headers: dict[str, str], end_s: int, probe: Probe) -> list[list[str]]:
     rows = []
     with httpx.Client(timeout=600, headers=headers) as client:
         for name, params in HOSTILE:
             query = {"query": name, "time": str(end_s), **params}
-            rows.append([name[:60], *ask(client, base, query, "query")])
+            rows.append([name[:60], *ask(client, base, query, "query", probe)])
         for name, query, step in RANGE_HOSTILE:
             params = {"query": query, "start": str(end_s - 86_399), "end": str(end_s)}
-            rows.append(
-                [name[:60], *ask(client, base, params | {"step": str(step)}, "query_range")]
-            )
+            answer = ask(client, base, params | {"step": str(step)}, "query_range", probe)
+            rows.append([name[:60], *answer])
     return rows
 
 

@@ -20,7 +20,7 @@ from codequal.storage.db import Database
 from codequal.storage.kv import KeyValueStore
 from codequal.telemetry.metrics import QUERIES_REFUSED, RULE_EVALUATION_FAILURES
 from codequal.tsdb import chunks
-from codequal.tsdb.promql import Engine
+from codequal.tsdb.promql import Engine, Matcher, MatchOp
 from codequal.tsdb.promql.limits import QueryLimits, TooManySamples
 from codequal.tsdb.store import SampleStore, store_for
 
@@ -151,7 +151,7 @@ def test_a_query_whose_client_disconnects_is_cancelled(
     assert refused("canceled") == before + 1
 
 
-def test_a_selection_over_the_budget_is_refused_before_its_chunks_are_decoded(
+def test_a_series_over_the_budget_is_refused_before_its_chunks_are_decoded(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = SampleStore(database)
@@ -162,11 +162,15 @@ def test_a_selection_over_the_budget_is_refused_before_its_chunks_are_decoded(
     decoded: list[bytes] = []
     real_decode = chunks.decode
     monkeypatch.setattr(chunks, "decode", lambda blob: decoded.append(blob) or real_decode(blob))
-    engine = Engine(store, limits=QueryLimits(max_samples=2500))
-    with pytest.raises(TooManySamples):
-        engine.instant("count_over_time(up[1d])", 1000 * 15_000)  # 4 x 1000 samples
+    with pytest.raises(TooManySamples):  # one series holds 1 000 samples in the window
+        Engine(store, limits=QueryLimits(max_samples=900)).instant("up[1d]", 1000 * 15_000)
     assert decoded == []
-    assert len(engine.instant("count_over_time(up[1h])", 1000 * 15_000)) == 4  # 2 chunks each
+    # A long window over many series is read a run of series at a time, within the budget.
+    runs = store.select_batches([Matcher(MatchOp.EQUAL, "__name__", "up")], 0, 15_000_000, 2500)
+    assert [[s.labels.get("i") for s in run] for run in runs] == [["0", "1"], ["2", "3"]]
+    engine = Engine(store, limits=QueryLimits(max_samples=2500))
+    result = engine.instant("count_over_time(up[1d])", 1000 * 15_000)
+    assert [s.value for s in result] == [1000.0] * 4  # type: ignore[union-attr]
 
 
 def test_a_rule_over_a_query_limit_fails_visibly_and_the_others_still_run(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -225,6 +225,64 @@ class SampleStore:
             if ts:
                 out.append(Series(labels, ts, vs))
         return out
+
+    def select_batches(
+        self, matchers: Sequence[Matcher], start: int, end: int, max_samples: int
+    ) -> Iterator[list[Series]]:
+        """The selection in runs of series in label order, each run holding at most
+        ``max_samples`` samples (a single series holding more raises TooManySamples), so a
+        long window over many series is read a run at a time. Sample counts come from the
+        chunk rows before any is decoded."""
+        with self._db.engine.connect() as conn:
+            found = series_index.matching_series(conn, matchers)
+            memory, skip = self._memory(found, start, end)
+            counts = self._stored_counts(conn, list(found), start, end, skip)
+            run: list[tuple[int, Labels]] = []
+            size = 0
+            for series_id, labels in sorted(found.items(), key=lambda item: item[1]):
+                n = counts.get(series_id, 0) + sum(len(seg[0]) for seg in memory.get(series_id, []))
+                if n > max_samples:
+                    raise TooManySamples
+                if run and size + n > max_samples:
+                    yield self._read(conn, run, (memory, skip), (start, end))
+                    run, size = [], 0
+                run.append((series_id, labels))
+                size += n
+            if run:
+                yield self._read(conn, run, (memory, skip), (start, end))
+
+    def _read(
+        self,
+        conn: Connection,
+        run: list[tuple[int, Labels]],
+        in_memory: tuple[dict[int, list[Segment]], set[int]],
+        window: tuple[int, int],
+    ) -> list[Series]:
+        (memory, skip), (start, end) = in_memory, window
+        stored = self._stored(conn, [series_id for series_id, _ in run], start, end, skip)
+        out = []
+        for series_id, labels in run:
+            ts, vs = merge(stored.get(series_id, []) + memory.get(series_id, []), start, end)
+            if ts:
+                out.append(Series(labels, ts, vs))
+        return out
+
+    def _stored_counts(
+        self, conn: Connection, ids: list[int], start: int, end: int, skip: set[int]
+    ) -> dict[int, int]:
+        """Samples per series in the chunk rows overlapping the window (not decoded)."""
+        counts: dict[int, int] = {}
+        columns = (tsdb_chunks.c.id, tsdb_chunks.c.series_id, tsdb_chunks.c.samples)
+        for part in series_index.batched(ids):
+            stmt = (
+                sa.select(*columns)
+                .where(tsdb_chunks.c.series_id.in_(part))
+                .where(tsdb_chunks.c.max_t >= start, tsdb_chunks.c.min_t <= end)
+            )
+            for cid, sid, n in conn.execute(stmt):
+                if cid not in skip:
+                    counts[sid] = counts.get(sid, 0) + n
+        return counts
 
     def _memory(
         self, wanted: Mapping[int, Labels], start: int, end: int

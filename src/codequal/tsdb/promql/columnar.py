@@ -12,7 +12,7 @@ Every block is charged to the query's sample budget while it is alive.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -56,6 +56,7 @@ from codequal.tsdb.promql.types import (
 
 Column = colops.Column
 WINDOWS_AT_ONCE = 1 << 20  # windows (series x steps) of one range function computed together
+SAMPLES_AT_ONCE = 1 << 22  # and the samples they cover, copied end to end
 
 
 class ColumnarEvaluation:
@@ -162,24 +163,26 @@ class ColumnarEvaluation:
         params = self._params(node)
         if params is None:
             return None
-        series = self.ev.series(arg.selector, drop_stale=True)
-        self.reserve(len(series))
         ends = self.refs(arg.selector)
-        rows, steps = len(series), self.times.size
-        values = np.zeros((rows, steps))
-        present = np.zeros((rows, steps), dtype=bool)
-        # A few series at a time: the windows' bounds take ~50 bytes per series and step.
-        per = max(1, WINDOWS_AT_ONCE // steps)
-        for first in range(0, rows, per):
-            part = series[first : first + per]
-            flat = self._windows(part, ends, arg.range_ms, params)
-            done, found = windows.evaluate(name, flat)
-            values[first : first + per] = done.reshape(len(part), steps)
-            present[first : first + per] = found.reshape(len(part), steps)
-            self.ev.budget.check()
+        steps = self.times.size
+        labels: list[Labels] = []
+        values: list[Floats] = []
+        present: list[Bools] = []
         keep = name in KEEPS_METRIC_NAME
-        labels = [s.labels if keep else s.labels.drop_name() for s in series]
-        return labels, values, present
+        for run in self.ev.series_runs(arg.selector):
+            self.reserve(len(labels) + len(run))
+            # A few series at a time: the windows' bounds take ~50 bytes per series and
+            # step, and their samples are copied end to end.
+            for part in _parts(run, steps):
+                flat = self._windows(part, ends, arg.range_ms, params)
+                done, found = windows.evaluate(name, flat)
+                values.append(done.reshape(len(part), steps))
+                present.append(found.reshape(len(part), steps))
+                self.ev.budget.check()
+            labels += [s.labels if keep else s.labels.drop_name() for s in run]
+        if not labels:
+            return [], np.zeros((0, steps)), np.zeros((0, steps), dtype=bool)
+        return labels, np.concatenate(values), np.concatenate(present)
 
     def _windows(
         self, series: list[Series], ends: Ints, range_ms: int, params: tuple[Floats, ...]
@@ -218,6 +221,23 @@ class ColumnarEvaluation:
                 return None
             params.append(column)
         return tuple(params)
+
+
+def _parts(series: list[Series], steps: int) -> Iterator[list[Series]]:
+    """Consecutive runs of series with at most WINDOWS_AT_ONCE windows and about
+    SAMPLES_AT_ONCE samples each."""
+    part: list[Series] = []
+    samples = 0
+    for s in series:
+        if part and (
+            (len(part) + 1) * steps > WINDOWS_AT_ONCE or samples + len(s.values) > SAMPLES_AT_ONCE
+        ):
+            yield part
+            part, samples = [], 0
+        part.append(s)
+        samples += len(s.values)
+    if part:
+        yield part
 
 
 def _concat(arrays: list[Any], dtype: type) -> Any:

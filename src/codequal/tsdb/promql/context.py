@@ -6,6 +6,7 @@ The engine implements this; :mod:`~codequal.tsdb.promql.calls` and
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol
 
 from codequal.tsdb.promql.ast_adapter import At, Node, VectorSelector
@@ -32,6 +33,8 @@ class Evaluation(Protocol):
     def resolve(self, at: At | None, t: int) -> int: ...
 
     def series(self, selector: VectorSelector, drop_stale: bool) -> list[Series]: ...
+
+    def series_runs(self, selector: VectorSelector) -> Iterator[list[Series]]: ...
 
     def instant_selector(
         self, node: VectorSelector, t: int, sample_time: bool = False

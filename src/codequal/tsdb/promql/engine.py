@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -39,7 +39,7 @@ from codequal.tsdb.promql.callargs import check_unique_labels
 from codequal.tsdb.promql.calls import evaluate_call
 from codequal.tsdb.promql.columnar import ColumnarEvaluation
 from codequal.tsdb.promql.limits import Budget, Cancellation, QueryLimits, resolution_error
-from codequal.tsdb.promql.source import BoundedSource, SeriesSource
+from codequal.tsdb.promql.source import BatchedSource, BoundedSource, SeriesSource
 from codequal.tsdb.promql.subquery import SubqueryWindow
 from codequal.tsdb.promql.types import (
     Labels,
@@ -56,6 +56,7 @@ from codequal.tsdb.promql.types import (
 
 DEFAULT_LOOKBACK_MS = 5 * 60 * 1000
 DEFAULT_STEP_MS = 60 * 1000
+RUN_SAMPLES = 2_000_000  # samples a range function reads at once from a store (~32 MB)
 
 _parse_cached = lru_cache(maxsize=1024)(parse)
 
@@ -186,6 +187,23 @@ class _Evaluation:
                 cached = [_without_stale(s) for s in cached]
             self.selected[key] = cached
         return cached
+
+    def series_runs(self, selector: VectorSelector) -> Iterator[list[Series]]:
+        """The selector's series without stale markers, in label order, a run at a time: a
+        source that can read runs (the store) holds one run in memory, charged to the budget
+        while it is used; any other source gives them all at once."""
+        source = self.engine.source
+        if id(selector) * 2 + 1 in self.selected or not isinstance(source, BatchedSource):
+            yield self.series(selector, drop_stale=True)
+            return
+        mint, maxt = self.windows[id(selector)]
+        self.budget.check()
+        most = max(1, min(RUN_SAMPLES, self.budget.remaining()))
+        for run in source.select_batches(selector.matchers, mint, maxt, most):
+            held = sum(len(s.timestamps) for s in run)
+            self.budget.charge(held)
+            yield [_without_stale(s) for s in run]
+            self.budget.release(held)
 
     def _fetch(self, selector: VectorSelector) -> list[Series]:
         """The selector's series, charged to the budget (by a bounded source, before it

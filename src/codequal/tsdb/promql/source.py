@@ -85,6 +85,21 @@ class BoundedSource(SeriesSource, Protocol):
     ) -> list[Series]: ...
 
 
+@runtime_checkable
+class BatchedSource(SeriesSource, Protocol):
+    """A source that can hand a selection over a run of series at a time.
+
+    ``select_batches`` yields the series ``select`` would return, sorted by labels, in runs
+    of at most ``max_samples`` samples (raising :class:`~codequal.tsdb.promql.limits.
+    TooManySamples` for a single series over it): a range function over a long window then
+    holds one run in memory, not the whole selection.
+    """
+
+    def select_batches(
+        self, matchers: Sequence[Matcher], start: int, end: int, max_samples: int
+    ) -> Iterator[list[Series]]: ...
+
+
 class InMemorySource:
     """Series held in memory as ``array('q')`` timestamps and ``array('d')`` values."""
 
