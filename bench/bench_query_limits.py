@@ -250,7 +250,7 @@ def main() -> None:
         token = mint_token(SECRET, "bench", ["monitoring:read"], 3600)
         headers = {"Authorization": f"Bearer {token}"}
         with server(data, args.timeout) as (base, process):
-            time.sleep(3.0)  # let start-up work (first scrape, first rule round) settle
+            time.sleep(20.0)  # start-up work settles: first scrapes, first rule round
             idle = process.memory_info().rss
             with Probe(base, process) as probe:
                 rows = run_set(base, headers, end_s, probe)

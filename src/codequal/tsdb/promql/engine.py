@@ -35,6 +35,7 @@ from codequal.tsdb.promql.ast_adapter import (
     parse,
     value_type,
 )
+from codequal.tsdb.promql.block import Block, Bools, Floats, Ints
 from codequal.tsdb.promql.callargs import check_unique_labels
 from codequal.tsdb.promql.calls import evaluate_call
 from codequal.tsdb.promql.columnar import ColumnarEvaluation
@@ -264,7 +265,16 @@ class _Evaluation:
         window = self.subqueries.get(id(node))
         if window is None:
             window = self.subqueries[id(node)] = SubqueryWindow(step, self.budget)
-        return window.window(first, ref, lambda ti: self.eval(node.expr, ti))
+        return window.window(first, ref, lambda times: self._columns(node.expr, times))
+
+    def _columns(self, node: Node, times: Ints) -> tuple[list[Labels], Floats, Bools]:
+        """``node`` at each of ``times``, as columns (a subquery's inner expression)."""
+        columns = ColumnarEvaluation(self, times)
+        column = columns.column(node)
+        columns.release(column)
+        if not isinstance(column, Block):
+            raise PromQLError("subquery is only allowed on instant vector")
+        return column.labels, column.values, column.present
 
     def window_ref(self, node: Node, t: int) -> tuple[int, int]:
         """The (end, range) of a range-vector argument: end is its time minus its offset."""
