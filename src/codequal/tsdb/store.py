@@ -35,6 +35,7 @@ WRITE_BATCH = 500  # chunks per transaction: a flush with a deadline stops betwe
 # round scans never hits. 12 M is 2 000 series x 24 h at 15 s.
 DEFAULT_CACHE_SAMPLES = 12_000_000
 LABEL_CACHE_SIZE = 100_000
+RUN_SAMPLES = 2_000_000  # samples select_batches hands over at once (~32 MB decoded)
 _ALL_TIME = (-(2**62), 2**62)
 _UPDATE_CHUNK = (
     tsdb_chunks.update()
@@ -229,10 +230,10 @@ class SampleStore:
     def select_batches(
         self, matchers: Sequence[Matcher], start: int, end: int, max_samples: int
     ) -> Iterator[list[Series]]:
-        """The selection in runs of series in label order, each run holding at most
-        ``max_samples`` samples (a single series holding more raises TooManySamples), so a
-        long window over many series is read a run at a time. Sample counts come from the
-        chunk rows before any is decoded."""
+        """The selection in runs of series in label order, each run holding about
+        RUN_SAMPLES samples and never more than ``max_samples`` (a single series holding more
+        raises TooManySamples), so a long window over many series is read a run at a time.
+        Sample counts come from the chunk rows before any is decoded."""
         with self._db.engine.connect() as conn:
             found = series_index.matching_series(conn, matchers)
             memory, skip = self._memory(found, start, end)
@@ -243,7 +244,7 @@ class SampleStore:
                 n = counts.get(series_id, 0) + sum(len(seg[0]) for seg in memory.get(series_id, []))
                 if n > max_samples:
                     raise TooManySamples
-                if run and size + n > max_samples:
+                if run and size + n > min(max_samples, RUN_SAMPLES):
                     yield self._read(conn, run, (memory, skip), (start, end))
                     run, size = [], 0
                 run.append((series_id, labels))

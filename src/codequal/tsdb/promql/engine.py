@@ -57,7 +57,6 @@ from codequal.tsdb.promql.types import (
 
 DEFAULT_LOOKBACK_MS = 5 * 60 * 1000
 DEFAULT_STEP_MS = 60 * 1000
-RUN_SAMPLES = 2_000_000  # samples a range function reads at once from a store (~32 MB)
 
 _parse_cached = lru_cache(maxsize=1024)(parse)
 
@@ -199,7 +198,7 @@ class _Evaluation:
             return
         mint, maxt = self.windows[id(selector)]
         self.budget.check()
-        most = max(1, min(RUN_SAMPLES, self.budget.remaining()))
+        most = max(1, self.budget.remaining())
         for run in source.select_batches(selector.matchers, mint, maxt, most):
             held = sum(len(s.timestamps) for s in run)
             self.budget.charge(held)

@@ -90,9 +90,9 @@ class BatchedSource(SeriesSource, Protocol):
     """A source that can hand a selection over a run of series at a time.
 
     ``select_batches`` yields the series ``select`` would return, sorted by labels, in runs
-    of at most ``max_samples`` samples (raising :class:`~codequal.tsdb.promql.limits.
-    TooManySamples` for a single series over it): a range function over a long window then
-    holds one run in memory, not the whole selection.
+    of the source's choosing but never over ``max_samples`` samples (raising
+    :class:`~codequal.tsdb.promql.limits.TooManySamples` for a single series over it): a
+    range function over a long window then holds one run in memory, not the whole selection.
     """
 
     def select_batches(
