@@ -105,8 +105,8 @@ class Settings(BaseSettings):
     alert_repeat_interval: float = Field(default=4 * 3600.0, gt=0)
     # -- PromQL query limits (API, rules, dashboard; see codequal.tsdb.promql.limits) ----------
     query_timeout: float = Field(default=120.0, gt=0)  # seconds, or a duration such as 2m
-    query_max_samples: int = Field(default=20_000_000, ge=1000)
-    query_max_concurrency: int = Field(default=4, ge=1, le=64)
+    query_max_samples: int = Field(default=5_000_000, ge=1000)  # see tsdb/promql/limits.py
+    query_max_concurrency: int = Field(default=2, ge=1, le=64)  # CPU-bound under one GIL
 
     # -- the analysis pipeline -----------------------------------------------------------------
     max_concurrent_analyses: int = Field(default=2, ge=1, le=64)

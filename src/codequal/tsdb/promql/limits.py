@@ -18,11 +18,13 @@ from typing import Protocol
 from codequal.tsdb.promql.types import PromQLError
 
 DEFAULT_TIMEOUT_SECONDS = 120.0  # Prometheus's --query.timeout
-# Prometheus allows 50 M (Go holds a sample in 16 bytes and reads chunks lazily). Here a
-# query holds what it reads as arrays (16 bytes a sample) next to Python objects for each
-# step's vectors, so 20 M keeps one query's data near 320 MB and a worst case well under the
-# 1 GiB a query may add to this process; 2 000 series x 24 h at 15 s is 11.5 M samples.
-DEFAULT_MAX_SAMPLES = 20_000_000
+# Prometheus allows 50 M (Go holds a sample in 16 bytes, and 20 queries at once). Here a held
+# sample costs ~20 bytes (16 in an array, plus the columns built from them), so 5 M is ~100 MB
+# a query; with CODEQUAL_QUERY_MAX_CONCURRENCY (2) queries at once, the decoded-chunk cache
+# (~190 MB) and the answers being written, a process stays within the 1 GiB its queries may
+# add. The heaviest dashboard query (24 h of the 840-series duration histogram at 60 s) holds
+# ~3.5 M; range functions over long windows read the store a run of series at a time.
+DEFAULT_MAX_SAMPLES = 5_000_000
 MAX_POINTS = 11_000  # per series of a range query and per subquery evaluation
 MAX_DEPTH = 200  # nesting (brackets plus operators): Python recursion stays far from its limit
 
