@@ -22,9 +22,10 @@ from typing import Any
 
 import orjson
 
-from codequal.api.analytics import compute_costs, compute_insights, compute_slo
+from codequal.analysis.stats_store import backfill_stats
+from codequal.analytics.reports import compute_insights, compute_slo
 from codequal.config import load_settings
-from codequal.storage.analysis_stats import backfill_stats
+from codequal.runtime.wiring import compute_costs_for
 from codequal.storage.db import Database, open_database
 from codequal.tsdb.store import SampleStore
 
@@ -165,7 +166,7 @@ def main() -> None:
         rows = (
             ("SLO status (compute_slo)", lambda: compute_slo(store, now)),
             ("insights (compute_insights)", lambda: compute_insights(db, period, now)),
-            ("costs (compute_costs)", lambda: compute_costs(db, settings, period, now)),
+            ("costs (compute_costs)", lambda: compute_costs_for(settings, db, period, now)),
         )
         print(f"{'computation':<32}{'first s':>9}{'cpu s':>7}{'repeat s':>10}{'cpu s':>7}"
               f"{'target s':>10}  verdict")  # fmt: skip

@@ -39,8 +39,8 @@ import psutil
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from codequal.security import mint_token
+from codequal.security.key_store import KeyStore
 from codequal.storage.db import open_database
-from codequal.storage.keys import KeyStore
 
 SECRET = "bench-secret-" + "s" * 40
 CLIENTS = 4

@@ -19,10 +19,10 @@ import orjson
 import structlog
 
 from codequal.storage.db import open_database
-from codequal.storage.logs import LogStore
 from codequal.telemetry.logging import LogPipeline, build_logger
 from codequal.telemetry.sinks.console import ConsoleSink
 from codequal.telemetry.sinks.store import StoreSink
+from codequal.telemetry.stores.logs import LogStore
 
 CALLS = 20_000
 ROUNDS = 5

@@ -15,11 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from codequal.analysis.service import AnalysisService
+from codequal.analysis.store import AnalysisRequest
 from codequal.config import load_settings
-from codequal.storage.analyses import AnalysisRequest
+from codequal.runtime.wiring import build_analysis, setup_telemetry
 from codequal.storage.db import open_database
-from codequal.telemetry.setup import setup_telemetry
 
 RUNS = 8
 INSTRUMENTATION = ("codequal/telemetry/", "opentelemetry/", "prometheus_client/", "structlog/")
@@ -58,7 +57,7 @@ def main() -> None:
         db.migrate()
         with open("/dev/null", "wb") as devnull:
             telemetry = setup_telemetry(settings, db, console=devnull, bridge_stdlib=False)
-            service = AnalysisService.build(settings, db, telemetry)
+            service = build_analysis(settings, db, telemetry)
             request = AnalysisRequest(str(repo), "main", "feature", "quick")
             service.pool.run_one(service.submit(request))  # warm-up: imports, first profile
             profiler = cProfile.Profile()

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from codequal.storage import open_database
-from codequal.storage.spans import SpanStore
+from codequal.telemetry.stores.spans import SpanStore
 from codequal.telemetry.tracing import Tracing, setup_tracing
 
 # Below both processors' queue size, so no span is dropped inside a timed round (a dropped

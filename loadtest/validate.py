@@ -50,8 +50,8 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from codequal.security import mint_token
+from codequal.security.key_store import KeyStore
 from codequal.storage import open_database
-from codequal.storage.keys import KeyStore
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_VERSION = (

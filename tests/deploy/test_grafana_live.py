@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,6 +44,7 @@ from codequal.tsdb.scrape import DEFAULT_JOB
 from tests.conftest import TEST_JWT_SECRET, bearer
 from tests.deploy.conftest import CODEQUAL
 from tests.deploy.test_grafana import Query, grafana_interpolated, queries, selectors
+from tests.helpers import eventually
 from tests.integration.conftest import CLEAN_APP, COMPLEX, RISKY_APP, commit_files, git
 from tests.unit.tsdb.promdata import PROMETHEUS, free_port, need_prometheus
 
@@ -254,16 +255,6 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def eventually(check: Callable[[], bool], within: float, what: str) -> None:
-    """Poll ``check`` (a condition on a running server) until true."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)  # polling servers that change on their own schedule
-    raise AssertionError(f"{what}: not within {within} s")
 
 
 @dataclass

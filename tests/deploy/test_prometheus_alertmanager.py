@@ -4,16 +4,14 @@ prometheus.yml names paths that exist only inside the Prometheus container (the 
 files, the metrics-token secret); the test maps each to its file here, after checking that the
 Compose file really mounts it at that path, and runs `promtool check config`, which also checks
 every rule file the config loads. The rule files and alertmanager.yml are what `codequal rules
-export` and `codequal slo generate` write, run into a temporary directory: the checks that need
-a command that does not exist yet are skipped, saying so (and without any generated rule file,
-prometheus.yml is checked with its rule_files line dropped).
+export` and `codequal slo generate` write, run into a temporary directory; a missing or failing
+command fails the tests that need its files.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.deploy.conftest import DEPLOY, Generated, compose, load_yaml, run, tool
@@ -22,8 +20,7 @@ PROMETHEUS_YML = DEPLOY / "prometheus" / "prometheus.yml"
 GENERATED_IN_CONTAINER = "/etc/prometheus/generated"
 TOKEN_IN_CONTAINER = "/run/secrets/metrics_token"
 RULES_IN_CONTAINER = f"{GENERATED_IN_CONTAINER}/*.rules.yml"
-NO_EXPORT = "`codequal rules export` does not exist yet"
-NO_RULES = "neither `codequal rules export` nor `codequal slo generate` exists yet"
+NO_RULES = "`codequal rules export` and `codequal slo generate` wrote no rule file"
 
 
 def prometheus_config() -> dict[str, object]:
@@ -80,8 +77,7 @@ def test_prometheus_yml_without_its_rule_files_passes_promtool_check_config(
 def test_prometheus_yml_with_the_generated_rule_files_passes_promtool_check_config(
     generated: Generated, tmp_path: Path
 ) -> None:
-    if not generated.rule_files():
-        pytest.skip(NO_RULES)
+    assert generated.rule_files(), NO_RULES
     output = promtool_check_config(tmp_path, generated.root)
     for path in generated.rule_files():
         assert f"Checking {path}" in output, f"prometheus.yml does not load {path.name}"
@@ -89,8 +85,7 @@ def test_prometheus_yml_with_the_generated_rule_files_passes_promtool_check_conf
 
 def test_prometheus_loads_every_generated_rule_file(generated: Generated) -> None:
     files = generated.rule_files()
-    if not files:
-        pytest.skip(NO_RULES)
+    assert files, NO_RULES
     promtool = tool("promtool")
     unloaded = [f for f in files if f.parent != generated.root or not f.match("*.rules.yml")]
     assert not unloaded, (
@@ -104,8 +99,6 @@ def test_prometheus_loads_every_generated_rule_file(generated: Generated) -> Non
 def test_the_exported_rules_and_alertmanager_config_are_where_the_stack_reads_them(
     generated: Generated,
 ) -> None:
-    if not generated.exported:
-        pytest.skip(NO_EXPORT)
     assert generated.alertmanager.is_file(), "codequal rules export wrote no alertmanager.yml"
     exported = [f for f in generated.rule_files() if f.name != "slo.rules.yml"]
     assert exported, "codequal rules export wrote no rule file"
@@ -114,8 +107,6 @@ def test_the_exported_rules_and_alertmanager_config_are_where_the_stack_reads_th
 def test_the_exported_alertmanager_config_passes_amtool_check_config(
     generated: Generated,
 ) -> None:
-    if not generated.exported:
-        pytest.skip(NO_EXPORT)
     result = run([tool("amtool"), "check-config", str(generated.alertmanager)])
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from codequal.security import mint_token
+from tests.helpers import eventually
 
 from ..conftest import REQUIRE_SERVICES
 
@@ -103,17 +103,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def poll(check: Any, what: str, deadline: float) -> Any:
-    """Call ``check`` until it returns something truthy, for at most ``deadline`` seconds."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {deadline:.0f} s waiting for {what}")
-
-
 @dataclass
 class _Process:
     proc: subprocess.Popen[bytes]
@@ -147,7 +136,7 @@ def start_server(data_dir: Path, **env: str) -> tuple[_Process, str]:
             return False
 
     try:
-        poll(ready, "/ready", READY_SECONDS)
+        eventually(ready, READY_SECONDS, "/ready", every=0.1)
     except BaseException:
         stop_server(process)
         raise
@@ -184,10 +173,16 @@ def wait_finished(server: Server, analysis_id: str) -> str:
         status = server.get(f"/api/analyses/{analysis_id}", "monitoring:read")["status"]
         return status if status in {"completed", "failed"} else None
 
-    status: str = poll(finished, f"analysis {analysis_id} to finish", ANALYSIS_SECONDS)
+    status: str = eventually(
+        finished, ANALYSIS_SECONDS, f"analysis {analysis_id} to finish", every=0.1
+    )
     # Spans and logs are exported in batches; the page links to both, so wait for them too.
-    poll(lambda: _readable(server, f"/api/monitoring/analyses/{analysis_id}/trace"),
-         "the analysis trace", ANALYSIS_SECONDS)  # fmt: skip
+    eventually(
+        lambda: _readable(server, f"/api/monitoring/analyses/{analysis_id}/trace"),
+        ANALYSIS_SECONDS,
+        "the analysis trace",
+        every=0.1,
+    )
     return status
 
 

@@ -13,15 +13,15 @@ import pytest
 from playwright.sync_api import Page, Route, expect
 
 from codequal.analytics.anomaly import Anomaly
+from codequal.analytics.anomaly_store import AnomalyStore, Found
 from codequal.storage import open_database
-from codequal.storage.anomaly_models import AnomalyStore, Found
+from tests.helpers import eventually
 
 from .conftest import (
     ANALYSIS_SECONDS,
     BrowserPage,
     Server,
     make_repo,
-    poll,
     start_server,
     stop_server,
     submit,
@@ -53,8 +53,11 @@ def analytics_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
             assert wait_finished(seeding, submit(seeding, head)) == expected, process.output()
         # The second failure must land in a later scrape than the first, or the failure
         # counter's series would start at 2 and never show a rate.
-        poll(lambda: instant(seeding, "codequal_analysis_failed_total == 1"),
-             "the first failure in the metric history", ANALYSIS_SECONDS)  # fmt: skip
+        eventually(
+            lambda: instant(seeding, "codequal_analysis_failed_total == 1"),
+            ANALYSIS_SECONDS,
+            "the first failure in the metric history",
+        )
         assert wait_finished(seeding, submit(seeding, "no-such-ref-either")) == "failed"
         yield seeding
     finally:
@@ -104,7 +107,7 @@ def test_the_burn_rate_chart_plots_each_slo_from_the_recorded_history(
     analytics_server: Server, web: BrowserPage
 ) -> None:
     server = analytics_server
-    poll(lambda: failures_recorded(server), "the SLO recording rules", ANALYSIS_SECONDS)
+    eventually(lambda: failures_recorded(server), ANALYSIS_SECONDS, "the SLO recording rules")
     page = open_dashboard(web, server)
     with page.expect_response(lambda r: "/api/v1/query_range?" in r.url) as answer:
         unlock(page, server.token("monitoring:read"))
@@ -207,7 +210,7 @@ def test_the_anomaly_panel_shows_open_anomalies_first_with_their_baseline_and_ba
 def test_forgetting_the_token_removes_the_chart_and_the_anomalies(
     analytics_server: Server, web: BrowserPage
 ) -> None:
-    poll(lambda: burn_rates(analytics_server), "the SLO recording rules", ANALYSIS_SECONDS)
+    eventually(lambda: burn_rates(analytics_server), ANALYSIS_SECONDS, "the SLO recording rules")
     page = open_dashboard(web, analytics_server)
     unlock(page, analytics_server.token("monitoring:read"))
     expect(page.locator("#burn-figure .uplot")).to_have_count(1)

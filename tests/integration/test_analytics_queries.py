@@ -18,13 +18,13 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 
 from codequal.analysis.costs import ModelPrice, PricingTable
+from codequal.analysis.store import AnalysisRequest, AnalysisStore, Outcome
 from codequal.analytics.costs import DAY, cost_report
 from codequal.analytics.insights import insights_report
+from codequal.analytics.store import AnalyticsQueries
 from codequal.storage import Database
-from codequal.storage.analyses import AnalysisRequest, AnalysisStore, Outcome
-from codequal.storage.analytics_queries import AnalyticsQueries
 from codequal.storage.db import MIGRATIONS
-from codequal.storage.models import analyses, analysis_agent_times, analysis_stats, metadata
+from codequal.storage.schema import analyses, analysis_agent_times, analysis_stats, metadata
 
 PRICING = PricingTable(
     {"gpt-4o": ModelPrice(2.5, 10.0), "gpt-4o-mini": ModelPrice(0.15, 0.6)},

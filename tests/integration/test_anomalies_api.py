@@ -8,9 +8,9 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from codequal.analytics.anomaly import Anomaly
+from codequal.analytics.anomaly_store import AnomalyStore, Found
 from codequal.api.app import create_app
 from codequal.config import load_settings
-from codequal.storage.anomaly_models import AnomalyStore, Found
 
 from ..conftest import TEST_JWT_SECRET, bearer
 

@@ -15,13 +15,13 @@ from fastapi.testclient import TestClient
 
 from codequal.alerting.model import Alert, Transition
 from codequal.analytics.anomaly_service import RUNBOOK_URL, AnomalyService
+from codequal.analytics.anomaly_store import anomalies
 from codequal.api.anomalies import anomalies_router
 from codequal.api.app import create_app
 from codequal.config import load_settings
 from codequal.storage import Database, open_database
-from codequal.storage.anomaly_models import anomalies
 from codequal.storage.db import MIGRATIONS
-from codequal.storage.models import metadata
+from codequal.storage.schema import metadata
 from codequal.tsdb.store import SampleStore
 
 from ..conftest import TEST_JWT_SECRET, bearer

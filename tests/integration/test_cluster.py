@@ -12,13 +12,13 @@ import sqlalchemy as sa
 
 from codequal.alerting.notifier import Notifier
 from codequal.alerting.service import WATERMARK_KEY, CriticalLogFeed
-from codequal.cluster import Leadership
+from codequal.alerting.store import AlertingStore
+from codequal.runtime.leadership import Leadership
 from codequal.storage import Database, open_database
-from codequal.storage.alerting_store import AlertingStore
 from codequal.storage.kv import KeyValueStore
-from codequal.storage.logs import LogStore
 from codequal.telemetry.logging import ErrorInfo, LogEntry
 from codequal.telemetry.metrics import REGISTRY
+from codequal.telemetry.stores.logs import LogStore
 
 from ..unit.alerting_notify.helpers import T0, ScriptedChannel, alert
 from .test_notify_notifier import CONFIG

@@ -12,11 +12,11 @@ import pytest
 import sqlalchemy as sa
 
 from codequal.storage import Database, open_database
-from codequal.storage.errors import ErrorStore
-from codequal.storage.models import error_events
+from codequal.storage.schema import error_events
 from codequal.telemetry.context import bind
 from codequal.telemetry.errors import FILTERED, ErrorEvent, ErrorTracker, build_event
 from codequal.telemetry.metrics import REGISTRY
+from codequal.telemetry.stores.errors import ErrorStore
 
 
 def _raised(fn: Callable[..., None], *args: Any) -> BaseException:

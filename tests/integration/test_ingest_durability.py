@@ -18,10 +18,11 @@ import orjson
 import sqlalchemy as sa
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from codequal.storage.models import error_events, spans
+from codequal.storage.schema import error_events, spans
 
 from ..conftest import TEST_JWT_SECRET, bearer
-from .test_serve_process import free_port, wait_until_ready
+from ..helpers import wait_until_ready
+from .test_serve_process import free_port
 
 ACKS_BEFORE_KILL = 100  # per sender
 

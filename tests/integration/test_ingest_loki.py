@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from codequal.ingest.logproto import PushRequest
-from codequal.storage.logs import LogQuery, LogStore
+from codequal.telemetry.stores.logs import LogQuery, LogStore
 
 from .test_ingest_server import INGEST, READ, Server, run_server
 

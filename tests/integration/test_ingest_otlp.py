@@ -28,8 +28,8 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from codequal.storage.logs import LogQuery, LogStore
-from codequal.storage.spans import SpanStore
+from codequal.telemetry.stores.logs import LogQuery, LogStore
+from codequal.telemetry.stores.spans import SpanStore
 
 from .test_ingest_server import INGEST, READ, Server, run_server
 

@@ -21,9 +21,9 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from codequal.ingest.limits import LOKI, OTLP, SENTRY_ENVELOPE, SENTRY_STORE, BodyLimit
 from codequal.ingest.logproto import PushRequest
-from codequal.storage.errors import ErrorStore
-from codequal.storage.logs import LogQuery, LogStore
-from codequal.storage.spans import SpanStore
+from codequal.telemetry.stores.errors import ErrorStore
+from codequal.telemetry.stores.logs import LogQuery, LogStore
+from codequal.telemetry.stores.spans import SpanStore
 
 from .test_ingest_server import INGEST, Server, run_server
 

@@ -25,13 +25,13 @@ from codequal.api.app import create_app
 from codequal.api.auth import build_authenticator
 from codequal.api.errors import install_error_handlers
 from codequal.api.ingest import ingest_router
-from codequal.api.state import AppState
 from codequal.config import Settings, load_settings
 from codequal.ingest.limits import RateLimiter
+from codequal.runtime.process import Runtime
+from codequal.security.key_store import KeyStore
 from codequal.storage.db import open_database
-from codequal.storage.keys import KeyStore
-from codequal.storage.spans import SpanStore
 from codequal.telemetry.metrics import REGISTRY
+from codequal.telemetry.stores.spans import SpanStore
 
 from ..conftest import TEST_JWT_SECRET, bearer
 
@@ -62,15 +62,16 @@ def ingest_app(settings: Settings) -> FastAPI:
 
 def bare_ingest_app(settings: Settings, limiter: RateLimiter) -> FastAPI:
     """Only the ingest routes, with an injected rate limiter; the database is migrated here."""
-    state = AppState(settings=settings, db=open_database(settings.resolved_database_url))
-    state.db.migrate()
-    state.ready.set()
+    db = open_database(settings.resolved_database_url)
+    db.migrate()
+    ready = threading.Event()
+    ready.set()
     app = FastAPI()
     install_error_handlers(app)
-    auth = build_authenticator(settings, state.db)
+    auth = build_authenticator(settings, db)
     auth.install(app)
-    app.state.codequal = state
-    app.include_router(ingest_router(state, auth, limiter=limiter))
+    app.include_router(ingest_router(db, ready, auth, limiter=limiter))
+    app.state.db = db  # disposed by the test
     return app
 
 
@@ -82,8 +83,8 @@ class Server:
     settings: Settings
 
     @property
-    def state(self) -> AppState:
-        state: AppState = self.app.state.codequal
+    def state(self) -> Runtime:
+        state: Runtime = self.app.state.codequal
         return state
 
     def sentry_dsn(self, project_id: int, name: str | None = None) -> str:
@@ -206,4 +207,4 @@ def test_rate_limit_answers_429_with_retry_after_per_key(tmp_path: Path) -> None
         now[0] += 0.5  # one token back at 2 per second
         assert client.post("/loki/api/v1/push", content=push, headers=INGEST).status_code == 204
         assert client.post("/loki/api/v1/push", content=push, headers=INGEST).status_code == 429
-    app.state.codequal.db.dispose()
+    app.state.db.dispose()

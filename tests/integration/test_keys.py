@@ -13,9 +13,9 @@ from click.testing import CliRunner, Result
 
 from codequal.cli.keys_cmd import keys
 from codequal.security import AuthError, Principal
+from codequal.security.key_store import LAST_USED_INTERVAL, KeyStore
 from codequal.storage import Database
-from codequal.storage.keys import LAST_USED_INTERVAL, KeyStore
-from codequal.storage.models import service_keys
+from codequal.storage.schema import service_keys
 
 NOW = 1_800_000_000.0
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from codequal.storage import Database
-from codequal.storage.alerts import AlertEventStore
-from codequal.storage.logs import LogQuery, LogStore
 from codequal.telemetry.logging import ErrorInfo, LogEntry, LogPipeline, build_logger
 from codequal.telemetry.sinks.store import StoreSink
+from codequal.telemetry.stores.alerts import AlertEventStore
+from codequal.telemetry.stores.logs import LogQuery, LogStore
 
 
 def entry(i: int, level: str = "info", **kw: object) -> LogEntry:

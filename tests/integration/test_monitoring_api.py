@@ -10,9 +10,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from codequal.analysis.store import AnalysisRequest
 from codequal.api.app import create_app
 from codequal.config import load_settings
-from codequal.storage.analyses import AnalysisRequest
 
 from ..conftest import TEST_JWT_SECRET, bearer
 from .conftest import PlantedRepo

@@ -13,17 +13,16 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from codequal.alerting.channels import Channel
-from codequal.alerting.delivery import RetryPolicy
 from codequal.alerting.model import Transition
 from codequal.alerting.notifier import Notifier, NotifierConfig
 from codequal.alerting.routing import Timing
+from codequal.alerting.store import AlertingStore
 from codequal.api.alerts import alerts_router
 from codequal.api.auth import build_authenticator
 from codequal.api.errors import install_error_handlers
-from codequal.api.state import AppState
 from codequal.config import load_settings
+from codequal.retry import Backoff
 from codequal.storage import open_database
-from codequal.storage.alerting_store import AlertingStore
 
 from ..conftest import TEST_JWT_SECRET, bearer
 from ..unit.alerting_notify.helpers import T0, ScriptedChannel, alert
@@ -32,7 +31,7 @@ READ = bearer("monitoring:read")
 ADMIN = bearer("monitoring:read", "monitoring:admin", subject="alice")
 CONFIG = NotifierConfig(
     timing=Timing(group_wait=0, group_interval=300, repeat_interval=3600),
-    retry=RetryPolicy(max_attempts=1),
+    retry=Backoff(base=2.0, cap=120.0, jitter=0.5, max_attempts=1),
 )
 RULES = [{"name": "HighFailureRate", "state": "firing", "lastEvaluation": "2027-01-15T08:00:00Z"}]
 
@@ -65,7 +64,7 @@ def api(tmp_path: Path, database_url: str) -> Iterator[Api]:
     auth.install(app)
     app.include_router(
         alerts_router(
-            AppState(settings=settings, db=db),
+            db,
             auth.require,
             notifier=lambda: holder["notifier"],
             rules=lambda: holder["rules"],

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from codequal.alerting.channels import ChannelError, Notification
+from codequal.alerting.channels import Notification
 from codequal.alerting.channels.email import EmailChannel, parse_smtp_url
 from codequal.alerting.routing import group_key, group_labels
+from codequal.exceptions import DeliveryError
 
 from ..conftest import REQUIRE_SERVICES
 from ..unit.alerting_notify.helpers import T0, alert, free_port, resolved
@@ -171,7 +172,7 @@ def test_email_resolve_has_a_resolved_subject(mailbox: Mailbox) -> None:
 
 def test_wrong_password_is_a_permanent_failure(mailbox: Mailbox) -> None:
     channel = EmailChannel(mailbox.url(password="wrong"), "ops@example.com", "cq@example.com")
-    with pytest.raises(ChannelError) as caught:
+    with pytest.raises(DeliveryError) as caught:
         channel.notify(notification())
     assert caught.value.permanent
     assert "SMTP login refused: 535" in caught.value.message
@@ -180,7 +181,7 @@ def test_wrong_password_is_a_permanent_failure(mailbox: Mailbox) -> None:
 
 def test_untrusted_certificate_is_refused_not_sent_in_clear(mailbox: Mailbox) -> None:
     url = mailbox.url().split("&cafile=")[0]  # the system CAs do not know our test cert
-    with pytest.raises(ChannelError) as caught:
+    with pytest.raises(DeliveryError) as caught:
         EmailChannel(url, "ops@example.com", "cq@example.com").notify(notification())
     assert not caught.value.permanent
     assert "CERTIFICATE_VERIFY_FAILED" in caught.value.message
@@ -190,10 +191,10 @@ def test_untrusted_certificate_is_refused_not_sent_in_clear(mailbox: Mailbox) ->
 def test_temporary_smtp_error_is_retryable_and_final_one_is_not(mailbox: Mailbox) -> None:
     channel = EmailChannel(mailbox.url(), "ops@example.com", "cq@example.com")
     mailbox.fail_with = "451 4.3.0 try again later"
-    with pytest.raises(ChannelError) as temporary:
+    with pytest.raises(DeliveryError) as temporary:
         channel.notify(notification())
     mailbox.fail_with = "554 5.7.1 rejected"
-    with pytest.raises(ChannelError) as final:
+    with pytest.raises(DeliveryError) as final:
         channel.notify(notification())
     assert not temporary.value.permanent and final.value.permanent
 
@@ -219,7 +220,8 @@ def test_smtp_url_parsing_and_defaults() -> None:
 )
 def test_bad_smtp_url_stops_the_server_naming_the_variable(url: str, message: str) -> None:
     from codequal.alerting.channels import build_channels
-    from codequal.config import ConfigError, load_settings
+    from codequal.config import load_settings
+    from codequal.exceptions import ConfigError
 
     with pytest.raises(ConfigError, match=f"CODEQUAL_SMTP_URL is invalid: .*{message}"):
         build_channels(load_settings(smtp_url=url))

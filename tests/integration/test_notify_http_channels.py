@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from codequal.alerting.channels import ChannelError, Notification, build_channels
+from codequal.alerting.channels import Notification, build_channels
 from codequal.alerting.channels.pagerduty import PagerDutyChannel, dedup_key
 from codequal.alerting.channels.slack import SlackChannel
 from codequal.alerting.channels.webhook import WebhookChannel
 from codequal.alerting.routing import group_key, group_labels
 from codequal.config import load_settings
+from codequal.exceptions import DeliveryError
 
 from ..unit.alerting_notify.helpers import T0, Captured, alert, capture_server, free_port, resolved
 
@@ -104,7 +105,7 @@ def test_slack_relative_runbook_link_is_made_absolute_with_the_external_url() ->
 def test_slack_failure_says_whether_retrying_can_help(
     status: int, answer: bytes, permanent: bool
 ) -> None:
-    with capture_server([(status, answer)]) as server, pytest.raises(ChannelError) as caught:
+    with capture_server([(status, answer)]) as server, pytest.raises(DeliveryError) as caught:
         SlackChannel(server.url + "/services/secret-token").notify(firing())
     assert caught.value.permanent is permanent
     assert f"HTTP {status}" in caught.value.message
@@ -113,7 +114,7 @@ def test_slack_failure_says_whether_retrying_can_help(
 
 def test_unreachable_endpoint_is_a_transient_failure() -> None:
     channel = SlackChannel(f"http://127.0.0.1:{free_port()}/hook")
-    with pytest.raises(ChannelError) as caught:
+    with pytest.raises(DeliveryError) as caught:
         channel.notify(firing())
     assert caught.value.permanent is False
     assert "cannot reach 127.0.0.1" in caught.value.message
@@ -209,9 +210,9 @@ def test_pagerduty_sends_resolves_before_triggers_in_one_group_message() -> None
 def test_pagerduty_invalid_event_is_permanent_and_rate_limit_is_not() -> None:
     with capture_server([(400, b'{"status":"invalid event"}'), (429, b"")]) as server:
         channel = PagerDutyChannel("KEY", server.url)
-        with pytest.raises(ChannelError) as bad:
+        with pytest.raises(DeliveryError) as bad:
             channel.notify(firing())
-        with pytest.raises(ChannelError) as limited:
+        with pytest.raises(DeliveryError) as limited:
             channel.notify(firing())
     assert bad.value.permanent and not limited.value.permanent
 

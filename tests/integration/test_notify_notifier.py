@@ -13,20 +13,20 @@ import pytest
 
 from codequal.alerting.channels import Channel, Notification
 from codequal.alerting.channels.slack import SlackChannel
-from codequal.alerting.delivery import RetryPolicy
 from codequal.alerting.log_alerts import LOG_ALERT
 from codequal.alerting.model import Alert, Transition
 from codequal.alerting.notifier import Notifier, NotifierConfig
 from codequal.alerting.routing import Timing, parse_matcher
+from codequal.alerting.store import AlertingStore
+from codequal.retry import Backoff
 from codequal.storage import Database
-from codequal.storage.alerting_store import AlertingStore
 from codequal.telemetry.logging import ErrorInfo, LogEntry
 
 from ..unit.alerting_notify.helpers import T0, ScriptedChannel, Step, alert, capture_server
 
 CONFIG = NotifierConfig(
     timing=Timing(group_wait=30, group_interval=300, repeat_interval=4 * 3600),
-    retry=RetryPolicy(max_attempts=4, base_delay=2, max_delay=60, jitter=0.5),
+    retry=Backoff(base=2, cap=60, jitter=0.5, max_attempts=4),
     resend_interval=60,
     log_alert_ttl=300,
 )
@@ -122,7 +122,7 @@ def test_transient_failures_are_retried_with_backoff_until_sent(database: Databa
 
 
 def test_backoff_doubles_up_to_the_cap_and_jitter_only_shortens_it() -> None:
-    policy = RetryPolicy(max_attempts=10, base_delay=2, max_delay=30, jitter=0.5)
+    policy = Backoff(base=2, cap=30, jitter=0.5, max_attempts=10)
     assert [policy.delay(n, 0.0) for n in range(1, 7)] == [2, 4, 8, 16, 30, 30]
     assert policy.delay(3, 0.999) == pytest.approx(4.004)
 

@@ -13,18 +13,18 @@ from alembic.runtime.migration import MigrationContext
 
 from codequal.alerting.model import Transition
 from codequal.alerting.routing import GroupState, parse_matcher
-from codequal.storage import Database, alerting_models
-from codequal.storage.alerting_store import AlertingStore
+from codequal.alerting.store import AlertingStore
+from codequal.storage import Database, schema
 from codequal.storage.db import MIGRATIONS
-from codequal.storage.models import metadata
+from codequal.storage.schema import metadata
 
 from ..unit.alerting_notify.helpers import T0, alert
 
 OURS = {
-    alerting_models.alert_transitions.name,
-    alerting_models.alert_notifications.name,
-    alerting_models.silences.name,
-    alerting_models.alert_group_state.name,
+    schema.alert_transitions.name,
+    schema.alert_notifications.name,
+    schema.silences.name,
+    schema.alert_group_state.name,
 }
 
 

@@ -12,13 +12,14 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from codequal.analysis.service import AnalysisService
+from codequal.analysis.store import AnalysisRequest, AnalysisStore
 from codequal.api.app import create_app
-from codequal.config import load_settings
-from codequal.storage.analyses import AnalysisRequest, AnalysisStore
+from codequal.config import Settings, load_settings
+from codequal.runtime.wiring import build_analysis, setup_telemetry
 from codequal.storage.db import Database, open_database
-from codequal.storage.logs import LogQuery
 from codequal.telemetry.metrics import REGISTRY
-from codequal.telemetry.setup import Telemetry, setup_telemetry
+from codequal.telemetry.setup import Telemetry
+from codequal.telemetry.stores.logs import LogQuery
 
 from ..conftest import TEST_JWT_SECRET, bearer
 from .conftest import PlantedRepo
@@ -29,16 +30,20 @@ def sample(name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def telemetry(database: Database, tmp_path: Path) -> Iterator[Telemetry]:
-    settings = load_settings(data_dir=tmp_path / "data", log_format="json")
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(data_dir=tmp_path / "data", log_format="json")
+
+
+@pytest.fixture
+def telemetry(database: Database, settings: Settings) -> Iterator[Telemetry]:
     tel = setup_telemetry(settings, database, bridge_stdlib=False)
     yield tel
     tel.shutdown(10)
 
 
 @pytest.fixture
-def service(database: Database, telemetry: Telemetry, tmp_path: Path) -> AnalysisService:
-    return AnalysisService.build(telemetry.settings, database, telemetry)
+def service(database: Database, telemetry: Telemetry, settings: Settings) -> AnalysisService:
+    return build_analysis(settings, database, telemetry)
 
 
 def analyse(service: AnalysisService, repo: PlantedRepo, mode: str = "quick") -> dict:

@@ -13,12 +13,12 @@ import pytest
 
 from codequal.analysis import agents
 from codequal.analysis.agents.base import AgentError, AgentInput, Finding
-from codequal.analysis.knowledge import KnowledgeStore
 from codequal.analysis.service import AnalysisService
+from codequal.analysis.store import AnalysisRequest, KnowledgeStore
 from codequal.config import load_settings
-from codequal.storage.analyses import AnalysisRequest
+from codequal.runtime.wiring import build_analysis, setup_telemetry
 from codequal.storage.db import Database
-from codequal.telemetry.setup import Telemetry, setup_telemetry
+from codequal.telemetry.setup import Telemetry
 
 from .conftest import PlantedRepo
 
@@ -75,7 +75,7 @@ def llm_url() -> Iterator[str]:
 def build(database: Database, tmp_path: Path, **settings: Any) -> tuple[AnalysisService, Telemetry]:
     cfg = load_settings(data_dir=tmp_path / "data", log_format="json", **settings)
     telemetry = setup_telemetry(cfg, database, bridge_stdlib=False)
-    return AnalysisService.build(cfg, database, telemetry), telemetry
+    return build_analysis(cfg, database, telemetry), telemetry
 
 
 def run(service: AnalysisService, repo: PlantedRepo, mode: str) -> dict[str, Any]:

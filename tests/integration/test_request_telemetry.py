@@ -19,7 +19,8 @@ from codequal.api.app import create_app
 from codequal.config import load_settings
 from codequal.security import mint_token
 from codequal.telemetry.metrics import REGISTRY
-from tests.integration.test_serve_process import CODEQUAL, free_port, wait_until_ready
+from tests.helpers import wait_until_ready
+from tests.integration.test_serve_process import CODEQUAL, free_port
 
 SECRET = "test-secret-" + "x" * 40
 

@@ -7,12 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
+
+from ..helpers import wait_until_ready
 
 CODEQUAL = [sys.executable, "-m", "codequal"]
 
@@ -65,19 +66,6 @@ def test_a_bad_yaml_config_file_is_a_clear_error(tmp_path: Path) -> None:
     result = run_serve({}, "--config", str(config))
     assert result.returncode == 2
     assert "CODEQUAL_PORT" in result.stderr
-
-
-def wait_until_ready(base: str, proc: subprocess.Popen[bytes], deadline: float = 30) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        assert proc.poll() is None, "server exited early"
-        try:
-            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("server did not become ready")
 
 
 def test_serve_answers_probes_and_flushes_logs_on_sigterm(tmp_path: Path) -> None:

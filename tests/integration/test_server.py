@@ -10,10 +10,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from codequal.api.app import create_app
-from codequal.api.state import AppState
 from codequal.config import load_settings
-from codequal.storage.logs import LogQuery
+from codequal.runtime.process import Runtime
 from codequal.telemetry.metrics import REGISTRY
+from codequal.telemetry.stores.logs import LogQuery
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN = "00f067aa0ba902b7"
@@ -21,7 +21,7 @@ PARENT_SPAN = "00f067aa0ba902b7"
 
 def start(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as client:
-        state: AppState = app.state.codequal
+        state: Runtime = app.state.codequal
         assert state.wait_ready(30), state.startup_error
         yield client
 
@@ -69,7 +69,8 @@ def test_health_reports_each_dependency_with_status_latency_and_message(
     assert channels["slack"]["status"] == "disabled"
     assert "CODEQUAL_SLACK_WEBHOOK_URL" in channels["slack"]["message"]
     checks = body["checks"]
-    assert set(checks) == {"database", "vectorDB", "deepWiki", "redis"}
+    assert set(checks) == {"startup", "database", "vectorDB", "deepWiki", "redis"}
+    assert checks["startup"] == {"status": "ok", "latency": None, "message": "started"}
     for name in ("database", "vectorDB", "deepWiki"):
         assert checks[name]["status"] == "ok", checks[name]
         assert checks[name]["latency"] >= 0

@@ -10,69 +10,45 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from codequal.retry import Backoff
 from codequal.telemetry.logging import LogEntry, LogPipeline
 from codequal.telemetry.sinks.elasticsearch import ElasticsearchSink
 from codequal.telemetry.sinks.loki import LokiSink
-from codequal.telemetry.sinks.spool import SINK_FAILED, SINK_RETRIED, Backoff, DeliveringSink
+from codequal.telemetry.sinks.spool import SINK_FAILED, SINK_RETRIED, DeliveringSink
+
+from ..helpers import LoopbackReceiver, eventually
 
 FAST = Backoff(base=0.01, cap=0.1)
 LOKI_LABELS = {"service", "level", "environment"}
 
 
-class Fake:
+class Fake(LoopbackReceiver):
     """A destination: arrivals as (id, action) in order, wire errors, a script of answers."""
 
     def __init__(self, kind: str, port: int) -> None:
-        self.kind, self.port = kind, port
+        super().__init__(port)
+        self.kind = kind
         self.script: deque[str] = deque()
         self.arrivals: list[tuple[str, str]] = []
         self.stalled_ids: set[str] = set()
         self.wire_errors: list[str] = []
         self.requests = 0
-        self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
 
-    def start(self) -> None:
-        fake = self
+    def handle(
+        self, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes, dict[str, str]]:
+        status, answer = self.answer(path, headers["Content-Type"], body)
+        return status, answer, {}
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                status, answer = fake.handle(self.path, self.headers["Content-Type"], body)
-                if status == 0:
-                    return
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def handle(self, path: str, ctype: str, body: bytes) -> tuple[int, bytes]:
+    def answer(self, path: str, ctype: str, body: bytes) -> tuple[int, bytes]:
         with self._lock:
             self.requests += 1
             mode = self.script.popleft() if self.script else "ok"
@@ -181,15 +157,6 @@ def entries(n: int, start: int = 0) -> list[LogEntry]:
     ]
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 def p99(samples: list[float]) -> float:
     return sorted(samples)[int(len(samples) * 0.99)]
 
@@ -215,9 +182,9 @@ def test_down_destination_under_load_gets_all_10000_in_order_without_slowing_cal
         assert sink.spool.depth() == 10_000
         assert sink.health() == "degraded"
         fake.start()
-        assert wait_until(lambda: len(set(fake.arrivals)) >= 10_000)
+        eventually(lambda: len(set(fake.arrivals)) >= 10_000)
         up = timed_emits(pipeline, entries(2_000, start=10_000))
-        assert wait_until(lambda: len(set(fake.arrivals)) >= 12_000)
+        eventually(lambda: len(set(fake.arrivals)) >= 12_000)
     finally:
         pipeline.close(5.0)
     assert fake.first_arrivals() == [f"n{i}" for i in range(12_000)]
@@ -239,7 +206,7 @@ def test_failing_answers_converge_with_no_duplicates_beyond_retried_ids(
     sink = make_sink(fake, tmp_path, timeout=0.2, batch_size=20)
     sink.write(entries(50))
     try:
-        assert wait_until(lambda: len(set(fake.arrivals)) >= 50 and not sink.spool.depth())
+        eventually(lambda: len(set(fake.arrivals)) >= 50 and not sink.spool.depth())
     finally:
         sink.shutdown(2.0)
     arrived = fake.first_arrivals()
@@ -266,7 +233,7 @@ def test_a_4xx_answer_drops_the_batch_counts_it_and_delivery_goes_on(
     sink.write(entries(15))
     sink.start()
     try:
-        assert wait_until(lambda: not sink.spool.depth())
+        eventually(lambda: not sink.spool.depth())
     finally:
         sink.shutdown(2.0)
     assert fake.first_arrivals() == [f"n{i}" for i in range(10, 15)]
@@ -282,7 +249,7 @@ def test_a_restarted_sink_delivers_what_the_previous_one_left_in_the_spool(
     fake.start()
     second = make_sink(fake, tmp_path)
     try:
-        assert wait_until(lambda: not second.spool.depth())
+        eventually(lambda: not second.spool.depth())
     finally:
         assert second.shutdown(2.0) is True
     assert fake.first_arrivals() == [f"n{i}" for i in range(300)]

@@ -14,7 +14,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +22,27 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 
 from codequal.config import load_settings
 from codequal.ingest.otlp import attributes
+from codequal.retry import Backoff
+from codequal.runtime.wiring import setup_telemetry
 from codequal.telemetry.logging import LogPipeline
 from codequal.telemetry.metrics import SINK_FAILED, SINK_SENT
-from codequal.telemetry.setup import setup_telemetry
 from codequal.telemetry.sinks.otlp import ENTRY_ID, OtlpLogSink
-from codequal.telemetry.sinks.spool import Backoff
 
 from ..conftest import TEST_JWT_SECRET
-from .test_sink_delivery import FAST, entries, free_port, p99, timed_emits, wait_until
+from ..helpers import LoopbackReceiver, eventually
+from .test_sink_delivery import FAST, entries, free_port, p99, timed_emits
 
 PROTOBUF = "application/x-protobuf"
 SEVERITIES = {"debug": 5, "info": 9, "warn": 13, "error": 17, "critical": 21}
 
 
-class Collector:
+class Collector(LoopbackReceiver):
     """An OTLP/HTTP logs receiver: arrivals as (uid, body) in order, plus a script of answers."""
 
+    content_type = PROTOBUF
+
     def __init__(self, port: int) -> None:
-        self.port = port
+        super().__init__(port)
         self.script: deque[str] = deque()
         self.arrivals: list[tuple[str, str]] = []
         self.resources: list[dict[str, Any]] = []
@@ -48,41 +50,7 @@ class Collector:
         self.wire_errors: list[str] = []
         self.max_records: int | None = None  # 413 above this many records in one request
         self.headers: list[dict[str, str]] = []
-        self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                status, answer, extra = collector.handle(self.path, dict(self.headers), body)
-                if status == 0:
-                    return
-                self.send_response(status)
-                for name, value in {"Content-Type": PROTOBUF, **extra}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
     def handle(
         self, path: str, headers: dict[str, str], body: bytes
@@ -170,9 +138,9 @@ def test_down_collector_under_load_gets_all_10000_in_order_without_slowing_calle
         assert sink.spool.depth() == 10_000
         assert sink.health() == "degraded"
         collector.start()
-        assert wait_until(lambda: len(set(collector.arrivals)) >= 10_000)
+        eventually(lambda: len(set(collector.arrivals)) >= 10_000)
         up = timed_emits(pipeline, entries(2_000, start=10_000))
-        assert wait_until(lambda: len(set(collector.arrivals)) >= 12_000)
+        eventually(lambda: len(set(collector.arrivals)) >= 12_000)
     finally:
         pipeline.close(5.0)
     assert collector.first_arrivals() == [f"n{i}" for i in range(12_000)]
@@ -191,7 +159,7 @@ def test_retryable_answers_converge_in_order_with_no_duplicates_beyond_stalled_i
     sink = make_sink(collector, tmp_path, timeout=0.2, batch_size=20)
     sink.write(entries(50))
     try:
-        assert wait_until(lambda: len(set(collector.arrivals)) >= 50 and not sink.spool.depth())
+        eventually(lambda: len(set(collector.arrivals)) >= 50 and not sink.spool.depth())
     finally:
         sink.shutdown(2.0)
     assert collector.first_arrivals() == [f"n{i}" for i in range(50)]
@@ -281,7 +249,7 @@ def test_codequal_otlp_endpoint_sends_logs_with_resource_and_otel_headers(
         assert sink.name == "otlp"
         telemetry.logger("orchestrator").warning("analysis slow", duration=12.5)
         assert telemetry.logs.flush(5.0)
-        assert wait_until(lambda: "analysis slow" in collector.first_arrivals())
+        eventually(lambda: "analysis slow" in collector.first_arrivals())
     finally:
         telemetry.shutdown(5.0)
     assert collector.wire_errors == []

@@ -18,15 +18,17 @@ import pytest
 import uvicorn
 
 from codequal.config import load_settings
-from codequal.storage.logs import LogQuery, LogStore
-from codequal.storage.spans import SpanStore
+from codequal.runtime.wiring import setup_telemetry
 from codequal.telemetry.logging import ErrorInfo
-from codequal.telemetry.setup import Telemetry, setup_telemetry
+from codequal.telemetry.setup import Telemetry
 from codequal.telemetry.sinks.otlp import ENTRY_ID, OtlpLogSink
+from codequal.telemetry.stores.logs import LogQuery, LogStore
+from codequal.telemetry.stores.spans import SpanStore
 
 from ..conftest import TEST_JWT_SECRET
+from ..helpers import eventually
 from .test_ingest_server import INGEST, Server, ingest_app, ingest_settings
-from .test_sink_delivery import free_port, wait_until
+from .test_sink_delivery import free_port
 
 SERVICE = "emitter-svc"
 TRACE = "5b8efff798038103d269b633813fc60c"
@@ -97,8 +99,8 @@ def test_logs_emitted_while_the_receiving_codequal_is_down_all_land_in_its_store
     sink = next(s for s in telemetry.logs.sinks if isinstance(s, OtlpLogSink))
     assert sink.spool.depth() == 2_001
     with serve_on(port, tmp_path / "receiver", database_url) as receiver:
-        assert wait_until(lambda: len(stored(receiver)) >= 2_001, timeout=60)
-        assert wait_until(lambda: sink.spool.depth() == 0)
+        eventually(lambda: len(stored(receiver)) >= 2_001, 60)
+        eventually(lambda: sink.spool.depth() == 0)
         rows = stored(receiver)
         assert [r["action"] for r in rows] == [f"n{i}" for i in range(2_000)] + ["agent failed"]
         uids = [r["metadata"][ENTRY_ID] for r in rows]  # type: ignore[index]

@@ -8,11 +8,9 @@ Waiting is real time here (a network is involved) and always bounded.
 from __future__ import annotations
 
 import gzip
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -28,71 +26,43 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from codequal.api.app import create_app
 from codequal.config import load_settings
-from codequal.storage.spans import SpanStore
+from codequal.retry import Backoff
+from codequal.runtime.wiring import setup_telemetry
 from codequal.telemetry.metrics import SINK_FAILED, SINK_RETRIED, SINK_SENT
-from codequal.telemetry.setup import setup_telemetry
 from codequal.telemetry.sinks.otlp_traces import SINK_NAME, OtlpSpanSink, SpanDelivery
-from codequal.telemetry.sinks.spool import Backoff
+from codequal.telemetry.stores.spans import SpanStore
 
 from ..conftest import TEST_JWT_SECRET
+from ..helpers import LoopbackReceiver, eventually
 from .test_ingest_server import INGEST
-from .test_sink_delivery import free_port, wait_until
+from .test_sink_delivery import free_port
 from .test_sink_health import closed_port
 from .test_sink_otlp_codequal import serve_on
 
 FAST = Backoff(base=0.01, cap=0.1)
 
 
-class Collector:
+class Collector(LoopbackReceiver):
     """An OTLP/HTTP trace receiver: arrivals as (trace+span id hex, name), a script of answers."""
 
+    content_type = "application/x-protobuf"
+
     def __init__(self, port: int) -> None:
-        self.port = port
+        super().__init__(port)
         self.script: deque[str] = deque()
         self.arrivals: list[tuple[str, str]] = []
         self.resources: list[dict[str, str]] = []
         self.headers: list[dict[str, str]] = []
-        self._server: ThreadingHTTPServer | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                status, reply = collector.handle(self.path, dict(self.headers.items()), body)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-protobuf")
-                if status == 503:
-                    self.send_header("Retry-After", "0")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def handle(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+    def handle(
+        self, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes, dict[str, str]]:
         assert path == "/v1/traces"
         assert headers["Content-Type"] == "application/x-protobuf"
         assert headers["Content-Encoding"] == "gzip"
         mode = self.script.popleft() if self.script else "ok"
         if mode in ("503", "400"):
-            return int(mode), b""
+            return int(mode), b"", {"Retry-After": "0"} if mode == "503" else {}
         request = ExportTraceServiceRequest.FromString(gzip.decompress(body))
         self.headers.append(headers)
         response = ExportTraceServiceResponse()
@@ -104,7 +74,7 @@ class Collector:
                 for span in scope_spans.spans:
                     self.resources.append(attrs)
                     self.arrivals.append(((span.trace_id + span.span_id).hex(), span.name))
-        return 200, response.SerializeToString()
+        return 200, response.SerializeToString(), {}
 
     def names(self) -> list[str]:
         """Span names in first-arrival order (a retried span counts once)."""
@@ -158,8 +128,8 @@ def test_10000_spans_ended_while_the_collector_is_down_arrive_in_order_without_s
     provider, delivery = provider_for(sink)
     try:
         ids, down = emit(provider, 10_000)
-        assert wait_until(lambda: sink.spool.depth() == 10_000, timeout=10)
-        assert wait_until(lambda: sink.health() == "degraded", timeout=10)
+        eventually(lambda: sink.spool.depth() == 10_000, 10)
+        eventually(lambda: sink.health() == "degraded", 10)
         collector.start()
         assert delivery.force_flush(60_000)
         more, up = emit(provider, 2_000, start=10_000)
@@ -189,7 +159,7 @@ def test_503_is_retried_while_400_and_partial_success_are_counted_failed(
     sink = OtlpSpanSink(collector.url, tmp_path, backoff=FAST, batch_size=10, start=False)
     provider, delivery = provider_for(sink)
     emit(provider, 30)
-    assert wait_until(lambda: sink.spool.depth() == 30, timeout=10)
+    eventually(lambda: sink.spool.depth() == 30, 10)
     sink.start()
     try:
         assert delivery.force_flush(30_000)
@@ -238,7 +208,7 @@ def test_spans_emitted_while_the_receiving_codequal_is_down_land_in_its_trace_st
                     pass
         trace_id = f"{root.get_span_context().trace_id:032x}"
         [sink] = telemetry.tracing.sinks
-        assert wait_until(lambda: sink.spool.depth() == 501, timeout=10)
+        eventually(lambda: sink.spool.depth() == 501, 10)
         with serve_on(port, tmp_path / "receiver", database_url) as receiver:
             assert telemetry.tracing.flush(60.0)
             stored = SpanStore(receiver.state.db).trace(trace_id)
@@ -271,7 +241,7 @@ def test_down_span_and_sentry_destinations_show_as_degraded_sinks_in_health(
             sinks = client.get("/health").json().get("sinks", {})
             return all(sinks.get(name) == status for name, status in wanted.items())
 
-        assert wait_until(degraded, timeout=20)
+        eventually(degraded, 20)
         response = client.get("/health")
         assert response.status_code == 200
         assert response.json()["status"] == "degraded"

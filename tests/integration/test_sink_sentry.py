@@ -9,90 +9,63 @@ from __future__ import annotations
 
 import gzip
 import json
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from statistics import median
 from typing import Any
 
 import pytest
 
+from codequal.retry import Backoff
+from codequal.security.key_store import KeyStore
 from codequal.storage.db import open_database
-from codequal.storage.errors import ErrorStore
-from codequal.storage.keys import KeyStore
-from codequal.telemetry._sentry import SentryForwarder
 from codequal.telemetry.errors import ErrorTracker
 from codequal.telemetry.fingerprint import IN_APP_PACKAGES
 from codequal.telemetry.metrics import SINK_FAILED, SINK_RETRIED
 from codequal.telemetry.sinks.sentry import SINK_NAME, rate_limit
-from codequal.telemetry.sinks.spool import Backoff
+from codequal.telemetry.sinks.sentry_forwarder import SentryForwarder
+from codequal.telemetry.stores.errors import ErrorStore
 
-from .test_sink_delivery import free_port, wait_until
+from ..helpers import LoopbackReceiver, eventually
+from .test_sink_delivery import free_port
 from .test_sink_otlp_codequal import serve_on
 
 FAST = Backoff(base=0.01, cap=30.0)  # quick retries, yet a rate limit's seconds are honoured
 
 
-class FakeSentry:
+class FakeSentry(LoopbackReceiver):
     """A Sentry envelope endpoint: arrivals as (event id, message, envelope header, time)."""
 
     def __init__(self, port: int) -> None:
-        self.port = port
+        super().__init__(port)
         self.script: deque[str] = deque()
         self.arrivals: list[tuple[str, str, dict[str, Any], float]] = []
         self.answers: list[tuple[str, float]] = []
         self.requests: list[tuple[str, dict[str, str]]] = []
-        self._server: ThreadingHTTPServer | None = None
 
     def dsn(self, project: int = 42) -> str:
         return f"http://pubkey@127.0.0.1:{self.port}/{project}"
 
-    def start(self) -> None:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                status, extra = fake.handle(self.path, dict(self.headers.items()), body)
-                self.send_response(status)
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def handle(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str]]:
+    def handle(
+        self, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes, dict[str, str]]:
         mode = self.script.popleft() if self.script else "ok"
         self.answers.append((mode, time.monotonic()))
         self.requests.append((path, headers))
         if mode == "429":
-            return 429, {"X-Sentry-Rate-Limits": "1:error;transaction:key, 99:monitor:org"}
+            return 429, b"{}", {"X-Sentry-Rate-Limits": "1:error;transaction:key, 99:monitor:org"}
         if mode in ("400", "503"):
-            return int(mode), {}
+            return int(mode), b"{}", {}
         lines = gzip.decompress(body).split(b"\n")
         header = json.loads(lines[0])
         items = dict(zip(lines[1::2], lines[2::2], strict=False))
         [payload] = [json.loads(p) for h, p in items.items() if json.loads(h)["type"] == "event"]
         message = payload.get("message") or payload["exception"]["values"][-1]["value"]
         self.arrivals.append((payload["event_id"], message, header, time.time()))
-        return 200, {}
+        return 200, b"{}", {}
 
     def messages(self) -> list[str]:
         seen: dict[str, str] = {}
@@ -148,8 +121,8 @@ def test_events_captured_while_sentry_is_down_arrive_in_order_with_their_ids(
     tracker, forwarder = tracker_for(sentry.dsn(), tmp_path)
     try:
         ids, down = capture(tracker, 1_000)
-        assert wait_until(lambda: forwarder.sink.spool.depth() == 1_000, timeout=30)
-        assert wait_until(lambda: forwarder.sink.health() == "degraded", timeout=10)
+        eventually(lambda: forwarder.sink.spool.depth() == 1_000, 30)
+        eventually(lambda: forwarder.sink.health() == "degraded", 10)
         started = time.time()
         sentry.start()
         assert tracker.flush(60)
@@ -244,7 +217,7 @@ def test_events_captured_while_the_receiving_codequal_is_down_are_grouped_there(
     tracker, forwarder = tracker_for(f"http://{key}@127.0.0.1:{port}/7", tmp_path / "emitter")
     try:
         ids, _ = capture(tracker, 200)
-        assert wait_until(lambda: forwarder.sink.spool.depth() == 200, timeout=30)
+        eventually(lambda: forwarder.sink.spool.depth() == 200, 30)
         with serve_on(port, tmp_path / "receiver", database_url) as receiver:
             assert tracker.flush(60)
             store = ErrorStore(receiver.state.db)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from codequal.api.analytics import compute_slo
+from codequal.analytics.reports import compute_slo
 from codequal.api.app import create_app
 from codequal.config import load_settings
 from codequal.telemetry.metrics import ANALYSIS_FAILED, ANALYSIS_STARTED

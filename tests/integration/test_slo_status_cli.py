@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 from click.testing import CliRunner
 
-from codequal.api.analytics import compute_slo
+from codequal.analytics.reports import compute_slo
 from codequal.cli import main
 from codequal.cli.slo_cmd import slo_status
 from codequal.storage import open_database

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from codequal.storage import Database
-from codequal.storage.spans import SpanRecord, SpanStore
+from codequal.telemetry.stores.spans import SpanRecord, SpanStore
 from codequal.telemetry.tracing import setup_tracing
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"

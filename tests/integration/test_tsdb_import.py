@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from codequal.cli.tsdb_cmd import tsdb
 from codequal.storage.db import Database
-from codequal.storage.tsdb_models import tsdb_chunks, tsdb_series
+from codequal.storage.schema import tsdb_chunks, tsdb_series
 from codequal.tsdb import openmetrics_import
 from codequal.tsdb.openmetrics import Problem, Sample
 from codequal.tsdb.promql import Matcher, MatchOp

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from codequal.storage.db import Database
-from codequal.storage.tsdb_models import tsdb_chunks
+from codequal.storage.schema import tsdb_chunks
 from codequal.telemetry.metrics import HTTP_DURATION, HTTP_REQUESTS, REGISTRY
 from codequal.tsdb.promql import Engine, Labels, Matcher, MatchOp, Vector, is_stale
 from codequal.tsdb.scrape import Scraper

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from codequal.storage.db import Database
-from codequal.storage.tsdb_models import tsdb_chunks, tsdb_series
+from codequal.storage.schema import tsdb_chunks, tsdb_series
 from codequal.tsdb.promql import STALE_NAN, Engine, Labels, Matcher, MatchOp, Vector, is_stale
 from codequal.tsdb.store import SampleStore, store_for
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,7 +17,6 @@ from codequal.analysis.deepwiki import (
     plan_cleanup,
     profile_tree,
     size_class,
-    touch,
 )
 
 HOUR = 3600.0
@@ -80,7 +80,7 @@ def test_sweep_applies_the_tier_and_records_bytes_freed(tmp_path: Path) -> None:
     for entry, age in ((old, 3 * HOUR), (young, 10 * 60)):
         entry.mkdir(parents=True)
         (entry / "blob").write_bytes(b"x" * 1000)
-        touch(entry, now - age)
+        os.utime(entry, (now - age, now - age))
     wiki = DeepWiki(
         workspace, None, clock=lambda: now, disk_usage=lambda _p: DiskUsage(100, 80, 20)
     )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from codequal.ingest.batching import GroupCommit
+
+from ..helpers import eventually
 
 T = TypeVar("T")
 
@@ -40,9 +41,8 @@ class Recorder:
 
 
 def wait_until_queued(group: GroupCommit[str], n: int) -> None:
-    deadline = time.monotonic() + 10
-    while len(group._queue) < n:  # the followers have queued their items
-        assert time.monotonic() < deadline, "the submitting threads did not queue"
+    # the followers have queued their items
+    eventually(lambda: len(group._queue) >= n, 10, "the submitting threads queueing", every=0.001)
 
 
 def test_a_lone_request_is_written_at_once() -> None:

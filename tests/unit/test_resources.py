@@ -12,13 +12,13 @@ from collections.abc import Iterator
 import pytest
 
 from codequal.storage import Database
-from codequal.storage.work import WorkStore
 from codequal.telemetry.metrics import REGISTRY
 from codequal.telemetry.resources import (
     SAMPLER_THREAD_NAME,
     ResourceMonitor,
     ResourceUsage,
 )
+from codequal.telemetry.stores.work import WorkStore
 from codequal.telemetry.tracing import setup_tracing
 
 MiB = 1024 * 1024

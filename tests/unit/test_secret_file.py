@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from codequal.config import ConfigError
+from codequal.exceptions import ConfigError
 from codequal.security import SECRET_FILE, load_or_create_secret
 
 

@@ -11,6 +11,7 @@ import pytest
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 
+from codequal.exceptions import DeliveryError
 from codequal.ingest.otlp import any_value, attributes, decode_logs
 from codequal.telemetry.logging import ErrorInfo, LogEntry
 from codequal.telemetry.sinks.otlp import (
@@ -21,7 +22,7 @@ from codequal.telemetry.sinks.otlp import (
     outcome,
     retry_after,
 )
-from codequal.telemetry.sinks.spool import Record, TransportError, entry_ns
+from codequal.telemetry.sinks.spool import Record, entry_ns
 
 TRACE = "5b8efff798038103d269b633813fc60c"
 SPAN = "eee19b7ec3c1b174"
@@ -200,7 +201,7 @@ def test_partial_success_counts_the_rejected_records_and_retries_none() -> None:
 
 @pytest.mark.parametrize("status", [429, 502, 503, 504])
 def test_throttling_and_gateway_answers_are_retried_after_retry_after(status: int) -> None:
-    with pytest.raises(TransportError) as caught:
+    with pytest.raises(DeliveryError) as caught:
         outcome(answer(status, b"busy", **{"Retry-After": "7"}), sent=1, now=0.0)
     assert not caught.value.permanent
     assert caught.value.retry_after == 7.0
@@ -208,7 +209,7 @@ def test_throttling_and_gateway_answers_are_retried_after_retry_after(status: in
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 500, 501])
 def test_other_4xx_and_5xx_are_not_retried_as_the_otlp_spec_says(status: int) -> None:
-    with pytest.raises(TransportError, match=f"HTTP {status}") as caught:
+    with pytest.raises(DeliveryError, match=f"HTTP {status}") as caught:
         outcome(answer(status, b"no"), sent=1, now=0.0)
     assert caught.value.permanent
 
@@ -218,7 +219,7 @@ def test_an_error_status_message_is_read_from_the_protobuf_body() -> None:
 
     status_pb2: Any = importlib.import_module("google.rpc.status_pb2")
     body = status_pb2.Status(code=3, message="the body is not valid").SerializeToString()
-    with pytest.raises(TransportError, match="the body is not valid"):
+    with pytest.raises(DeliveryError, match="the body is not valid"):
         outcome(answer(400, body, **{"Content-Type": "application/x-protobuf"}), 1, 0.0)
 
 

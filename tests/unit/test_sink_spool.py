@@ -13,10 +13,10 @@ from codequal.telemetry.sinks.spool import (
     SINK_DROPPED,
     Backoff,
     DeliveringSink,
+    DeliveryError,
     Record,
     SendResult,
     Spool,
-    TransportError,
 )
 
 
@@ -34,7 +34,7 @@ class ScriptedSink(DeliveringSink):
         self.after_script: object = "ok"
         self.on_send: Callable[[list[Record]], object] = lambda _records: None
         super().__init__(
-            "scripted", data_dir, start=False, sleep=self.delays.append, rand=lambda: 1.0, **kw
+            "scripted", data_dir, start=False, sleep=self.delays.append, rand=lambda: 0.0, **kw
         )
 
     def _send(self, records: list[Record]) -> SendResult:
@@ -107,14 +107,15 @@ def test_spool_compacts_delivered_bytes_without_losing_the_rest(tmp_path: Path) 
 
 def test_backoff_is_exponential_jittered_capped_and_honours_retry_after() -> None:
     backoff = Backoff(base=0.5, cap=8.0)
-    assert [backoff.delay(a, 1.0) for a in range(6)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
-    assert backoff.delay(3, 0.25) == 1.0
-    assert backoff.delay(0, 0.0, retry_after=3.0) == 3.0
-    assert backoff.delay(0, 0.0, retry_after=100.0) == 8.0
+    # rand is the share of the delay jittered away: 0 keeps all of it (full jitter by default)
+    assert [backoff.delay(failures, 0.0) for failures in range(1, 7)] == [0.5, 1, 2, 4, 8, 8]
+    assert backoff.delay(4, 0.75) == 1.0
+    assert backoff.delay(1, 1.0, retry_after=3.0) == 3.0
+    assert backoff.delay(1, 1.0, retry_after=100.0) == 8.0
 
 
 def test_retryable_failures_back_off_then_deliver_in_order(tmp_path: Path) -> None:
-    down = TransportError("down")
+    down = DeliveryError("down")
     sink = ScriptedSink(tmp_path, [down, down, down], backoff=Backoff(0.5, 30.0))
     sink.write([entry(i) for i in range(10)])
     assert sink.health() == "ok"
@@ -126,14 +127,14 @@ def test_retryable_failures_back_off_then_deliver_in_order(tmp_path: Path) -> No
 
 
 def test_retry_after_from_the_destination_sets_the_floor(tmp_path: Path) -> None:
-    sink = ScriptedSink(tmp_path, [TransportError("429", retry_after=7.0)])
+    sink = ScriptedSink(tmp_path, [DeliveryError("429", retry_after=7.0)])
     sink.write([entry(0)])
     drain(sink)
     assert sink.delays == [7.0]
 
 
 def test_permanent_failure_drops_the_batch_and_moves_on(tmp_path: Path) -> None:
-    sink = ScriptedSink(tmp_path, [TransportError("400", permanent=True)], batch_size=5)
+    sink = ScriptedSink(tmp_path, [DeliveryError("400", permanent=True)], batch_size=5)
     sink.write([entry(i) for i in range(8)])
     drain(sink)
     assert [r.entry["action"] for r in sink.received] == [f"action {i}" for i in range(5, 8)]
@@ -168,7 +169,7 @@ def test_a_sender_bug_is_retried_not_fatal(tmp_path: Path) -> None:
 
 
 def test_health_is_degraded_while_the_destination_fails(tmp_path: Path) -> None:
-    sink = ScriptedSink(tmp_path, [TransportError("down")] * 3)
+    sink = ScriptedSink(tmp_path, [DeliveryError("down")] * 3)
     states: list[str] = []
     sink._sleep = lambda _d: states.append(sink.health())
     sink.write([entry(0)])
@@ -179,7 +180,7 @@ def test_health_is_degraded_while_the_destination_fails(tmp_path: Path) -> None:
 
 def test_close_leaves_undelivered_entries_for_the_next_start(tmp_path: Path) -> None:
     sink = ScriptedSink(tmp_path)
-    sink.after_script = TransportError("down for good")
+    sink.after_script = DeliveryError("down for good")
     sink.write([entry(i) for i in range(4)])
     sink.start()
     assert sink.shutdown(timeout=0.0) is False
@@ -210,7 +211,7 @@ def test_batches_never_exceed_batch_size(tmp_path: Path, count: int) -> None:
 
 def test_close_of_the_sink_protocol_uses_the_close_timeout(tmp_path: Path) -> None:
     sink = ScriptedSink(tmp_path, close_timeout=0.0)
-    sink.after_script = TransportError("down for good")
+    sink.after_script = DeliveryError("down for good")
     sink.write([entry(0)])
     sink.start()
     sink.close()

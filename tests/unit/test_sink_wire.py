@@ -5,10 +5,11 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from codequal.exceptions import DeliveryError
 from codequal.telemetry.logging import LogEntry
 from codequal.telemetry.sinks.elasticsearch import bulk_body, bulk_outcome, index_name
 from codequal.telemetry.sinks.loki import push_payload, validate_labels
-from codequal.telemetry.sinks.spool import Record, TransportError, entry_ns
+from codequal.telemetry.sinks.spool import Record, entry_ns
 
 
 def record(seq: int, level: str = "info", service: str = "api", ns: int = 0) -> Record:
@@ -85,5 +86,5 @@ def test_bulk_outcome_without_errors_is_all_delivered() -> None:
 
 
 def test_bulk_outcome_with_a_wrong_item_count_retries_the_batch() -> None:
-    with pytest.raises(TransportError):
+    with pytest.raises(DeliveryError):
         bulk_outcome([record(0)], {"errors": True, "items": []})

@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from codequal.cli.token_cmd import parse_ttl, token
-from codequal.config import ConfigError, Settings, load_settings
+from codequal.config import Settings, load_settings
+from codequal.exceptions import ConfigError
 from codequal.security import (
     ALL_SCOPES,
     AuthError,

@@ -21,13 +21,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from codequal.storage import open_database
-from codequal.storage.spans import SpanRecord, SpanStore
+from codequal.telemetry.context import current_span_id, current_trace_id
 from codequal.telemetry.metrics import REGISTRY
+from codequal.telemetry.stores.spans import SpanRecord, SpanStore
 from codequal.telemetry.tracing import (
     StoreSpanExporter,
     Tracing,
-    current_span_id,
-    current_trace_id,
     extract_context,
     inject,
     setup_tracing,

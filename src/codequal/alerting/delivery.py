@@ -12,27 +12,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from codequal.alerting.channels.base import Channel, ChannelError, Notification
+from codequal.alerting.channels.base import Channel, Notification
 from codequal.alerting.routing import GroupState
-from codequal.storage.alerting_store import AlertingStore
+from codequal.alerting.store import AlertingStore
+from codequal.exceptions import DeliveryError
+from codequal.retry import Backoff
 from codequal.vocabulary import iso_timestamp
 
 GroupId = tuple[str, str]  # (group key, channel)
 AttemptStatus = Literal["sent", "failed", "retrying"]
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 5
-    base_delay: float = 2.0  # seconds before the second attempt
-    max_delay: float = 120.0
-    jitter: float = 0.5  # up to this fraction of each delay is randomised away
-
-    def delay(self, attempt: int, rand: float) -> float:
-        """Seconds to wait after failed attempt number ``attempt``; ``rand`` in [0, 1)."""
-        raw = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
-        # Jitter spreads the retries of many groups that failed together (one outage).
-        return float(raw * (1.0 - self.jitter * rand))
+# Notifications give up after five tries over about half a minute; a spooled sink never does.
+NOTIFY_RETRY = Backoff(base=2.0, cap=120.0, jitter=0.5, max_attempts=5)
 
 
 @dataclass
@@ -113,7 +105,7 @@ class Courier:
         self,
         store: AlertingStore,
         channels: Mapping[str, Channel],
-        retry: RetryPolicy,
+        retry: Backoff,
         rand: Callable[[], float],
         log: Any,
     ) -> None:
@@ -161,14 +153,14 @@ class Courier:
         error, permanent = "", False
         try:
             self._channels[d.channel].notify(d.notification)
-        except ChannelError as exc:
+        except DeliveryError as exc:
             error, permanent = exc.message, exc.permanent
         except Exception as exc:  # noqa: BLE001 - a broken channel must not stop the others
             error = f"{type(exc).__name__}: {exc}"
         status: AttemptStatus
         if not error:
             status = "sent"
-        elif permanent or d.attempts >= self._retry.max_attempts:
+        elif permanent or self._retry.exhausted(d.attempts):
             status = "failed"
             self._log.warning(
                 "notification failed", channel=d.channel, error=error, attempts=d.attempts

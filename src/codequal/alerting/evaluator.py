@@ -29,6 +29,7 @@ from codequal.alerting.model import Alert, Transition
 from codequal.alerting.rules import AlertingRule, RecordingRule, RuleGroup, rule_key
 from codequal.alerting.state import ActiveAlert, EvaluationState, GroupState
 from codequal.alerting.templates import QuerySample, TemplateData, render
+from codequal.exceptions import CodeQualError
 from codequal.tsdb.promql import (
     STALE_NAN,
     Engine,
@@ -169,7 +170,7 @@ def _retire(
     return transitions, stale
 
 
-class _RuleError(Exception):
+class _RuleError(CodeQualError):
     pass
 
 

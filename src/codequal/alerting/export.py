@@ -37,6 +37,7 @@ from codequal.alerting.rules import (
     groups_to_document,
     load_rule_file,
 )
+from codequal.exceptions import InvalidInput
 from codequal.tsdb.promql import PromQLError, parse_duration_ms
 
 # The settings the receivers are built from, by their environment names.
@@ -70,7 +71,7 @@ _PAGERDUTY_SEVERITY = (
 )
 
 
-class ExportError(Exception):
+class ExportError(InvalidInput):
     """The export cannot be written as asked; the message says what to change."""
 
 

@@ -21,10 +21,10 @@ from typing import Any
 
 from codequal.alerting.channels.base import Channel, Notification, NotificationStatus
 from codequal.alerting.delivery import (
+    NOTIFY_RETRY,
     Courier,
     Delivery,
     GroupId,
-    RetryPolicy,
     guarded,
     notification_row,
 )
@@ -47,7 +47,8 @@ from codequal.alerting.routing import (
     route,
     silenced_by,
 )
-from codequal.storage.alerting_store import AlertingStore
+from codequal.alerting.store import AlertingStore
+from codequal.retry import Backoff
 from codequal.telemetry.logging import LogEntry
 from codequal.telemetry.setup import get_logger
 
@@ -55,7 +56,7 @@ from codequal.telemetry.setup import get_logger
 @dataclass(frozen=True)
 class NotifierConfig:
     timing: Timing = field(default_factory=Timing)
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: Backoff = NOTIFY_RETRY
     routes: tuple[Route, ...] = DEFAULT_ROUTES
     inhibit_rules: tuple[InhibitRule, ...] = DEFAULT_INHIBIT_RULES
     forward_to: tuple[str, ...] = ("alertmanager",)  # get every alert; they route themselves

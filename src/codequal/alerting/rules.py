@@ -22,6 +22,7 @@ from typing import Any, TypeAlias
 import yaml
 
 from codequal.alerting.templates import TemplateError, check_template
+from codequal.exceptions import InvalidInput
 from codequal.tsdb.promql import PromQLError, parse_duration_ms
 from codequal.tsdb.promql.ast_adapter import parse as parse_promql
 from codequal.tsdb.promql.ast_adapter import value_type
@@ -35,7 +36,7 @@ _RULE_FIELDS = frozenset(
 DEFAULT_RULES_DIR = "default_rules"  # package data next to this module
 
 
-class RuleFileError(Exception):
+class RuleFileError(InvalidInput):
     """A rule file that cannot be used; ``problems`` lists every reason, one per line."""
 
     def __init__(self, source: str, problems: list[str]) -> None:

@@ -1,58 +1,23 @@
-"""Wires metric history, rule evaluation and notifications for the server.
+"""Metric history, rule evaluation and notifications, run together for the server.
 
-Built in ``create_app`` (so bad channel or rule configuration stops ``codequal serve`` before it
-binds) and started with the other background workers.
+Built by :func:`codequal.runtime.wiring.build_alerting` (so bad channel or rule configuration
+stops ``codequal serve`` before it binds) and started with the other background workers.
 """
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-from codequal.alerting.channels import build_channels
-from codequal.alerting.cost_rules import cost_rules_for
-from codequal.alerting.evaluator import EvaluationResult
-from codequal.alerting.notifier import Notifier, NotifierConfig
-from codequal.alerting.routing import Timing
-from codequal.alerting.rules import (
-    RuleFileError,
-    RuleGroup,
-    default_rule_files,
-    expand_rule_paths,
-    load_rule_files,
-    parse_rule_file,
-)
+from codequal.alerting.notifier import Notifier
 from codequal.alerting.scheduler import RuleScheduler
-from codequal.analytics.slo import dump_rules, load_spec
-from codequal.config import ConfigError, Settings
-from codequal.storage.alerting_store import AlertingStore
 from codequal.storage.db import Database
 from codequal.storage.kv import KeyValueStore
-from codequal.storage.logs import LogStore
-from codequal.telemetry.metrics import REGISTRY
 from codequal.telemetry.setup import Telemetry
-from codequal.tsdb.scrape import Collectable
-from codequal.tsdb.service import DAY_SECONDS, MetricHistory, query_limits
+from codequal.telemetry.stores.logs import LogStore
+from codequal.tsdb.service import MetricHistory
 
 BLIND_AFTER = 2  # failed evaluation rounds in a row before the critical "cannot evaluate" entry
-
-
-def external_url(settings: Settings) -> str:
-    return settings.external_url or f"http://{settings.host}:{settings.port}"
-
-
-def rule_groups(settings: Settings) -> list[RuleGroup]:
-    """The shipped rules, the shipped SLOs' generated rules, the cost alerts generated from
-    CODEQUAL_DAILY_BUDGET / CODEQUAL_ANALYSIS_COST_ALERT, and CODEQUAL_RULE_FILES."""
-    extra = [p.strip() for p in (settings.rule_files or "").split(",") if p.strip()]
-    try:
-        files = default_rule_files() + (expand_rule_paths(extra) if extra else [])
-        groups = load_rule_files(files)
-        groups += parse_rule_file(dump_rules(load_spec()), "<shipped SLOs>")
-    except (RuleFileError, ValueError) as exc:
-        raise ConfigError(f"CODEQUAL_RULE_FILES: {exc}") from None
-    return groups + cost_rules_for(settings)
 
 
 @dataclass
@@ -61,43 +26,6 @@ class AlertingService:
     notifier: Notifier
     scheduler: RuleScheduler
     critical_logs: CriticalLogFeed = field(repr=False)
-
-    @classmethod
-    def build(cls, settings: Settings, db: Database) -> AlertingService:
-        """Construct (no threads, no I/O but reading rule files); raises ConfigError."""
-        history = MetricHistory(
-            db,
-            cast(Collectable, REGISTRY),  # prometheus_client's registry is a collector
-            # The machine's name, not the bind address: every replica binds 0.0.0.0.
-            instance=settings.instance or f"{socket.gethostname()}:{settings.port}",
-            scrape_interval=settings.scrape_interval,
-            flush_interval=settings.tsdb_flush_interval,
-            retention=settings.tsdb_retention_days * DAY_SECONDS,
-        )
-        notifier = Notifier(
-            AlertingStore(db),
-            build_channels(settings),
-            NotifierConfig(
-                timing=Timing(*settings.alert_timing), external_url=external_url(settings)
-            ),
-        )
-
-        def deliver(result: EvaluationResult) -> None:
-            notifier.submit(result.transitions, current=result.state.alerts())
-
-        scheduler = RuleScheduler(
-            rule_groups(settings),
-            history.store,
-            KeyValueStore(db),
-            interval=settings.rule_interval,
-            on_result=deliver,
-            on_error=lambda _exc: None,
-            external_url=external_url(settings),
-            limits=query_limits(settings),
-        )
-        service = cls(history, notifier, scheduler, CriticalLogFeed(db, notifier))
-        notifier.sources.append(service.critical_logs.pull)
-        return service
 
     def attach(self, telemetry: Telemetry) -> None:
         """Critical log lines page through the same notifier; scheduler errors are captured."""
@@ -121,8 +49,8 @@ class AlertingService:
         self.scheduler.on_error = on_error
 
     def set_active(self, leading: bool) -> None:
-        """Leadership (:mod:`codequal.cluster`): every replica scrapes its own metrics; only
-        the leader evaluates rules, notifies and deletes expired history."""
+        """Leadership (:mod:`codequal.runtime.leadership`): every replica scrapes its own
+        metrics; only the leader evaluates rules, notifies and deletes expired history."""
         self.scheduler.set_active(leading)
         self.notifier.set_active(leading)
         self.history.retention.active = leading

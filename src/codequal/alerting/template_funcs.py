@@ -24,15 +24,16 @@ from codequal.alerting.gofmt import (
     sprintf,
     type_name,
 )
+from codequal.exceptions import InvalidInput
 from codequal.tsdb.promql import PromQLError, parse_duration_ms
 from codequal.tsdb.promql.gomath import parse_float
 
 
-class FuncError(Exception):
+class FuncError(InvalidInput):
     """A function failed; text/template reports it as ``error calling NAME: ...``."""
 
 
-class ArgError(Exception):
+class ArgError(InvalidInput):
     """Arguments of the wrong number or type (reported without ``error calling``)."""
 
 

@@ -11,8 +11,10 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from codequal.exceptions import InvalidInput
 
-class TemplateError(Exception):
+
+class TemplateError(InvalidInput):
     """A template that does not parse or execute; the message is Prometheus's."""
 
 

@@ -26,6 +26,7 @@ from codequal.alerting.gofmt import format_float
 from codequal.alerting.rules import RuleFileError, RuleGroup, load_rule_file, rule_key
 from codequal.alerting.rules import format_duration as _format_duration
 from codequal.alerting.state import EvaluationState
+from codequal.exceptions import InvalidInput
 from codequal.tsdb.promql import (
     Engine,
     InMemorySource,
@@ -60,7 +61,7 @@ _HEX_LOOKALIKE = re.compile(r"(^|\s)[+]?0[xX](\d+)(?=\s|$)")
 _YAML_SPECIAL_FLOATS = {".inf": math.inf, "+.inf": math.inf, "-.inf": -math.inf, ".nan": math.nan}
 
 
-class TestFileError(Exception):
+class TestFileError(InvalidInput):
     """A test file that cannot be run (unreadable, not YAML, unknown fields)."""
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from codequal.analysis.deepwiki import DeepWiki
+from codequal.analysis.store import AnalysisStore
 from codequal.storage.db import Database
-from codequal.storage.models import analyses
 from codequal.telemetry.metrics import DEEPWIKI_AVAILABILITY, REGISTRY
 
 
@@ -102,12 +101,7 @@ def _workspace_families(size: float, active: float) -> Iterator[GaugeMetricFamil
 
 
 def _analyses_by_status(db: Database) -> GaugeMetricFamily:
-    with db.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(analyses.c.status, sa.func.count()).group_by(analyses.c.status)
-        )
-        counts = {str(status): int(n) for status, n in rows}
-    return _status_family(counts)
+    return _status_family(AnalysisStore(db).count_by_status())
 
 
 def _status_family(counts: dict[str, int]) -> GaugeMetricFamily:

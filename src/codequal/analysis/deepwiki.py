@@ -7,7 +7,6 @@ the workspace directory and records every cleanup.
 from __future__ import annotations
 
 import errno
-import os
 import shutil
 import subprocess
 import tempfile
@@ -18,11 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import sqlalchemy as sa
-
 from codequal.analysis import repo
-from codequal.storage.db import Database
-from codequal.storage.models import deepwiki_cleanups
+from codequal.analysis.store import CleanupLog
 from codequal.telemetry.metrics import DEEPWIKI_ERRORS, repository_label
 
 # Disk usage above which clones older than the age are removed: (ratio, seconds).
@@ -156,13 +152,13 @@ class DeepWiki:
     def __init__(
         self,
         workspace: Path,
-        db: Database | None,
+        cleanups: CleanupLog | None,
         *,
         clock: Callable[[], float] = time.time,
         disk_usage: Callable[[Path], DiskUsage] | None = None,
     ) -> None:
         self.workspace = workspace
-        self._db = db
+        self._cleanups = cleanups
         self._clock = clock
         self._disk_usage = disk_usage or _disk_usage
         self.worker_alive: Callable[[], bool] = lambda: True
@@ -213,13 +209,8 @@ class DeepWiki:
         return cleanup
 
     def _record(self, cleanup: Cleanup) -> None:
-        if self._db is None:
-            return
-        with self._db.engine.begin() as conn:
-            conn.execute(
-                deepwiki_cleanups.insert(),
-                {"ts": self._clock(), **cleanup.__dict__},
-            )
+        if self._cleanups is not None:
+            self._cleanups.record({"ts": self._clock(), **cleanup.__dict__})
 
     def _count(self, exc: BaseException, source: str) -> None:
         error_type = getattr(exc, "error_type", None) or type(exc).__name__
@@ -260,21 +251,9 @@ class DeepWiki:
 
     def cleanup_counts(self) -> tuple[dict[str, int], float | None]:
         """Cleanups by result and the last cleanup time, from the recorded history."""
-        if self._db is None:
-            return {}, None
-        t = deepwiki_cleanups
-        with self._db.engine.connect() as conn:
-            rows = conn.execute(sa.select(t.c.result, sa.func.count()).group_by(t.c.result))
-            counts = {str(r[0]): int(r[1]) for r in rows}
-            last = conn.execute(sa.select(sa.func.max(t.c.ts))).scalar()
-        return counts, last
+        return self._cleanups.counts() if self._cleanups is not None else ({}, None)
 
 
 def _disk_usage(path: Path) -> DiskUsage:
     usage = shutil.disk_usage(path)  # used: blocks - free blocks; free: blocks for non-root
     return DiskUsage(usage.total, usage.used, usage.free)
-
-
-def touch(path: Path, mtime: float) -> None:
-    """Set a workspace entry's age (tests and the sweep's own bookkeeping)."""
-    os.utime(path, (mtime, mtime))

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 
 from codequal.analysis.orchestrator import Orchestrator
-from codequal.storage.analyses import AnalysisRecord, AnalysisStore
+from codequal.analysis.store import AnalysisRecord, AnalysisStore
 
 
 class WorkerPool:

@@ -20,9 +20,10 @@ from codequal.analysis.agents import AGENTS, MODE_AGENTS, choose_mode
 from codequal.analysis.agents.base import SEVERITIES, AgentError, AgentInput, Finding
 from codequal.analysis.costs import InfraPrices, Measured, PricingTable, cost_breakdown
 from codequal.analysis.deepwiki import DeepWiki, profile_tree
-from codequal.analysis.knowledge import KnowledgeStore, freshness
+from codequal.analysis.knowledge import freshness
 from codequal.analysis.providers import LLMProvider, ProviderError
-from codequal.storage.analyses import MODES, AnalysisRecord, Outcome
+from codequal.analysis.store import MODES, AnalysisRecord, KnowledgeStore, Outcome
+from codequal.exceptions import AnalysisError
 from codequal.telemetry import context
 from codequal.telemetry.metrics import (
     ACTIVE_ANALYSES,
@@ -79,7 +80,7 @@ def initialise_counters(providers: Sequence[str] = ()) -> None:
             ANALYSIS_FAILED.labels(mode=mode, error_type=error_type)
 
 
-class AnalysisFailed(Exception):
+class AnalysisFailed(AnalysisError):
     """An analysis cannot finish; ``error_type`` is the bounded metric label."""
 
     def __init__(self, error_type: str, message: str) -> None:

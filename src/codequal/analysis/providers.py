@@ -10,8 +10,10 @@ from typing import Any, Protocol
 
 import httpx
 
+from codequal.exceptions import AnalysisError
 
-class ProviderError(Exception):
+
+class ProviderError(AnalysisError):
     """The provider could not answer; the message says what went wrong."""
 
     error_type = "llm_provider"

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from codequal.analysis.agents.base import ChangedFile
+from codequal.exceptions import AnalysisError
 
 GIT_TIMEOUT = 300.0
 _STATUS = {
@@ -28,7 +29,7 @@ _STATUS = {
 }
 
 
-class RepositoryError(Exception):
+class RepositoryError(AnalysisError):
     """The repository, a ref or a path cannot be used; the message says why."""
 
     error_type = "repository"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codequal.analysis.costs import PricingTable
-from codequal.stats import percentile
+from codequal.analytics.stats import percentile
 
 DAY = 86_400.0
 MONTH_DAYS = 30.0

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from codequal.stats import percentile
+from codequal.analytics.stats import percentile
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from codequal.exceptions import InvalidInput
+
 WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 # (severity, [(factor, long window, short window), ...])
 BURN_ALERTS = (
@@ -25,7 +27,7 @@ DEFAULT_SPEC = Path(__file__).with_name("default_slos.yml")
 _SECONDS = {"m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 
 
-class SLOSpecError(ValueError):
+class SLOSpecError(InvalidInput):
     """The SLO spec is invalid; the message names the SLO and the field."""
 
 

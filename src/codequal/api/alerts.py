@@ -15,10 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from codequal.alerting.model import Alert
 from codequal.alerting.notifier import Notifier
 from codequal.alerting.routing import Matcher, Silence, check_silence
+from codequal.alerting.store import AlertingStore
 from codequal.api.errors import FastJSONResponse, error_response
-from codequal.api.state import AppState
+from codequal.api.params import Cursor, Text
 from codequal.security.tokens import Principal
-from codequal.storage.alerting_store import AlertingStore
+from codequal.storage.db import Database
 from codequal.vocabulary import iso_timestamp
 
 Guard = Callable[[str], Any]
@@ -47,7 +48,7 @@ class SilenceIn(BaseModel):
 
 
 def alerts_router(
-    state: AppState,
+    db: Database,
     require: Guard,
     notifier: NotifierSource = lambda: None,
     rules: RulesSource | None = None,
@@ -55,7 +56,7 @@ def alerts_router(
 ) -> APIRouter:
     """The alerting routes; ``notifier`` and ``rules`` are read per request (they start later)."""
     router = APIRouter(prefix="/api/monitoring", tags=["alerting"])
-    store = AlertingStore(state.db)
+    store = AlertingStore(db)
     _alert_routes(router, require, store, notifier, rules)
     _silence_routes(router, require, store, clock)
     return router
@@ -74,9 +75,9 @@ def _alert_routes(
     def alerts(
         _: reader,
         history: bool = False,
-        fingerprint: str | None = None,
-        alertname: str | None = None,
-        cursor: int | None = None,
+        fingerprint: Text = None,
+        alertname: Text = None,
+        cursor: Cursor = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Any:
         if history:
@@ -101,9 +102,9 @@ def _alert_routes(
     )
     def notifications(
         _: reader,
-        channel: str | None = None,
+        channel: Text = None,
         status: Literal["sent", "failed", "retrying", "suppressed"] | None = None,
-        cursor: int | None = None,
+        cursor: Cursor = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Any:
         rows = store.notifications(cursor=cursor, limit=limit, channel=channel, status=status)

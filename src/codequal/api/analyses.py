@@ -13,9 +13,11 @@ from starlette.responses import Response
 
 from codequal.analysis.collector import DEEPWIKI_REGISTRY, snapshot
 from codequal.analysis.repo import RepositoryError, normalise_source
+from codequal.analysis.store import AnalysisRequest
 from codequal.api.errors import FastJSONResponse, error_response
-from codequal.api.state import AppState
-from codequal.storage.analyses import AnalysisRequest
+from codequal.api.openapi import PROMETHEUS_TEXT
+from codequal.api.params import MAX_OFFSET
+from codequal.runtime.process import Runtime
 
 Guard = Callable[[str], Any]
 
@@ -26,18 +28,18 @@ class AnalysisIn(BaseModel):
     repository_url: str = Field(alias="repositoryUrl", min_length=1, max_length=1000)
     base: str = Field(min_length=1, max_length=250)
     head: str = Field(min_length=1, max_length=250)
-    pr_number: int | None = Field(default=None, alias="prNumber", ge=1)
+    pr_number: int | None = Field(default=None, alias="prNumber", ge=1, le=2**31 - 1)
     mode: Literal["quick", "comprehensive", "deep", "auto"] = "auto"
 
 
-def analyses_router(state: AppState, require: Guard) -> APIRouter:
+def analyses_router(state: Runtime, require: Guard) -> APIRouter:
     router = APIRouter(prefix="/api/analyses", tags=["analyses"])
     writer = Annotated[Any, Depends(require("analyses:write"))]
     reader = Annotated[Any, Depends(require("monitoring:read"))]
 
     @router.post("", status_code=202, summary="Queue an analysis (scope analyses:write)")
     def submit(body: AnalysisIn, principal: writer) -> Any:
-        service = state.analysis
+        service = state.started.analysis if state.started else None
         if service is None:
             return error_response(503, "not ready", "the analysis workers are starting")
         try:
@@ -57,7 +59,7 @@ def analyses_router(state: AppState, require: Guard) -> APIRouter:
 
     @router.get("/{analysis_id}", summary="Status, timings, findings and cost of one analysis")
     def get(analysis_id: str, _: reader) -> Any:
-        service = state.analysis
+        service = state.started.analysis if state.started else None
         record = service.store.get(analysis_id) if service is not None else None
         if record is None:
             return error_response(404, "analysis not found", analysis_id)
@@ -70,9 +72,9 @@ def analyses_router(state: AppState, require: Guard) -> APIRouter:
         repository: Annotated[str | None, Query(alias="repositoryUrl")] = None,
         mode: Literal["quick", "comprehensive", "deep"] | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> Any:
-        service = state.analysis
+        service = state.started.analysis if state.started else None
         if service is None:
             return error_response(503, "not ready", "the analysis workers are starting")
         rows, total = service.store.list(
@@ -84,7 +86,7 @@ def analyses_router(state: AppState, require: Guard) -> APIRouter:
     return router
 
 
-def deepwiki_router(state: AppState, require: Guard) -> APIRouter:
+def deepwiki_router(state: Runtime, require: Guard) -> APIRouter:
     router = APIRouter(prefix="/api/monitoring/deepwiki", tags=["deepwiki"])
     reader = Annotated[Any, Depends(require("monitoring:read"))]
 
@@ -92,7 +94,11 @@ def deepwiki_router(state: AppState, require: Guard) -> APIRouter:
     def metrics_json(_: reader) -> Any:
         return FastJSONResponse(snapshot())
 
-    @router.get("/metrics-prometheus", summary="DeepWiki metrics in Prometheus text format")
+    @router.get(
+        "/metrics-prometheus",
+        summary="DeepWiki metrics in Prometheus text format",
+        responses=PROMETHEUS_TEXT,  # type: ignore[arg-type]
+    )
     def metrics_text(_: reader) -> Any:
         return Response(generate_latest(DEEPWIKI_REGISTRY), media_type="text/plain; version=0.0.4")
 

@@ -12,16 +12,16 @@ from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
 from codequal.analytics.anomaly import DETECTORS
+from codequal.analytics.anomaly_store import AnomalyStore
+from codequal.analytics.store import parse_period
 from codequal.api.errors import FastJSONResponse, error_response
-from codequal.api.state import AppState
-from codequal.storage.analytics_queries import parse_period
-from codequal.storage.anomaly_models import AnomalyStore
+from codequal.runtime.process import Runtime
 
 STATUSES = ("open", "closed", "adapted")  # analytics.anomaly.base.Status
 MAX_LIMIT = 1000
 
 
-def anomalies_router(state: AppState, require: Callable[[str], Any]) -> APIRouter:
+def anomalies_router(state: Runtime, require: Callable[[str], Any]) -> APIRouter:
     router = APIRouter(prefix="/api/monitoring", tags=["analytics"])
     reader = Annotated[Any, Depends(require("monitoring:read"))]
     store = AnomalyStore(state.db)

@@ -18,9 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.concurrency import run_in_threadpool
 
-from codequal.api.analytics import compute_slo
-from codequal.api.middleware import Shortcut
-from codequal.storage.dashboard import (
+from codequal.analytics.dashboard_store import (
     RANGES,
     DashboardQueries,
     disk_status,
@@ -28,6 +26,8 @@ from codequal.storage.dashboard import (
     series,
     window_summary,
 )
+from codequal.analytics.reports import compute_slo
+from codequal.api.middleware import Shortcut
 from codequal.tsdb.service import query_limits
 from codequal.vocabulary import iso_timestamp
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
     from codequal.api.auth import Authenticator
-    from codequal.api.state import AppState
+    from codequal.runtime.process import Runtime
 
 CACHE_SECONDS = 5.0  # dashboards refresh every 10 s (at least 2 s); a few seconds is fresh
 SLO_CACHE_SECONDS = 30.0  # 30-day SLO figures move slowly; /api/monitoring/slo is never cached
@@ -99,7 +99,7 @@ class Dashboards:
     """Computes, caches and encodes the public and the authenticated dashboard answers."""
 
     def __init__(
-        self, state: AppState, health: Callable[[], dict[str, Any]], ttl: float = CACHE_SECONDS
+        self, state: Runtime, health: Callable[[], dict[str, Any]], ttl: float = CACHE_SECONDS
     ) -> None:
         self._state = state
         self._health = health
@@ -140,10 +140,8 @@ class Dashboards:
         return self._public(range_) | private | {"slos": self._slo()}
 
     def _slo(self) -> list[dict[str, Any]]:
-        alerting = self._state.alerting
-        if alerting is None:
-            return []
-        store, limits = alerting.history.store, query_limits(self._state.settings)
+        store = self._state.alerting.history.store
+        limits = query_limits(self._state.settings)
         found: list[dict[str, Any]] = self._slos.get(
             "slos", lambda: compute_slo(store, time.time(), limits=limits)
         )
@@ -161,7 +159,7 @@ class CachedAnswers:
     failures as usual.
     """
 
-    def __init__(self, dashboards: Dashboards, auth: Authenticator, state: AppState) -> None:
+    def __init__(self, dashboards: Dashboards, auth: Authenticator, state: Runtime) -> None:
         self._dashboards = dashboards
         self._auth = auth
         self._state = state
@@ -202,7 +200,7 @@ def _encode(body: dict[str, Any]) -> bytes:
 
 
 def _public(
-    state: AppState, queries: DashboardQueries, health: Callable[[], dict[str, Any]], range_: str
+    state: Runtime, queries: DashboardQueries, health: Callable[[], dict[str, Any]], range_: str
 ) -> dict[str, Any]:
     """Aggregates only: no repository, user, error text or log line may appear here."""
     now = time.time()
@@ -229,17 +227,17 @@ def _public(
     }
 
 
-def _disk(state: AppState) -> Any:
+def _disk(state: Runtime) -> Any:
     """The workspace volume's usage; None when it cannot be read (the dashboard still loads)."""
-    if state.analysis is None:
+    if state.started is None:
         return None
     try:
-        return state.analysis.deepwiki.disk()
+        return state.started.analysis.deepwiki.disk()
     except OSError:
         return None
 
 
-def _private(state: AppState, queries: DashboardQueries, long_running: float) -> dict[str, Any]:
+def _private(state: Runtime, queries: DashboardQueries, long_running: float) -> dict[str, Any]:
     now = time.time()
     active = [
         {
@@ -266,8 +264,7 @@ def _private(state: AppState, queries: DashboardQueries, long_running: float) ->
         }
         for f in queries.recent_failures()
     ]
-    telemetry = state.telemetry
-    store = telemetry.error_store if telemetry is not None else None
+    store = state.started.telemetry.error_store if state.started is not None else None
     top = store.list_issues(status="unresolved", limit=10, order="count") if store else []
     return {
         "activeAnalysesDetail": active,
@@ -277,10 +274,8 @@ def _private(state: AppState, queries: DashboardQueries, long_running: float) ->
     }
 
 
-def _firing(state: AppState) -> list[dict[str, Any]]:
+def _firing(state: Runtime) -> list[dict[str, Any]]:
     """Firing alerts, most severe first, with the runbook each links to."""
-    if state.alerting is None:
-        return []
     order = {"emergency": 0, "critical": 1, "warning": 2, "ticket": 3, "info": 4}
     alerts = [(a, muted) for a, muted in state.alerting.notifier.active_alerts()
               if a.status == "firing"]  # fmt: skip

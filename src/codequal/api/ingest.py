@@ -12,6 +12,7 @@ nothing. Bad input is always a 4xx naming the problem, never a 5xx.
 
 import hashlib
 import logging
+import math
 import re
 import threading
 import time
@@ -24,10 +25,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from codequal.api.auth import Authenticator
+from codequal.api.auth import Authenticator, failure_subjects
 from codequal.api.errors import FastJSONResponse, error_response
 from codequal.api.middleware import FindShortcut, Shortcut
-from codequal.api.state import AppState
+from codequal.exceptions import AuthError
 from codequal.ingest import IngestError, count_items, loki, otlp, sentry
 from codequal.ingest.batching import GroupCommit
 from codequal.ingest.limits import (
@@ -43,12 +44,14 @@ from codequal.ingest.limits import (
     rate_limited,
     read_body,
 )
-from codequal.security.tokens import SCOPE_INGEST_WRITE, AuthError, Principal
-from codequal.storage.errors import ErrorStore
-from codequal.storage.keys import KeyStore
-from codequal.storage.logs import LogStore
-from codequal.storage.spans import SpanStore
+from codequal.security.failures import FailureLimiter
+from codequal.security.key_store import KeyStore
+from codequal.security.tokens import SCOPE_INGEST_WRITE, Principal
+from codequal.storage.db import Database
 from codequal.telemetry.metrics import AUTH_FAILURES
+from codequal.telemetry.stores.errors import ErrorStore
+from codequal.telemetry.stores.logs import LogStore
+from codequal.telemetry.stores.spans import SpanStore
 
 __all__ = ["DEFAULT_BURST", "DEFAULT_RATE", "ingest_router", "ingest_routes"]
 
@@ -126,18 +129,48 @@ class _DsnKeys:
 class _Ingest:
     """What the routes share: the stores (behind group commits), the rate limiter, DSN keys."""
 
-    def __init__(self, state: AppState, limiter: RateLimiter, clock: Clock) -> None:
-        self.state = state
+    def __init__(
+        self,
+        db: Database,
+        ready: threading.Event,
+        limiter: RateLimiter,
+        failures: FailureLimiter,
+        clock: Clock,
+    ) -> None:
+        self.ready = ready
+        self.failures = failures
         self.limiter = limiter
         self.clock = clock
-        self.logs = GroupCommit(LogStore(state.db).write)
-        self.spans = GroupCommit(SpanStore(state.db).write)
-        self.errors = GroupCommit(ErrorStore(state.db).record)
-        self.dsn_keys = _DsnKeys(KeyStore(state.db), clock)
+        self.logs = GroupCommit(LogStore(db).write)
+        self.spans = GroupCommit(SpanStore(db).write)
+        self.errors = GroupCommit(ErrorStore(db).record)
+        self.dsn_keys = _DsnKeys(KeyStore(db), clock)
+
+    def verify_dsn_key(self, request: Request, token: str) -> _Verified:
+        """A DSN key check that counts failures like the bearer checks: a client (or key id)
+        that keeps guessing gets 429 with Retry-After instead of 401."""
+        try:
+            return self.dsn_keys.verify(token)
+        except IngestError as exc:
+            if exc.status != 401:
+                raise
+            client = request.client.host if request.client is not None else "unknown"
+            subjects = failure_subjects(client, f"Bearer {token}")
+            wait = self.failures.retry_after(subjects, self.clock())
+            self.failures.record(subjects, self.clock())
+            if wait is None:
+                raise
+            AUTH_FAILURES.labels(reason="rate_limited").inc()
+            seconds = str(max(1, math.ceil(wait)))
+            raise IngestError(
+                429,
+                f"too many failed authentications from this client; retry in {seconds} s",
+                {"Retry-After": seconds},
+            ) from None
 
     async def body(self, request: Request, limit: BodyLimit, key: str) -> bytes:
         """The raw body, after the readiness, rate and declared-size checks."""
-        if not self.state.ready.is_set():
+        if not self.ready.is_set():
             raise IngestError(503, "the server is starting", {"Retry-After": "1"})
         wait = self.limiter.acquire(key)
         if wait is not None:
@@ -255,18 +288,20 @@ async def _guarded(
 
 
 def ingest_router(
-    state: AppState,
+    db: Database,
+    ready: threading.Event,
     auth: Authenticator,
     *,
     limiter: RateLimiter | None = None,
     clock: Clock = time.time,
 ) -> APIRouter:
     """The ingest routes; ``limiter`` (per-key rate) and ``clock`` are injectable for tests."""
-    return ingest_routes(state, auth, limiter=limiter, clock=clock)[0]
+    return ingest_routes(db, ready, auth, limiter=limiter, clock=clock)[0]
 
 
 def ingest_routes(
-    state: AppState,
+    db: Database,
+    ready: threading.Event,
     auth: Authenticator,
     *,
     limiter: RateLimiter | None = None,
@@ -279,7 +314,8 @@ def ingest_routes(
     shortcut calls the same handler as the routes, which stay for OpenAPI and for an app
     without the middleware.
     """
-    ingest = _Ingest(state, limiter or RateLimiter(DEFAULT_RATE, DEFAULT_BURST), clock)
+    limiter = limiter or RateLimiter(DEFAULT_RATE, DEFAULT_BURST)
+    ingest = _Ingest(db, ready, limiter, auth.failures, clock)
     router = APIRouter(tags=["ingest"])
     writer = Annotated[Principal, Depends(auth.require(SCOPE_INGEST_WRITE))]
     handle = _sentry_routes(router, ingest)
@@ -333,7 +369,7 @@ def _sentry_routes(router: APIRouter, ingest: _Ingest) -> SentryHandler:
             )
             verified = ingest.dsn_keys.cached(token)
             if verified is None:
-                verified = await run_in_threadpool(ingest.dsn_keys.verify, token)
+                verified = await run_in_threadpool(ingest.verify_dsn_key, request, token)
             key_id = ingest.dsn_keys.admit(verified, project_id)
             body = await ingest.body(request, SENTRY_STORE if store else SENTRY_ENVELOPE, key_id)
             encoding = request.headers.get("content-encoding")

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from prometheus_client import Counter, Histogram
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from codequal.api.state import AppState
+    from codequal.runtime.process import Runtime
 
 # Probes and scrapes are polled every few seconds; logging each would drown real traffic.
 QUIET_ROUTES = frozenset({"/health", "/ready", "/live", "/metrics"})
@@ -118,7 +118,7 @@ class _Series:
 
 
 class TelemetryMiddleware:
-    def __init__(self, app: ASGIApp, state: AppState, shortcut: FindShortcut | None = None) -> None:
+    def __init__(self, app: ASGIApp, state: Runtime, shortcut: FindShortcut | None = None) -> None:
         self.app = app
         self.state = state
         self._shortcut = shortcut
@@ -126,10 +126,11 @@ class TelemetryMiddleware:
         self._log: Any = None  # the "api" logger, once telemetry has started
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        telemetry = self.state.telemetry
-        if scope["type"] != "http" or telemetry is None:
+        started = self.state.started
+        if scope["type"] != "http" or started is None:
             await self.app(scope, receive, send)
             return
+        telemetry = started.telemetry
         method = scope["method"]
         if method not in METHODS:
             method = "_OTHER"
@@ -202,9 +203,10 @@ class TelemetryMiddleware:
             await shortcut.app(scope, receive, send_status)
         except Exception as exc:
             status = 500
-            telemetry = self.state.telemetry
-            if telemetry is not None:
-                telemetry.errors.capture_exception(exc, {"path": scope["path"], "method": method})
+            started = self.state.started
+            if started is not None:
+                context = {"path": scope["path"], "method": method}
+                started.telemetry.errors.capture_exception(exc, context)
             raise
         finally:
             self._series.record(method, shortcut.route, status, time.perf_counter() - start)
@@ -248,6 +250,6 @@ class TelemetryMiddleware:
         )
 
     def _logger(self) -> Any:
-        if self._log is None and self.state.telemetry is not None:
-            self._log = self.state.telemetry.logger("api")
+        if self._log is None and self.state.started is not None:
+            self._log = self.state.started.telemetry.logger("api")
         return self._log

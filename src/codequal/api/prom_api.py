@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.exc import SQLAlchemyError
 
 from codequal.api.errors import FastJSONResponse
-from codequal.api.state import AppState
+from codequal.runtime.process import Runtime
 from codequal.telemetry.metrics import QUERIES_REFUSED
 from codequal.tsdb import httpapi
 from codequal.tsdb.httpapi import APIError, Params, first, success
@@ -201,7 +201,7 @@ async def _lookup(request: Request, need_match: bool, fetch: Callable[..., Any])
         return APIError("internal", "the metric store is not available")
 
 
-def prom_router(state: AppState, require: Guard) -> APIRouter:
+def prom_router(state: Runtime, require: Guard) -> APIRouter:
     """``/api/v1/...`` on the process's store for ``state.db`` (scope ``monitoring:read``)."""
     settings = state.settings
     api = _PromAPI(store_for(state.db), query_limits(settings), settings.query_max_concurrency)

@@ -34,7 +34,8 @@ from codequal.alerting.rules import (
 )
 from codequal.alerting.unittest import run_test_file
 from codequal.cli.common import EXIT_USAGE, config_options, settings_or_exit
-from codequal.config import ConfigError, Settings
+from codequal.config import Settings
+from codequal.exceptions import ConfigError
 
 EXIT_FAILED = 1
 

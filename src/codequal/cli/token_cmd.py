@@ -14,7 +14,8 @@ import click
 
 from codequal.cli.common import EXIT_USAGE, config_options, settings_or_exit
 from codequal.cli.keys_cmd import scope_option
-from codequal.config import ConfigError, Settings
+from codequal.config import Settings
+from codequal.exceptions import ConfigError
 from codequal.security.keyfiles import is_asymmetric
 from codequal.security.secret import load_or_create_secret
 from codequal.security.tokens import mint_token

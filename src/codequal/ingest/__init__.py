@@ -2,7 +2,8 @@
 
 One module per format (:mod:`.sentry`, :mod:`.otlp`, :mod:`.loki`), each a set of pure functions
 from a request's bytes and headers to :class:`~codequal.telemetry.logging.LogEntry`,
-:class:`~codequal.storage.spans.SpanRecord` and :class:`~codequal.telemetry.errors.ErrorEvent`.
+:class:`~codequal.telemetry.stores.spans.SpanRecord` and
+:class:`~codequal.telemetry.errors.ErrorEvent`.
 Size limits, decompression and the per-key rate limiter are in :mod:`.limits`; the HTTP layer
 (:mod:`codequal.api.ingest`) stores what the decoders return, synchronously, before answering.
 
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from random import getrandbits
 from typing import Any, TypeGuard
 
+from codequal.exceptions import InvalidInput
 from codequal.telemetry.metrics import INGEST_ITEMS
 from codequal.vocabulary import Level
 
@@ -32,7 +34,6 @@ __all__ = [
 
 # Bounded label values: ITEMS{format} is one of these, {type} one of each format's known types.
 FORMATS = ("sentry", "otlp", "loki")
-OUTCOMES = ("accepted", "ignored", "rejected")
 
 ITEMS = INGEST_ITEMS  # declared in the catalogue with every other metric
 
@@ -42,7 +43,7 @@ MAX_DEPTH = 16
 _INT64 = 2**63
 
 
-class IngestError(Exception):
+class IngestError(InvalidInput):
     """A request the server will not take: ``status`` is the 4xx, ``message`` says why."""
 
     def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:

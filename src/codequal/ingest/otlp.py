@@ -31,8 +31,8 @@ from codequal.ingest import (
     level_from_text,
     new_trace_id,
 )
-from codequal.storage.spans import SpanRecord
 from codequal.telemetry.logging import ErrorInfo, LogEntry
+from codequal.telemetry.stores.spans import SpanRecord
 from codequal.vocabulary import Level
 
 FORMAT = "otlp"

@@ -27,8 +27,8 @@ from codequal.ingest.limits import (
     too_large,
 )
 from codequal.ingest.sentry_event import error_event, event_id_of, span_items, transaction_spans
-from codequal.storage.spans import SpanRecord
 from codequal.telemetry.errors import ErrorEvent
+from codequal.telemetry.stores.spans import SpanRecord
 
 FORMAT = "sentry"
 # Item types Sentry defines; anything else is counted as "other" so the label stays bounded.

@@ -20,9 +20,9 @@ from codequal.ingest import (
     level_from_text,
 )
 from codequal.ingest.limits import SENTRY_SPANS_PER_CONTAINER
-from codequal.storage.spans import SpanRecord
 from codequal.telemetry.errors import MAX_STACK, ErrorEvent, fingerprint, scrub, scrub_text
 from codequal.telemetry.fingerprint import MAX_FRAMES, MAX_MESSAGE
+from codequal.telemetry.stores.spans import SpanRecord
 from codequal.vocabulary import Level
 
 JSON = dict[str, Any]

@@ -1,11 +1,12 @@
 """Authentication core: JWT verification, token minting, the embedded secret. No web framework.
 
 The HTTP glue lives in :mod:`codequal.api.auth`; service keys are stored by
-:mod:`codequal.storage.keys`.
+:mod:`codequal.security.key_store`.
 """
 
 from __future__ import annotations
 
+from codequal.exceptions import AuthError
 from codequal.security.keyfiles import is_asymmetric
 from codequal.security.secret import SECRET_FILE, load_or_create_secret
 from codequal.security.tokens import (
@@ -16,7 +17,6 @@ from codequal.security.tokens import (
     SCOPE_INGEST_WRITE,
     SCOPE_MONITORING_ADMIN,
     SCOPE_MONITORING_READ,
-    AuthError,
     Principal,
     TokenVerifier,
     mint_token,

@@ -14,7 +14,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from codequal.config import ConfigError
+from codequal.exceptions import ConfigError
 
 if TYPE_CHECKING:
     from codequal.config import Settings

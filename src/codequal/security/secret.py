@@ -8,7 +8,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from codequal.config import ConfigError
+from codequal.exceptions import ConfigError
 
 SECRET_FILE = "jwt-secret"  # noqa: S105 - a file name, not a password
 SECRET_BYTES = 48  # 64 base64url characters, well above HS256's 32-byte minimum

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import jwt
 from jwt.types import Options
 
+from codequal.exceptions import AuthError
 from codequal.security.keyfiles import Algorithm, VerifyKey, check_secret, load_keys
 
 if TYPE_CHECKING:
@@ -71,16 +72,6 @@ class Principal:
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes
-
-
-class AuthError(Exception):
-    """A rejected credential. ``reason`` is a short label from a bounded set (a metric label);
-    ``message`` is one sentence for the client, never containing the credential."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 def parse_scopes(values: str | Iterable[str]) -> frozenset[str]:

@@ -12,8 +12,6 @@ import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine, make_url
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -65,12 +63,6 @@ class Database:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
-
-    def is_migrated(self) -> bool:
-        script = ScriptDirectory(str(MIGRATIONS))
-        with self.engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_heads()
-        return set(current) == set(script.get_heads())
 
     def ping(self) -> float:
         """Run ``SELECT 1``; return the round trip in seconds."""

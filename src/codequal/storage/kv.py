@@ -8,15 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from codequal.storage.db import Database
-from codequal.storage.models import Json, metadata
-
-kv_state = sa.Table(
-    "kv_state",
-    metadata,
-    sa.Column("key", sa.String(200), primary_key=True),
-    sa.Column("value", Json, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
+from codequal.storage.schema import kv_state
 
 
 class KeyValueStore:

@@ -9,20 +9,18 @@ and never raises.
 
 from __future__ import annotations
 
-import copy
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from opentelemetry import trace
 
 from codequal.telemetry import context as _context
-from codequal.telemetry._sentry import SentryForwarder
 from codequal.telemetry._worker import BatchWorker
+from codequal.telemetry.events import MAX_STACK, ErrorEvent
 from codequal.telemetry.fingerprint import (
     IN_APP_PACKAGES,
     MAX_MESSAGE,
@@ -33,11 +31,13 @@ from codequal.telemetry.fingerprint import (
 )
 from codequal.telemetry.metrics import ERRORS, SINK_ERRORS
 from codequal.telemetry.scrub import FILTERED, MAX_DEPTH, is_sensitive_key, scrub, scrub_text
+from codequal.telemetry.sinks.sentry_forwarder import SentryForwarder
 from codequal.vocabulary import LEVELS
 
 __all__ = [
     "FILTERED",
     "LEVELS",
+    "MAX_STACK",
     "ErrorEvent",
     "ErrorRecorder",
     "ErrorTracker",
@@ -51,72 +51,6 @@ __all__ = [
     "scrub",
     "scrub_text",
 ]
-
-MAX_STACK = 65_536
-
-
-# -- the event --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ErrorEvent:
-    """One captured error, already scrubbed. ``frames`` is a tuple so the record stays frozen."""
-
-    event_id: str
-    timestamp: float
-    level: str
-    type: str
-    message: str
-    stack: str
-    frames: tuple[dict[str, Any], ...]
-    fingerprint: str
-    service: str
-    environment: str
-    release: str | None = None
-    trace_id: str | None = None
-    user_id: str | None = None
-    repository_url: str | None = None
-    analysis_id: str | None = None
-    context: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def title(self) -> str:
-        return f"{self.type}: {self.message}" if self.message else self.type
-
-    @property
-    def culprit(self) -> str | None:
-        """Where it happened: the innermost in-app frame, as ``module in function``."""
-        app = [f for f in self.frames if f.get("in_app")] or list(self.frames)
-        return f"{app[-1]['module']} in {app[-1]['function']}" if app else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields as a new dict (``frames`` a list); nested values are copies, not shared."""
-        data = {name: getattr(self, name) for name in _EVENT_FIELDS}
-        data["frames"] = [_copy_json(frame) for frame in self.frames]
-        data["context"] = _copy_json(self.context)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ErrorEvent:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        values["frames"] = tuple(values.get("frames") or ())
-        return cls(**values)
-
-
-_EVENT_FIELDS = tuple(f.name for f in fields(ErrorEvent))
-
-
-def _copy_json(value: Any) -> Any:
-    """A deep copy, as dataclasses.asdict made, at a fraction of its cost for JSON values."""
-    if isinstance(value, str | int | float | None):
-        return value
-    if isinstance(value, dict):
-        return {k: _copy_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy_json(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_copy_json(v) for v in value)
-    return copy.deepcopy(value)
-
 
 _ALIASES = {
     "traceId": "trace_id",
@@ -155,26 +89,24 @@ def build_event(
 
 
 def build_message_event(
-    message: str,
-    context: Mapping[str, Any] | None = None,
-    *,
-    service: str,
-    environment: str,
-    release: str | None = None,
-    fingerprint: Sequence[str] | None = None,
-    now: float | None = None,
-    level: str = "info",
+    message: str, context: Mapping[str, Any] | None = None, **options: Any
 ) -> ErrorEvent:
-    """Like :func:`build_event` for a message with no exception (type ``message``)."""
+    """Like :func:`build_event` (the same keyword options; ``level`` defaults to info) for a
+    message with no exception (type ``message``)."""
+    origin = {k: options.pop(k, None) for k in ("release", "fingerprint", "now")}
+    base = {"service": options.pop("service"), "environment": options.pop("environment")}
+    base |= {"release": origin["release"], "level": options.pop("level", "info")}
+    if options:
+        raise TypeError(f"unknown options: {sorted(options)}")
     return _assemble(
         type_name="message",
         message=message,
         stack="",
         frames=[],
         context=context,
-        base={"service": service, "environment": environment, "release": release, "level": level},
-        explicit=fingerprint,
-        now=now,
+        base=base,
+        explicit=origin["fingerprint"],
+        now=origin["now"],
     )
 
 
@@ -253,7 +185,7 @@ def _jsonable(obj: Any, depth: int) -> Any:
 
 # -- the shell --------------------------------------------------------------------------------
 class ErrorRecorder(Protocol):
-    """Where events are kept: :class:`codequal.storage.errors.ErrorStore` is one."""
+    """Where events are kept: :class:`codequal.telemetry.stores.errors.ErrorStore` is one."""
 
     def record(self, events: Sequence[ErrorEvent]) -> None: ...
 

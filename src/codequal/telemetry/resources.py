@@ -19,10 +19,10 @@ from functools import lru_cache
 
 import psutil
 
-from codequal.storage.work import WorkStore, WorkUnitRecord
 from codequal.telemetry._worker import BatchWorker
+from codequal.telemetry.context import current_trace_id
 from codequal.telemetry.metrics import SINK_ERRORS, WORK_CPU, WORK_MEMORY, WORK_WALL
-from codequal.telemetry.tracing import current_trace_id
+from codequal.telemetry.stores.work import WorkStore, WorkUnitRecord
 
 if sys.platform != "win32":
     import resource

@@ -1,6 +1,6 @@
-"""Wiring: build and start every telemetry part from the settings, once.
+"""Wiring: build and start every telemetry part from its configuration, once.
 
-:func:`setup_telemetry` wires the parts to the configured sinks and stores once, at start;
+:func:`start_telemetry` wires the parts to the configured sinks and stores once, at start;
 components then call ``telemetry.logger(...)``, ``telemetry.errors.capture_exception(...)``,
 ``telemetry.tracing.span(...)`` and ``telemetry.resources.track(...)``. No web framework is
 imported here.
@@ -16,14 +16,8 @@ from typing import Any, BinaryIO
 import structlog
 
 from codequal import __version__
-from codequal.config import Settings
-from codequal.storage.alerts import AlertEventStore
 from codequal.storage.db import Database
-from codequal.storage.errors import ErrorStore
-from codequal.storage.logs import LogStore
-from codequal.storage.spans import SpanStore
-from codequal.storage.work import WorkStore
-from codequal.telemetry._sentry import SentryForwarder
+from codequal.telemetry.config import TelemetryConfig
 from codequal.telemetry.errors import ErrorEvent, ErrorTracker
 from codequal.telemetry.fingerprint import IN_APP_PACKAGES
 from codequal.telemetry.logging import (
@@ -41,11 +35,14 @@ from codequal.telemetry.logging import (
 )
 from codequal.telemetry.metrics import configure_label_cap
 from codequal.telemetry.resources import ResourceMonitor
-from codequal.telemetry.sinks import ConsoleSink, StoreSink
-from codequal.telemetry.sinks.elasticsearch import ElasticsearchSink
-from codequal.telemetry.sinks.loki import LokiSink
-from codequal.telemetry.sinks.otlp import OtlpLogSink
+from codequal.telemetry.sinks import SinkContext, build_sinks
+from codequal.telemetry.sinks.sentry_forwarder import SentryForwarder
 from codequal.telemetry.sinks.spool import DeliveringSink
+from codequal.telemetry.stores.alerts import AlertEventStore
+from codequal.telemetry.stores.errors import ErrorStore
+from codequal.telemetry.stores.logs import LogStore
+from codequal.telemetry.stores.spans import SpanStore
+from codequal.telemetry.stores.work import WorkStore
 from codequal.telemetry.tracing import Tracing, setup_tracing
 
 
@@ -53,7 +50,7 @@ from codequal.telemetry.tracing import Tracing, setup_tracing
 class Telemetry:
     """The wired telemetry of one process (or one test)."""
 
-    settings: Settings
+    config: TelemetryConfig
     logs: LogPipeline
     errors: ErrorTracker
     tracing: Tracing
@@ -75,13 +72,11 @@ class Telemetry:
 
     def logger(self, service: str | None = None, **initial: Any) -> Any:
         """A structlog logger for ``service`` (default: the configured service name)."""
-        name = service or self.settings.service_name
+        name = service or self.config.service_name
         if initial:
-            return build_logger(self.logs, level=self.settings.log_level, service=name, **initial)
+            return build_logger(self.logs, level=self.config.log_level, service=name, **initial)
         if name not in self._loggers:
-            self._loggers[name] = build_logger(
-                self.logs, level=self.settings.log_level, service=name
-            )
+            self._loggers[name] = build_logger(self.logs, level=self.config.log_level, service=name)
         return self._loggers[name]
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -97,7 +92,7 @@ class Telemetry:
 
         Errors and spans go first because they log; the log pipeline closes last.
         """
-        budget = self.settings.shutdown_timeout if timeout is None else timeout
+        budget = self.config.shutdown_timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
 
         def left() -> float:
@@ -110,8 +105,8 @@ class Telemetry:
         return self.logs.close(left()) and ok
 
 
-def setup_telemetry(
-    settings: Settings,
+def start_telemetry(
+    config: TelemetryConfig,
     db: Database | None,
     *,
     console: BinaryIO | None = None,
@@ -119,71 +114,63 @@ def setup_telemetry(
     bridge_stdlib: bool = True,
     set_global: bool = False,
 ) -> Telemetry:
-    """Build and start the telemetry for ``settings``; ``db`` None means no store sinks."""
-    configure_label_cap(settings.label_cap)
-    log_store = LogStore(db) if db is not None else None
-    sinks: list[Sink] = [ConsoleSink(settings.log_format, console)]
-    if log_store is not None:
-        sinks.append(StoreSink(log_store))
-    sinks.extend(extra_sinks)
-    if settings.loki_url:
-        labels = {"environment": settings.environment}
-        sinks.append(LokiSink(settings.loki_url, settings.data_dir, labels))
-    if settings.elasticsearch_url:
-        sinks.append(ElasticsearchSink(settings.elasticsearch_url, settings.data_dir))
-    if settings.otlp_endpoint:  # logs next to the traces tracing.py sends to the same collector
-        resource = {"service.version": __version__, "deployment.environment": settings.environment}
-        sinks.append(OtlpLogSink(settings.otlp_endpoint, settings.data_dir, resource))
+    """Build and start the telemetry ``config`` describes; ``db`` None means no store sinks.
+
+    The log sinks are the ones :data:`codequal.telemetry.sinks.SINKS` builds for ``config``,
+    then ``extra_sinks``.
+    """
+    configure_label_cap(config.label_cap)
+    sinks = build_sinks(SinkContext(config, db, console)) + list(extra_sinks)
     hook = AlertHook()
     if db is not None:
         hook.subscribe(AlertEventStore(db).record_log_entries)
     pipeline = LogPipeline(
         sinks,
         alert_hook=hook,
-        max_queue=settings.log_queue_size,
-        batch_size=settings.log_batch_size,
-        flush_interval=settings.log_flush_interval,
+        max_queue=config.log_queue_size,
+        batch_size=config.log_batch_size,
+        flush_interval=config.log_flush_interval,
     )
     pipeline.start()
-    base_logger = build_logger(pipeline, level=settings.log_level, service=settings.service_name)
+    base_logger = build_logger(pipeline, level=config.log_level, service=config.service_name)
     error_store = ErrorStore(db) if db is not None else None
     span_store = SpanStore(db) if db is not None else None
-    release = settings.release or __version__
     sentry = None
-    if settings.sentry_dsn:  # spooled under the data dir, so a Sentry outage loses nothing
+    if config.sentry_dsn:  # spooled under the data dir, so a Sentry outage loses nothing
         sentry = SentryForwarder(
-            settings.sentry_dsn.get_secret_value(),
-            environment=settings.environment,
-            release=release,
+            config.sentry_dsn,
+            environment=config.environment,
+            release=config.release,
             in_app_include=IN_APP_PACKAGES,
-            max_queue=settings.log_queue_size,
-            data_dir=settings.data_dir,
+            max_queue=config.log_queue_size,
+            data_dir=config.data_dir,
         )
     tracker = ErrorTracker(
         error_store,
-        service=settings.service_name,
-        environment=settings.environment,
-        release=release,
+        service=config.service_name,
+        environment=config.environment,
+        release=config.release,
         on_event=_log_error_event(base_logger),
         sentry=sentry,
-        max_queue=settings.log_queue_size,
+        max_queue=config.log_queue_size,
     )
     tracing = setup_tracing(
-        service=settings.service_name,
+        service=config.service_name,
         version=__version__,
-        environment=settings.environment,
+        environment=config.environment,
         span_store=span_store,
-        otlp_endpoint=settings.otlp_endpoint,
-        data_dir=settings.data_dir,
+        otlp_endpoint=config.otlp_endpoint,
+        data_dir=config.data_dir,
         set_global=set_global,
     )
     resources = ResourceMonitor(WorkStore(db) if db is not None else None)
     if bridge_stdlib:
-        install_stdlib_bridge(StdlibBridge(base_logger, settings.log_level))
+        install_stdlib_bridge(StdlibBridge(base_logger, config.log_level))
     if set_global:
-        _set_global(pipeline, settings)
+        _set_global(pipeline, config)
+    log_store = LogStore(db) if db is not None else None
     return Telemetry(
-        settings,
+        config,
         pipeline,
         tracker,
         tracing,
@@ -213,12 +200,12 @@ def _log_error_event(logger: Any) -> Any:
     return on_event
 
 
-def _set_global(pipeline: LogPipeline, settings: Settings) -> None:
+def _set_global(pipeline: LogPipeline, config: TelemetryConfig) -> None:
     """Make ``structlog.get_logger()`` anywhere in the process write into this pipeline."""
     structlog.configure(
-        processors=[to_entry(settings.service_name)],
+        processors=[to_entry(config.service_name)],
         logger_factory=lambda *_args: PipelineLogger(pipeline),
-        wrapper_class=structlog.make_filtering_bound_logger(LEVEL_NUMBERS[settings.log_level]),
+        wrapper_class=structlog.make_filtering_bound_logger(LEVEL_NUMBERS[config.log_level]),
         context_class=dict,
         cache_logger_on_first_use=False,
     )
@@ -229,4 +216,4 @@ def get_logger(**initial: Any) -> Any:
     return structlog.get_logger(**initial)
 
 
-__all__ = ["Telemetry", "get_logger", "setup_telemetry"]
+__all__ = ["Telemetry", "TelemetryConfig", "get_logger", "start_telemetry"]

@@ -18,24 +18,20 @@ import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.context import get_current as _get_context
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
-from codequal.storage.spans import SpanRecord, SpanStore
 from codequal.telemetry.metrics import SINK_ERRORS
-
-if TYPE_CHECKING:
-    from codequal.telemetry.sinks.otlp_traces import OtlpSpanSink, SpanDelivery
+from codequal.telemetry.sinks.otlp_traces import OtlpSpanSink, SpanDelivery
+from codequal.telemetry.stores.spans import SpanRecord, SpanStore
 
 _log = logging.getLogger(__name__)
 
@@ -225,12 +221,6 @@ def setup_tracing(
     delivery: list[SpanDelivery] = []
     temp_dir = None
     if otlp_endpoint:
-        # Not at the top: the sinks package imports the log pipeline, which imports this module.
-        from codequal.telemetry.sinks.otlp_traces import (  # noqa: PLC0415 - a cycle
-            OtlpSpanSink,
-            SpanDelivery,
-        )
-
         if data_dir is None:
             data_dir = temp_dir = tempfile.mkdtemp(prefix="codequal-")
         sink = OtlpSpanSink(otlp_endpoint, data_dir, timeout=OTLP_TIMEOUT_SECONDS)
@@ -239,41 +229,6 @@ def setup_tracing(
     if set_global:
         trace.set_tracer_provider(provider)
     return Tracing(provider, delivery, temp_dir)
-
-
-# The ids of the span last asked about, as (span context, trace hex, span hex). Consecutive
-# log lines mostly come from the same span, and formatting a 128-bit int costs more than
-# finding the span. One tuple swapped in one assignment, so no thread sees a torn entry.
-_last_ids: list[tuple[object, str, str]] = [(None, "", "")]
-
-
-def _current_ids() -> tuple[object, str, str] | None:
-    # Not trace.get_current_span(): its isinstance check against an ABC costs more than the
-    # whole lookup here, and the API stores only spans under _SPAN_KEY.
-    span: Any = _get_context().get(_SPAN_KEY)
-    if span is None:
-        return None
-    ctx = span.get_span_context()
-    last = _last_ids[0]
-    if last[0] is ctx:
-        return last
-    if not ctx.is_valid:
-        return None
-    entry = (ctx, f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}")
-    _last_ids[0] = entry
-    return entry
-
-
-def current_trace_id() -> str | None:
-    """The 32-hex trace id of the current span, or None outside any (valid) span."""
-    ids = _current_ids()
-    return ids[1] if ids is not None else None
-
-
-def current_span_id() -> str | None:
-    """The 16-hex id of the current span, or None outside any (valid) span."""
-    ids = _current_ids()
-    return ids[2] if ids is not None else None
 
 
 class _HeaderGetter(Getter[Mapping[str, str]]):

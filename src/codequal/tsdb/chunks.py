@@ -27,6 +27,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from codequal.exceptions import CodeQualError
+
 VERSION = 1
 _HEADER = struct.Struct("<BBHqq")
 _REGULAR = 0x01  # timestamps equally spaced: no timestamp body
@@ -35,7 +37,7 @@ _EXACT_INT = float(2**53)  # every integer below it is exact in float64
 MAX_SAMPLES = 0xFFFF
 
 
-class ChunkError(ValueError):
+class ChunkError(CodeQualError, ValueError):
     """A BLOB that is not a chunk this version can read."""
 
 

@@ -14,6 +14,7 @@ from calendar import timegm
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from codequal.exceptions import InvalidInput
 from codequal.tsdb.promql import Matcher, PromQLError, parse_duration_ms
 from codequal.tsdb.promql.ast_adapter import VectorSelector, parse
 
@@ -29,7 +30,7 @@ LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 Params = Mapping[str, Sequence[str]]
 
 
-class APIError(Exception):
+class APIError(InvalidInput):
     """An answer in Prometheus's error shape: ``errorType`` and the HTTP status it implies."""
 
     STATUS = {"bad_data": 400, "execution": 422, "timeout": 503, "canceled": 503, "internal": 500}

@@ -18,6 +18,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
+from codequal.exceptions import InvalidInput
 from codequal.tsdb.promql import Labels
 from codequal.tsdb.series_index import label_problem
 
@@ -48,7 +49,7 @@ class Problem(NamedTuple):
         return f"line {self.line}: {self.message}"
 
 
-class OpenMetricsError(ValueError):
+class OpenMetricsError(InvalidInput):
     """The text is not importable; ``problems`` are the first few, ``total`` counts all."""
 
     def __init__(self, problems: list[Problem], total: int) -> None:

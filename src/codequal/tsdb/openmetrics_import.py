@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from sqlalchemy.engine import Connection
 
 from codequal.storage.db import Database
-from codequal.storage.tsdb_models import tsdb_chunks
+from codequal.storage.schema import tsdb_chunks
 from codequal.tsdb import chunks, head
 from codequal.tsdb.head import DEFAULT_CHUNK_RANGE_MS, DEFAULT_MAX_SAMPLES
 from codequal.tsdb.openmetrics import OpenMetricsError, Problem, Summary, samples, validate

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from codequal.storage.tsdb_models import tsdb_chunks, tsdb_postings, tsdb_series
+from codequal.storage.schema import tsdb_chunks, tsdb_postings, tsdb_series
 from codequal.tsdb.promql import Labels, Matcher, MatchOp
 from codequal.tsdb.promql.source import matches_all
 

@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-import codequal.storage.tsdb_models  # noqa: F401 - registers the tables on the metadata
+import codequal.storage.schema  # noqa: F401 - registers the tables on the metadata
 from codequal.storage.db import Database
-from codequal.storage.tsdb_models import tsdb_chunks, tsdb_series
+from codequal.storage.schema import tsdb_chunks, tsdb_series
 from codequal.tsdb import chunks, head, series_index
 from codequal.tsdb.head import DEFAULT_CHUNK_RANGE_MS, DEFAULT_MAX_SAMPLES, Head
 from codequal.tsdb.promql import Labels, Matcher, Series

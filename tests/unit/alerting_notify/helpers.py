@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
-from codequal.alerting.channels.base import ChannelError, Notification
+from codequal.alerting.channels.base import Notification
 from codequal.alerting.model import Alert, AlertStatus
+from codequal.exceptions import DeliveryError
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z: every test's clock starts here
 
@@ -145,9 +146,9 @@ class ScriptedChannel:
         self.calls += 1
         step = self.script.pop(0) if self.script else "ok"
         if step == "transient":
-            raise ChannelError("endpoint answered HTTP 503")
+            raise DeliveryError("endpoint answered HTTP 503")
         if step == "permanent":
-            raise ChannelError("endpoint answered HTTP 404: no_service", permanent=True)
+            raise DeliveryError("endpoint answered HTTP 404: no_service", permanent=True)
         if step == "crash":
             raise RuntimeError("bug in channel")
         self.sent.append(notification)

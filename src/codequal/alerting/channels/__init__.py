@@ -7,12 +7,13 @@ from collections.abc import Callable
 from pydantic import SecretStr
 
 from codequal.alerting.channels.alertmanager import RESEND_INTERVAL, AlertmanagerChannel
-from codequal.alerting.channels.base import Channel, ChannelError, Notification
+from codequal.alerting.channels.base import Channel, Notification
 from codequal.alerting.channels.email import EmailChannel
 from codequal.alerting.channels.pagerduty import PagerDutyChannel
 from codequal.alerting.channels.slack import SlackChannel
 from codequal.alerting.channels.webhook import WebhookChannel
-from codequal.config import ConfigError, Settings
+from codequal.config import Settings
+from codequal.exceptions import ConfigError, DeliveryError
 
 
 def _secret(value: SecretStr | None) -> str | None:
@@ -53,7 +54,7 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
 __all__ = [
     "REGISTRY",
     "Channel",
-    "ChannelError",
+    "DeliveryError",
     "Notification",
     "build_channels",
 ]

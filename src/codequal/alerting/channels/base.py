@@ -2,7 +2,7 @@
 
 A channel is one small module that turns a :class:`Notification` into one wire format and
 delivers it. It decides nothing about routing, grouping or retries: it sends once, returns on
-success and raises :class:`ChannelError` otherwise, saying whether trying again can help.
+success and raises :class:`DeliveryError` otherwise, saying whether trying again can help.
 """
 
 from __future__ import annotations
@@ -14,21 +14,13 @@ from typing import Any, Literal, Protocol
 import httpx
 
 from codequal.alerting.model import Alert
+from codequal.exceptions import DeliveryError
 
 JSON = dict[str, Any]
 NotificationStatus = Literal["firing", "resolved"]
 HTTP_TIMEOUT = 10.0  # seconds; a channel that hangs longer is retried later, not waited on
 # Statuses that mean the request itself is wrong or the endpoint is gone: retrying cannot help.
 _PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 413, 422})
-
-
-class ChannelError(Exception):
-    """A delivery failed. ``permanent`` means retrying the same notification cannot succeed."""
-
-    def __init__(self, message: str, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -70,7 +62,7 @@ class Notification:
 
 
 class Channel(Protocol):
-    """A notification transport. ``notify`` raises :class:`ChannelError` on failure."""
+    """A notification transport. ``notify`` raises :class:`DeliveryError` on failure."""
 
     name: str
 
@@ -105,15 +97,15 @@ def runbook_url(alert: Alert, external_url: str) -> str | None:
 def post_json(
     client: httpx.Client, url: str, body: Any, headers: Mapping[str, str] | None = None
 ) -> httpx.Response:
-    """POST ``body`` as JSON; a 2xx returns, anything else raises :class:`ChannelError`."""
+    """POST ``body`` as JSON; a 2xx returns, anything else raises :class:`DeliveryError`."""
     try:
         response = client.post(url, json=body, headers=dict(headers or {}))
     except httpx.HTTPError as exc:
         # Refused connections, timeouts and resets are the network's weather: retry.
-        raise ChannelError(f"cannot reach {_host(url)}: {type(exc).__name__}: {exc}") from None
+        raise DeliveryError(f"cannot reach {_host(url)}: {type(exc).__name__}: {exc}") from None
     if 200 <= response.status_code < 300:
         return response
-    raise ChannelError(
+    raise DeliveryError(
         f"{_host(url)} answered HTTP {response.status_code}: {response.text[:200]}",
         permanent=response.status_code in _PERMANENT_STATUSES,
     )
@@ -126,3 +118,29 @@ def _host(url: str) -> str:
 
 def http_client(timeout: float = HTTP_TIMEOUT) -> httpx.Client:
     return httpx.Client(timeout=timeout, headers={"User-Agent": "codequal-notifier"})
+
+
+class JsonPostChannel:
+    """A channel that posts one JSON body per notification to the URL one setting names."""
+
+    name = ""
+    variable = ""  # the setting, for the "disabled" reason /health shows
+
+    def __init__(self, url: str | None, client: httpx.Client | None = None) -> None:
+        self._url = url
+        self._client = client or http_client()
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._url)
+
+    @property
+    def disabled_reason(self) -> str:
+        return "" if self._url else f"{self.variable} is not set"
+
+    def notify(self, notification: Notification) -> None:
+        assert self._url is not None, "notify() on an unconfigured channel"
+        post_json(self._client, self._url, self.payload(notification))
+
+    def payload(self, notification: Notification) -> JSON:
+        raise NotImplementedError

@@ -16,8 +16,9 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from codequal.alerting.channels.base import ChannelError, Notification, runbook_url
+from codequal.alerting.channels.base import Notification, runbook_url
 from codequal.alerting.model import Alert
+from codequal.exceptions import DeliveryError
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -90,14 +91,18 @@ class EmailChannel:
             with _connect(self._target) as smtp:
                 smtp.send_message(message)
         except smtplib.SMTPAuthenticationError as exc:
-            raise ChannelError(f"SMTP login refused: {_reply(exc)}", permanent=True) from None
+            raise DeliveryError(f"SMTP login refused: {_reply(exc)}", permanent=True) from None
         except smtplib.SMTPRecipientsRefused as exc:
-            raise ChannelError(f"recipients refused: {sorted(exc.recipients)}", True) from None
+            raise DeliveryError(
+                f"recipients refused: {sorted(exc.recipients)}", permanent=True
+            ) from None
         except smtplib.SMTPResponseException as exc:
             # 5xx is the server's final word; 4xx (greylisting, busy) asks us to come back.
-            raise ChannelError(f"SMTP error: {_reply(exc)}", exc.smtp_code >= 500) from None
+            raise DeliveryError(
+                f"SMTP error: {_reply(exc)}", permanent=exc.smtp_code >= 500
+            ) from None
         except (smtplib.SMTPException, OSError) as exc:
-            raise ChannelError(f"cannot deliver to {self._target.host}: {exc}") from None
+            raise DeliveryError(f"cannot deliver to {self._target.host}: {exc}") from None
 
 
 def _connect(target: SmtpTarget) -> smtplib.SMTP:

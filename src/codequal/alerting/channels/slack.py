@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from codequal.alerting.channels.base import (
     JSON,
+    JsonPostChannel,
     Notification,
-    http_client,
-    post_json,
     runbook_url,
 )
 from codequal.alerting.model import Alert
@@ -26,26 +23,14 @@ SEVERITY_EMOJI = {
 }
 
 
-class SlackChannel:
+class SlackChannel(JsonPostChannel):
     """Posts to ``CODEQUAL_SLACK_WEBHOOK_URL``."""
 
     name = "slack"
+    variable = "CODEQUAL_SLACK_WEBHOOK_URL"
 
-    def __init__(self, webhook_url: str | None, client: httpx.Client | None = None) -> None:
-        self._url = webhook_url
-        self._client = client or http_client()
-
-    @property
-    def configured(self) -> bool:
-        return bool(self._url)
-
-    @property
-    def disabled_reason(self) -> str:
-        return "" if self._url else "CODEQUAL_SLACK_WEBHOOK_URL is not set"
-
-    def notify(self, notification: Notification) -> None:
-        assert self._url is not None, "notify() on an unconfigured channel"
-        post_json(self._client, self._url, slack_payload(notification))
+    def payload(self, notification: Notification) -> JSON:
+        return slack_payload(notification)
 
 
 def slack_payload(notification: Notification) -> JSON:

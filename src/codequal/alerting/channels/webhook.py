@@ -6,9 +6,7 @@ automation) works unchanged against CodeQual's built-in notifier.
 
 from __future__ import annotations
 
-import httpx
-
-from codequal.alerting.channels.base import JSON, Notification, http_client, post_json
+from codequal.alerting.channels.base import JSON, JsonPostChannel, Notification
 from codequal.alerting.model import Alert
 from codequal.vocabulary import iso_timestamp
 
@@ -16,26 +14,14 @@ from codequal.vocabulary import iso_timestamp
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
-class WebhookChannel:
+class WebhookChannel(JsonPostChannel):
     """Posts the version 4 payload to ``CODEQUAL_WEBHOOK_URL``."""
 
     name = "webhook"
+    variable = "CODEQUAL_WEBHOOK_URL"
 
-    def __init__(self, url: str | None, client: httpx.Client | None = None) -> None:
-        self._url = url
-        self._client = client or http_client()
-
-    @property
-    def configured(self) -> bool:
-        return bool(self._url)
-
-    @property
-    def disabled_reason(self) -> str:
-        return "" if self._url else "CODEQUAL_WEBHOOK_URL is not set"
-
-    def notify(self, notification: Notification) -> None:
-        assert self._url is not None, "notify() on an unconfigured channel"
-        post_json(self._client, self._url, webhook_payload(notification))
+    def payload(self, notification: Notification) -> JSON:
+        return webhook_payload(notification)
 
 
 def webhook_payload(notification: Notification) -> JSON:

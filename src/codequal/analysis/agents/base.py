@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal, Protocol
 
+from codequal.exceptions import AnalysisError
 from codequal.vocabulary import FINDING_SEVERITIES, FindingSeverity
 
 Severity = FindingSeverity
@@ -121,7 +122,7 @@ class Agent(Protocol):
     def run(self, inp: AgentInput) -> list[Finding]: ...
 
 
-class AgentError(Exception):
+class AgentError(AnalysisError):
     """An agent could not finish: its tool crashed or produced output we cannot read."""
 
     def __init__(self, agent: str, message: str) -> None:

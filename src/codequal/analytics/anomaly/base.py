@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Literal, NamedTuple, Protocol
 
+from codequal.exceptions import InvalidInput
 from codequal.vocabulary import iso_timestamp
 
 Direction = Literal["up", "down"]
@@ -27,7 +28,7 @@ DAY = 86_400.0
 WEEK = 7 * DAY
 
 
-class SeriesError(ValueError):
+class SeriesError(InvalidInput):
     """A series a detector cannot use (mismatched lengths, repeated timestamps)."""
 
 

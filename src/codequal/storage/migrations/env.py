@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-# Tables declared outside models.py register themselves on the same metadata when imported.
-import codequal.storage.alerting_models
-import codequal.storage.anomaly_models
-import codequal.storage.kv
-import codequal.storage.tsdb_models  # noqa: F401
-from codequal.storage.models import metadata
+from codequal.storage.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only `alembic` run by hand reaches this

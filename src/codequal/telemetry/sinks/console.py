@@ -9,6 +9,7 @@ from typing import BinaryIO
 import orjson
 
 from codequal.telemetry.logging import LogEntry
+from codequal.telemetry.sinks.context import SinkContext
 from codequal.vocabulary import iso_timestamp
 
 _COLOURS = {
@@ -73,3 +74,8 @@ class ConsoleSink:
 
     def close(self) -> None:
         self._stream.flush()
+
+
+def from_context(ctx: SinkContext) -> ConsoleSink:
+    """Always on: JSON lines or colour on standard error (or the stream given)."""
+    return ConsoleSink(ctx.config.log_format, ctx.console)

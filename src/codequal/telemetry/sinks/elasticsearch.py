@@ -14,11 +14,13 @@ from typing import Any
 import httpx
 import orjson
 
+from codequal.exceptions import DeliveryError
+from codequal.redaction import redact_url
+from codequal.telemetry.sinks.context import SinkContext
 from codequal.telemetry.sinks.spool import (
     DeliveringSink,
     Record,
     SendResult,
-    TransportError,
     check_response,
 )
 
@@ -58,7 +60,7 @@ def bulk_outcome(records: list[Record], answer: dict[str, Any]) -> SendResult:
         return SendResult([])
     items = answer.get("items") or []
     if len(items) != len(records):
-        raise TransportError(f"_bulk answered {len(items)} items for {len(records)} sent")
+        raise DeliveryError(f"_bulk answered {len(items)} items for {len(records)} sent")
     retry: list[Record] = []
     failed = 0
     for record, item in zip(records, items, strict=True):
@@ -98,12 +100,12 @@ class ElasticsearchSink(DeliveringSink):
                 headers={"Content-Type": NDJSON},
             )
         except httpx.HTTPError as exc:
-            raise TransportError(f"_bulk to {self._url} failed: {exc!r}") from exc
+            raise DeliveryError(f"_bulk to {redact_url(self._url)} failed: {exc!r}") from exc
         check_response(response)
         try:
             answer = orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
-            raise TransportError(f"_bulk answered with invalid JSON: {exc}") from exc
+            raise DeliveryError(f"_bulk answered with invalid JSON: {exc}") from exc
         return bulk_outcome(records, answer)
 
     def _close_transport(self) -> None:
@@ -111,3 +113,11 @@ class ElasticsearchSink(DeliveringSink):
 
 
 __all__ = ["ElasticsearchSink", "bulk_body", "bulk_outcome", "index_name"]
+
+
+def from_context(ctx: SinkContext) -> ElasticsearchSink | None:
+    """On with CODEQUAL_ELASTICSEARCH_URL."""
+    config = ctx.config
+    if not config.elasticsearch_url:
+        return None
+    return ElasticsearchSink(config.elasticsearch_url, config.data_dir)

@@ -15,11 +15,13 @@ from typing import Any
 import httpx
 import orjson
 
+from codequal.exceptions import DeliveryError
+from codequal.redaction import redact_url
+from codequal.telemetry.sinks.context import SinkContext
 from codequal.telemetry.sinks.spool import (
     DeliveringSink,
     Record,
     SendResult,
-    TransportError,
     check_response,
 )
 
@@ -85,7 +87,7 @@ class LokiSink(DeliveringSink):
                 self._url, content=body, headers={"Content-Type": "application/json"}
             )
         except httpx.HTTPError as exc:
-            raise TransportError(f"Loki push to {self._url} failed: {exc!r}") from exc
+            raise DeliveryError(f"Loki push to {redact_url(self._url)} failed: {exc!r}") from exc
         check_response(response)
         return SendResult([])
 
@@ -94,3 +96,11 @@ class LokiSink(DeliveringSink):
 
 
 __all__ = ["LokiSink", "push_payload", "validate_labels"]
+
+
+def from_context(ctx: SinkContext) -> LokiSink | None:
+    """On with CODEQUAL_LOKI_URL; the environment becomes a stream label."""
+    config = ctx.config
+    if not config.loki_url:
+        return None
+    return LokiSink(config.loki_url, config.data_dir, {"environment": config.environment})

@@ -37,7 +37,10 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.util.re import parse_env_headers
 
 from codequal import __version__
-from codequal.telemetry.sinks.spool import DeliveringSink, Record, SendResult, TransportError
+from codequal.exceptions import DeliveryError
+from codequal.redaction import redact_url
+from codequal.telemetry.sinks.context import SinkContext
+from codequal.telemetry.sinks.spool import DeliveringSink, Record, SendResult
 
 LOGS_PATH = "/v1/logs"
 # Read when no headers are given, most specific first, as the OpenTelemetry exporters do.
@@ -245,7 +248,7 @@ def signal_outcome(
             return SendResult([])  # accepted; an unreadable body cannot un-accept it
         partial = getattr(answer, "partial_success")  # noqa: B009 - every Export*ServiceResponse has it
         return SendResult([], min(sent, max(0, int(getattr(partial, rejected)))))
-    raise TransportError(
+    raise DeliveryError(
         f"OTLP {signal}: HTTP {status}: {_status_message(response)}",
         permanent=status not in RETRYABLE,
         retry_after=retry_after(response.headers.get("Retry-After"), now),
@@ -302,7 +305,7 @@ class OtlpLogSink(DeliveringSink):
         try:
             response = self._client.post(self._url, content=body, headers=self._headers)
         except httpx.HTTPError as exc:
-            raise TransportError(f"OTLP logs to {self._url} failed: {exc!r}") from exc
+            raise DeliveryError(f"OTLP logs to {redact_url(self._url)} failed: {exc!r}") from exc
         if response.status_code == 413 and len(records) > 1:
             return self._split(records)
         result = outcome(response, len(records) - len(bad), self._now())
@@ -310,25 +313,40 @@ class OtlpLogSink(DeliveringSink):
 
     def _split(self, records: list[Record]) -> SendResult:
         """Send each half on its own: one oversized entry must not take its batch down."""
-        retry: list[Record] = []
-        failed, wait = 0, None
-        half = len(records) // 2
-        for part in (records[:half], records[half:]):
-            try:
-                result = self._send(part)
-            except TransportError as exc:
-                if exc.permanent:
-                    failed += len(part)
-                    continue
-                result = SendResult(part, 0, exc.retry_after)
-            retry += result.retry
-            failed += result.failed
-            if result.retry_after is not None:
-                wait = max(wait or 0.0, result.retry_after)
-        return SendResult(retry, failed, wait)
+        return send_halves(records, self._send)
 
     def _close_transport(self) -> None:
         self._client.close()
 
 
 __all__ = ["OtlpLogSink", "env_headers", "export_request", "logs_url", "outcome", "retry_after"]
+
+
+def from_context(ctx: SinkContext) -> OtlpLogSink | None:
+    """On with CODEQUAL_OTLP_ENDPOINT: logs go next to the traces, to the same collector."""
+    config = ctx.config
+    if not config.otlp_endpoint:
+        return None
+    resource = {"service.version": __version__, "deployment.environment": config.environment}
+    return OtlpLogSink(config.otlp_endpoint, config.data_dir, resource)
+
+
+def send_halves(records: list[Record], send: Callable[[list[Record]], SendResult]) -> SendResult:
+    """Send each half of ``records`` on its own and combine the results (after a 413, or a
+    record that cannot be encoded: one bad record must not take its batch down)."""
+    retry: list[Record] = []
+    failed, wait = 0, None
+    half = len(records) // 2
+    for part in (records[:half], records[half:]):
+        try:
+            result = send(part)
+        except DeliveryError as exc:
+            if exc.permanent:
+                failed += len(part)
+                continue
+            result = SendResult(part, 0, exc.retry_after)
+        retry += result.retry
+        failed += result.failed
+        if result.retry_after is not None:
+            wait = max(wait or 0.0, result.retry_after)
+    return SendResult(retry, failed, wait)

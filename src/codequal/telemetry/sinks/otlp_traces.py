@@ -31,16 +31,19 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from codequal import __version__
+from codequal.exceptions import DeliveryError
+from codequal.redaction import redact_url
 from codequal.telemetry._worker import BatchWorker
 from codequal.telemetry.metrics import SINK_ERRORS, SINK_QUEUE_DROPPED
 from codequal.telemetry.sinks.otlp import (
     GZIP_LEVEL,
     PROTOBUF,
+    send_halves,
     signal_headers,
     signal_outcome,
     signal_url,
 )
-from codequal.telemetry.sinks.spool import DeliveringSink, Record, SendResult, TransportError
+from codequal.telemetry.sinks.spool import DeliveringSink, Record, SendResult
 
 TRACES_PATH = "/v1/traces"
 OTEL_EXPORTER_OTLP_TRACES_HEADERS = "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
@@ -164,29 +167,14 @@ class OtlpSpanSink(DeliveringSink):
         try:
             response = self._client.post(self._url, content=body, headers=self._headers)
         except httpx.HTTPError as exc:
-            raise TransportError(f"OTLP traces to {self._url} failed: {exc!r}") from exc
+            raise DeliveryError(f"OTLP traces to {redact_url(self._url)} failed: {exc!r}") from exc
         if response.status_code == 413 and len(records) > 1:
             return self._split(records)
         return outcome(response, len(records), self._now())
 
     def _split(self, records: list[Record]) -> SendResult:
         """Send each half on its own: one bad or oversized span must not take its batch down."""
-        retry: list[Record] = []
-        failed, wait = 0, None
-        half = len(records) // 2
-        for part in (records[:half], records[half:]):
-            try:
-                result = self._send(part)
-            except TransportError as exc:
-                if exc.permanent:
-                    failed += len(part)
-                    continue
-                result = SendResult(part, 0, exc.retry_after)
-            retry += result.retry
-            failed += result.failed
-            if result.retry_after is not None:
-                wait = max(wait or 0.0, result.retry_after)
-        return SendResult(retry, failed, wait)
+        return send_halves(records, self._send)
 
     def _close_transport(self) -> None:
         self._client.close()

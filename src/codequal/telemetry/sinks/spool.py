@@ -19,13 +19,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
 import orjson
 
+from codequal.exceptions import DeliveryError
+from codequal.retry import Backoff
 from codequal.telemetry.logging import LogEntry
 from codequal.telemetry.metrics import (
     SINK_DROPPED,
@@ -37,8 +38,6 @@ from codequal.telemetry.metrics import (
     SINK_SPOOL_BYTES,
     SINK_SPOOLED,
 )
-
-# To move into codequal.telemetry.metrics (the catalogue) by the lead.
 
 DEFAULT_SPOOL_BYTES = 64 * 1024 * 1024
 _LEN = struct.Struct(">I")
@@ -185,29 +184,6 @@ class Spool:
         self._file = self.path.open("ab")
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff with full jitter, capped; a server's Retry-After is a floor."""
-
-    base: float = 0.5
-    cap: float = 30.0
-
-    def delay(self, attempt: int, rand: float, retry_after: float | None = None) -> float:
-        delay = rand * min(self.cap, self.base * 2.0 ** min(attempt, 32))
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.cap))
-        return delay
-
-
-class TransportError(Exception):
-    """A whole batch failed: retried unless ``permanent``."""
-
-    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None):
-        super().__init__(message)
-        self.permanent = permanent
-        self.retry_after = retry_after
-
-
 class SendResult(NamedTuple):
     """What became of a batch: items to send again, and how many were rejected for good."""
 
@@ -217,12 +193,12 @@ class SendResult(NamedTuple):
 
 
 def check_response(response: httpx.Response) -> None:
-    """Raise :class:`TransportError` for a non-2xx answer: 429 and 5xx are retryable."""
+    """Raise :class:`DeliveryError` for a non-2xx answer: 429 and 5xx are retryable."""
     status = response.status_code
     if status < 300:
         return
     retryable = status == 429 or status >= 500
-    raise TransportError(
+    raise DeliveryError(
         f"HTTP {status}: {response.text[:200]}",
         permanent=not retryable,
         retry_after=_retry_after(response.headers.get("Retry-After")),
@@ -350,7 +326,7 @@ class DeliveringSink:
                 break
             self._failing = True
             retried.inc(len(result.retry))
-            delay = self._backoff.delay(attempt, self._rand(), result.retry_after)
+            delay = self._backoff.delay(attempt + 1, self._rand(), result.retry_after)
             if not self._pause(delay):
                 return True  # shutting down: the batch stays spooled for the next start
             pending, attempt = result.retry, attempt + 1
@@ -365,7 +341,7 @@ class DeliveringSink:
     def _attempt(self, pending: list[Record]) -> SendResult:
         try:
             return self._send(pending)
-        except TransportError as exc:
+        except DeliveryError as exc:
             if exc.permanent:
                 return SendResult([], len(pending))
             return SendResult(pending, 0, exc.retry_after)
@@ -391,7 +367,7 @@ class DeliveringSink:
         SINK_SPOOL_BYTES.labels(sink=self.name).set(self.spool.size())
 
     def _send(self, records: list[Record]) -> SendResult:
-        """Deliver ``records``; raise :class:`TransportError` when the whole batch failed."""
+        """Deliver ``records``; raise :class:`DeliveryError` when the whole batch failed."""
         raise NotImplementedError
 
     def _close_transport(self) -> None:

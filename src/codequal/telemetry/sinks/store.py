@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from codequal.storage.logs import LogStore
 from codequal.telemetry.logging import LogEntry
+from codequal.telemetry.sinks.context import SinkContext
+from codequal.telemetry.stores.logs import LogStore
 
 
 class StoreSink:
@@ -19,3 +20,8 @@ class StoreSink:
 
     def close(self) -> None:
         """Nothing buffered here: every batch is committed by write()."""
+
+
+def from_context(ctx: SinkContext) -> StoreSink | None:
+    """On whenever there is a database: the entries the API and the dashboard read."""
+    return StoreSink(LogStore(ctx.db)) if ctx.db is not None else None
