@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     alert_group_wait: Duration = Field(default=30.0, ge=0)
     alert_group_interval: Duration = Field(default=300.0, gt=0)
     alert_repeat_interval: Duration = Field(default=4 * 3600.0, gt=0)
+    # -- PromQL query limits (API, rules, dashboard; see codequal.tsdb.promql.limits) ----------
+    query_timeout: Duration = Field(default=120.0, gt=0)
+    query_max_samples: int = Field(default=5_000_000, ge=1000)  # see tsdb/promql/limits.py
+    query_max_concurrency: int = Field(default=2, ge=1, le=64)  # CPU-bound under one GIL
 
     # -- the analysis pipeline -----------------------------------------------------------------
     max_concurrent_analyses: int = Field(default=2, ge=1, le=64)
@@ -218,12 +222,15 @@ _ALLOWED = {
     "max_concurrent_analyses": "a whole number from 1 to 64",
     "allow_private_repositories": "true or false",
     "allow_ssh_repositories": "true or false",
+    "query_max_samples": "a whole number of at least 1000",
+    "query_max_concurrency": "a whole number from 1 to 64",
 }
 _DURATIONS = (
     "log_flush_interval", "shutdown_timeout", "startup_timeout", "long_running_seconds",
     "scrape_interval", "tsdb_retention_days", "rule_interval", "tsdb_flush_interval",
     "alert_group_wait", "alert_group_interval", "alert_repeat_interval", "agent_timeout",
     "analysis_timeout", "file_timeout", "clone_timeout", "clone_connect_timeout",
+    "query_timeout",
 )  # fmt: skip
 _LIMITS = {
     "log_flush_interval": "above 0", "shutdown_timeout": "0 or more", "startup_timeout": "above 0",
@@ -231,7 +238,8 @@ _LIMITS = {
     "tsdb_retention_days": "above 0 (a number alone is days)", "rule_interval": "1s or more",
     "tsdb_flush_interval": "1s or more", "alert_group_wait": "0 or more",
     "alert_group_interval": "above 0", "alert_repeat_interval": "above 0",
-    "agent_timeout": "above 0", "analysis_timeout": "above 0", "file_timeout": "above 0",
+    "agent_timeout": "above 0", "query_timeout": "above 0",
+    "analysis_timeout": "above 0", "file_timeout": "above 0",
     "clone_timeout": "above 0", "clone_connect_timeout": "above 0",
 }  # fmt: skip
 _ALLOWED.update({name: f"{DURATION_HINT}, {_LIMITS[name]}" for name in _DURATIONS})

@@ -20,7 +20,7 @@ Nothing here reads the clock, the disk or the network; the scheduler persists th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -42,6 +42,7 @@ from codequal.tsdb.promql import (
     Series,
     Vector,
 )
+from codequal.tsdb.promql.source import BatchedSource
 
 RESOLVED_RETENTION_SECONDS = 15 * 60  # Prometheus's resolvedRetention
 DEFAULT_INTERVAL_SECONDS = 15.0
@@ -84,7 +85,7 @@ def evaluate(
     ctx = _Context(
         now,
         round(now * 1000),
-        Engine(overlay, engine.lookback_delta_ms, engine.default_step_ms),
+        Engine(overlay, engine.lookback_delta_ms, engine.default_step_ms, engine.limits),
         external_labels or {},
         external_url.rstrip("/"),
     )
@@ -357,6 +358,16 @@ class _Overlay:
             added = extra.pop(s.labels, None)
             out.append(s if added is None else _merge(s, added))
         return out + list(extra.values())
+
+    def select_batches(
+        self, matchers: Sequence[Matcher], start: int, end: int, max_samples: int
+    ) -> Iterator[list[Series]]:
+        """Runs of series from a store that reads them so (long rule windows stay bounded),
+        unless this evaluation recorded some of them: then all at once, merged."""
+        if isinstance(self.base, BatchedSource) and not self.recorded.select(matchers, start, end):
+            yield from self.base.select_batches(matchers, start, end, max_samples)
+            return
+        yield sorted(self.select(matchers, start, end), key=lambda s: s.labels)
 
 
 def _merge(base: Series, added: Series) -> Series:

@@ -15,7 +15,9 @@ from codequal.alerting.evaluator import EvaluationResult, evaluate
 from codequal.alerting.rules import RuleGroup
 from codequal.alerting.state import EvaluationState, rules_overview
 from codequal.storage.kv import KeyValueStore
+from codequal.telemetry.metrics import RULE_EVALUATION_FAILURES
 from codequal.tsdb.promql import Engine
+from codequal.tsdb.promql.limits import QueryLimits
 from codequal.tsdb.store import SampleStore
 
 STATE_KEY = "rule-evaluation-state"
@@ -33,8 +35,10 @@ class RuleScheduler:
         on_error: Callable[[BaseException], None],
         external_url: str = "",
         clock: Callable[[], float] = time.time,
+        limits: QueryLimits | None = None,
     ) -> None:
         self.groups = list(groups)
+        self._limits = limits
         self._history = history
         self._store = state_store
         self._interval = interval
@@ -60,13 +64,14 @@ class RuleScheduler:
             self._restored = True
         result = evaluate(
             self.groups,
-            Engine(self._history),
+            Engine(self._history, limits=self._limits),
             self.state,
             now,
             default_interval=self._interval,
             external_url=self._external_url,
         )
         self._history.append((s.labels, s.t, s.value) for s in result.samples)
+        _count_failures(self.groups, result, now)
         self.state = result.state
         self._store.put(STATE_KEY, result.state.to_json())
         self.last_evaluation = now
@@ -111,3 +116,11 @@ class RuleScheduler:
         except Exception as exc:  # noqa: BLE001 - keep evaluating; report the failure
             self.consecutive_failures += 1
             self.on_error(exc)
+
+
+def _count_failures(groups: Sequence[RuleGroup], result: EvaluationResult, now: float) -> None:
+    """A failing rule (over a query limit, say) is counted under its group's name."""
+    for group in groups:
+        state = result.state.groups.get(group.key)
+        if state is not None and state.last_evaluation == now and state.errors:
+            RULE_EVALUATION_FAILURES.labels(group.name).inc(len(state.errors))

@@ -14,6 +14,7 @@ from codequal.analytics.slo import WINDOWS, load_spec, status_from_ratios, windo
 from codequal.analytics.store import AnalyticsQueries
 from codequal.storage.db import Database
 from codequal.tsdb.promql import Engine, PromQLError, Scalar, Vector
+from codequal.tsdb.promql.limits import QueryLimits
 
 
 def compute_costs(
@@ -47,10 +48,12 @@ def compute_insights(db: Database, period: float, now: float) -> dict[str, Any]:
     )
 
 
-def compute_slo(source: Any, now: float, window: str | None = None) -> list[dict[str, Any]]:
+def compute_slo(
+    source: Any, now: float, window: str | None = None, limits: QueryLimits | None = None
+) -> list[dict[str, Any]]:
     """Each shipped SLO's status from the metric history (``source`` is a SeriesSource);
-    ``window`` replaces the SLOs' compliance period."""
-    engine = Engine(source)
+    ``window`` replaces the SLOs' compliance period; ``limits`` bound each query."""
+    engine = Engine(source, limits=limits)
     t_ms = round(now * 1000)
     out = []
     for spec in load_spec():

@@ -15,6 +15,7 @@ from codequal.analytics.store import parse_period
 from codequal.api.errors import FastJSONResponse, error_response
 from codequal.runtime.process import Runtime
 from codequal.runtime.wiring import compute_costs_for
+from codequal.tsdb.service import query_limits
 
 
 def analytics_router(state: Runtime, require: Callable[[str], Any]) -> APIRouter:
@@ -43,7 +44,9 @@ def analytics_router(state: Runtime, require: Callable[[str], Any]) -> APIRouter
 
     @router.get("/slo", summary="Each SLO: SLI, error budget remaining, burn rates, exhaustion")
     async def slo(_: reader) -> Any:
-        body = await run_in_threadpool(compute_slo, state.alerting.history.store, time.time())
+        limits = query_limits(state.settings)
+        store = state.alerting.history.store
+        body = await run_in_threadpool(compute_slo, store, time.time(), None, limits)
         return FastJSONResponse({"slos": body})
 
     return router

@@ -28,6 +28,7 @@ from codequal.analytics.dashboard_store import (
 )
 from codequal.analytics.reports import compute_slo
 from codequal.api.middleware import Shortcut
+from codequal.tsdb.service import query_limits
 from codequal.vocabulary import iso_timestamp
 
 if TYPE_CHECKING:
@@ -140,8 +141,9 @@ class Dashboards:
 
     def _slo(self) -> list[dict[str, Any]]:
         store = self._state.alerting.history.store
+        limits = query_limits(self._state.settings)
         found: list[dict[str, Any]] = self._slos.get(
-            "slos", lambda: compute_slo(store, time.time())
+            "slos", lambda: compute_slo(store, time.time(), limits=limits)
         )
         return found
 

@@ -8,47 +8,33 @@ POST, Prometheus's JSON answers and error shapes. Token scope: ``monitoring:read
 # No "from __future__ import annotations": FastAPI must evaluate the route signatures, whose
 # dependencies are built per app (closures) and cannot be resolved from strings.
 
-import time
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.exc import SQLAlchemyError
 
 from codequal.api.errors import FastJSONResponse
-from codequal.exceptions import CodeQualError
 from codequal.runtime.process import Runtime
+from codequal.telemetry.metrics import QUERIES_REFUSED
 from codequal.tsdb import httpapi
 from codequal.tsdb.httpapi import APIError, Params, first, success
-from codequal.tsdb.promql import Engine, Matcher, PromQLError, Series, to_prometheus_json
+from codequal.tsdb.promql import Engine, Matcher, PromQLError
 from codequal.tsdb.promql.ast_adapter import parse, value_type
+from codequal.tsdb.promql.limits import Cancellation, QueryLimits, QueryTimeout
+from codequal.tsdb.promql.wire import success_json
+from codequal.tsdb.service import query_limits
 from codequal.tsdb.store import SampleStore, store_for
 
 Guard = Callable[[str], Any]
-MAX_TIMEOUT_SECONDS = 120.0  # Prometheus's --query.timeout default
-MAX_CONCURRENT_QUERIES = 4  # the rest wait (and time out) rather than starve the server
 BUILD_INFO = {"version": "2.42.0", "revision": "codequal", "branch": "", "buildUser": "",
               "buildDate": "", "goVersion": ""}  # fmt: skip
-
-
-class _QueryTimeout(CodeQualError):
-    pass
-
-
-class _DeadlineSource:
-    """The store, refusing to read past the query's deadline: a query abandoned by its
-    request stops at its next selector instead of running on."""
-
-    def __init__(self, store: SampleStore, deadline: float) -> None:
-        self._store, self._deadline = store, deadline
-
-    def select(self, matchers: Sequence[Matcher], start: int, end: int) -> list[Series]:
-        if time.monotonic() > self._deadline:
-            raise _QueryTimeout
-        return self._store.select(matchers, start, end)
+Evaluate = Callable[[Engine, Cancellation], Any]
 
 
 async def _params(request: Request) -> dict[str, list[str]]:
@@ -64,9 +50,11 @@ async def _params(request: Request) -> dict[str, list[str]]:
     return merged
 
 
-def _answer(result: Any) -> FastJSONResponse:
+def _answer(result: Any) -> Response:
     if isinstance(result, APIError):
         return FastJSONResponse(result.body(), status_code=result.status)
+    if isinstance(result, bytes):  # a query's answer, already encoded
+        return Response(result, media_type="application/json")
     return FastJSONResponse(success(result))
 
 
@@ -76,6 +64,7 @@ def _checked_query(params: Params, range_query: bool) -> str:
     try:
         kind = value_type(parse(query))
     except PromQLError as exc:
+        QUERIES_REFUSED.labels(exc.error_type).inc()
         raise httpapi.bad_param("query", exc.message) from None
     if range_query and kind not in ("scalar", "vector"):
         shown = "range vector" if kind == "matrix" else kind
@@ -86,19 +75,33 @@ def _checked_query(params: Params, range_query: bool) -> str:
     return query
 
 
-def _timeout(params: Params) -> float:
+def _timeout(params: Params, most: float) -> float:
+    """The ``timeout`` parameter in seconds, never above the server's query timeout."""
     given = httpapi.duration_param(params, "timeout")
-    return MAX_TIMEOUT_SECONDS if given is None else min(given / 1000, MAX_TIMEOUT_SECONDS)
+    if given is not None and given < 0:
+        raise httpapi.bad_param("timeout", f'"{first(params, "timeout")}" is negative')
+    return most if given is None else min(given / 1000, most)
+
+
+async def _cancel_on_disconnect(request: Request, cancel: threading.Event) -> None:
+    """Set ``cancel`` when the client goes away (its request body is already read)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            cancel.set()
+            return
 
 
 class _PromAPI:
-    """The handlers, bound to one app's store and query concurrency limit."""
+    """The handlers, bound to one app's store, query limits and concurrency limit."""
 
-    def __init__(self, store: SampleStore) -> None:
+    def __init__(self, store: SampleStore, limits: QueryLimits, concurrency: int) -> None:
         self.store = store
-        self.limiter = anyio.CapacityLimiter(MAX_CONCURRENT_QUERIES)
+        self.limits = limits
+        # The rest wait, within their timeout, rather than starve the server.
+        self.limiter = anyio.CapacityLimiter(concurrency)
 
-    async def query(self, request: Request) -> FastJSONResponse:
+    async def query(self, request: Request) -> Response:
         params = await _params(request)
         try:
             t = httpapi.time_param(params, "time", httpapi.now_ms())
@@ -107,44 +110,57 @@ class _PromAPI:
             text = _checked_query(params, range_query=False)
         except APIError as exc:
             return _answer(exc)
-        return _answer(await self._evaluate(params, lambda engine: engine.instant(text, t)))
+        result = await self._evaluate(request, params, lambda e, c: e.instant(text, t, c))
+        return _answer(result)
 
-    async def query_range(self, request: Request) -> FastJSONResponse:
+    async def query_range(self, request: Request) -> Response:
         params = await _params(request)
         try:
             start, end, step = httpapi.range_params(params)
             text = _checked_query(params, range_query=True)
         except APIError as exc:
             return _answer(exc)
-        result = await self._evaluate(params, lambda engine: engine.range(text, start, end, step))
+        result = await self._evaluate(
+            request, params, lambda e, c: e.range(text, start, end, step, c)
+        )
         return _answer(result)
 
-    async def _evaluate(self, params: Params, evaluate: Callable[[Engine], Any]) -> Any:
-        """Run the query on a worker thread; past its timeout, answer 503 and abandon it."""
-        timeout = _timeout(params)
-        engine = Engine(_DeadlineSource(self.store, time.monotonic() + timeout))
+    async def _evaluate(self, request: Request, params: Params, evaluate: Evaluate) -> Any:
+        """Run the query on a worker thread, cancelled when its client goes away; past its
+        timeout (waiting for a slot included) answer 503 and let the thread stop itself."""
         try:
-            with anyio.fail_after(timeout):
-                return await anyio.to_thread.run_sync(
-                    lambda: to_prometheus_json(evaluate(engine)),
-                    abandon_on_cancel=True,
-                    limiter=self.limiter,
-                )
-        except (TimeoutError, _QueryTimeout):
-            return APIError("timeout", "query timed out in expression evaluation")
-        except PromQLError as exc:
-            return APIError("execution", exc.message)
-        except SQLAlchemyError:
-            return APIError("internal", "the metric store is not available")
+            timeout = _timeout(params, self.limits.timeout_seconds)
+        except APIError as exc:
+            return exc
+        engine = Engine(self.store, limits=replace(self.limits, timeout_seconds=timeout))
+        cancel = threading.Event()
+        async with anyio.create_task_group() as watchers:
+            watchers.start_soon(_cancel_on_disconnect, request, cancel)
+            try:
+                with anyio.fail_after(timeout):
+                    return await anyio.to_thread.run_sync(
+                        lambda: success_json(evaluate(engine, cancel)),
+                        abandon_on_cancel=True,
+                        limiter=self.limiter,
+                    )
+            except TimeoutError:
+                return _refused(QueryTimeout())
+            except PromQLError as exc:
+                return _refused(exc)
+            except SQLAlchemyError:
+                return APIError("internal", "the metric store is not available")
+            finally:
+                cancel.set()  # an abandoned evaluation stops at its next check
+                watchers.cancel_scope.cancel()
 
-    async def series(self, request: Request) -> FastJSONResponse:
+    async def series(self, request: Request) -> Response:
         def fetch(sets: list[list[Matcher]], start: int | None, end: int | None) -> Any:
             found = {labels for m in sets for labels in self.store.series(m, start, end)}
             return [labels.to_dict() for labels in sorted(found)]
 
         return _answer(await _lookup(request, True, fetch))
 
-    async def labels(self, request: Request) -> FastJSONResponse:
+    async def labels(self, request: Request) -> Response:
         def fetch(sets: list[list[Matcher]], start: int | None, end: int | None) -> Any:
             if not sets:
                 return self.store.label_names((), start, end)
@@ -152,7 +168,7 @@ class _PromAPI:
 
         return _answer(await _lookup(request, False, fetch))
 
-    async def label_values(self, name: str, request: Request) -> FastJSONResponse:
+    async def label_values(self, name: str, request: Request) -> Response:
         def fetch(sets: list[list[Matcher]], start: int | None, end: int | None) -> Any:
             httpapi.label_name(name)
             if not sets:
@@ -162,8 +178,13 @@ class _PromAPI:
 
         return _answer(await _lookup(request, False, fetch))
 
-    def buildinfo(self) -> FastJSONResponse:
+    def buildinfo(self) -> Response:
         return _answer(BUILD_INFO)
+
+
+def _refused(exc: PromQLError) -> APIError:
+    QUERIES_REFUSED.labels(exc.error_type).inc()
+    return APIError(exc.error_type, exc.message)
 
 
 async def _lookup(request: Request, need_match: bool, fetch: Callable[..., Any]) -> Any:
@@ -182,7 +203,8 @@ async def _lookup(request: Request, need_match: bool, fetch: Callable[..., Any])
 
 def prom_router(state: Runtime, require: Guard) -> APIRouter:
     """``/api/v1/...`` on the process's store for ``state.db`` (scope ``monitoring:read``)."""
-    api = _PromAPI(store_for(state.db))
+    settings = state.settings
+    api = _PromAPI(store_for(state.db), query_limits(settings), settings.query_max_concurrency)
     router = APIRouter(
         prefix="/api/v1", tags=["prometheus"], dependencies=[Depends(require("monitoring:read"))]
     )

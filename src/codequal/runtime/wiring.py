@@ -48,7 +48,7 @@ from codequal.storage.kv import KeyValueStore
 from codequal.telemetry.metrics import REGISTRY
 from codequal.telemetry.setup import Telemetry, TelemetryConfig, start_telemetry
 from codequal.tsdb.scrape import Collectable
-from codequal.tsdb.service import DAY_SECONDS, MetricHistory
+from codequal.tsdb.service import DAY_SECONDS, MetricHistory, query_limits
 
 
 # -- telemetry --------------------------------------------------------------------------------
@@ -135,6 +135,7 @@ def build_alerting(settings: Settings, db: Database) -> AlertingService:
         on_result=deliver,
         on_error=lambda _exc: None,
         external_url=external_url(settings),
+        limits=query_limits(settings),
     )
     service = AlertingService(history, notifier, scheduler, CriticalLogFeed(db, notifier))
     notifier.sources.append(service.critical_logs.pull)

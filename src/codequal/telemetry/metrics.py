@@ -260,6 +260,21 @@ LEADER_CHANGES = Counter(
     registry=REGISTRY,
 )
 
+# -- PromQL query limits ----------------------------------------------------------------------
+QUERIES_REFUSED = Counter(
+    "codequal_promql_queries_refused_total",
+    "/api/v1 queries refused by a query limit or cancelled, by Prometheus error type "
+    "(bad_data: too deep or too many points; execution: too many samples; timeout; canceled).",
+    ["error_type"],
+    registry=REGISTRY,
+)
+RULE_EVALUATION_FAILURES = Counter(
+    "codequal_rule_evaluation_failures_total",
+    "Rule evaluations that failed (a query limit, an invalid result), by rule group.",
+    ["rule_group"],
+    registry=REGISTRY,
+)
+
 # -- process and system (psutil, read at scrape time) ---------------------------------------
 SYSTEM_COLLECTOR = SystemCollector()
 REGISTRY.register(SYSTEM_COLLECTOR)

@@ -5,12 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from codequal.config import Settings
 from codequal.storage.db import Database
+from codequal.tsdb.promql.limits import QueryLimits
 from codequal.tsdb.scrape import DEFAULT_JOB, Collectable, Periodic, Scraper
 from codequal.tsdb.store import SampleStore, store_for
 
 DAY_SECONDS = 86_400.0
 DEFAULT_RETENTION_CHECK = 600.0  # chunks span 2 h; ten minutes late is never noticed
+
+
+def query_limits(settings: Settings) -> QueryLimits:
+    """The limits every query of this process runs under (API, rules, dashboard)."""
+    return QueryLimits(
+        timeout_seconds=settings.query_timeout, max_samples=settings.query_max_samples
+    )
 
 
 class RetentionTask:

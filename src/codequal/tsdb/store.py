@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -24,13 +24,18 @@ from codequal.storage.schema import tsdb_chunks, tsdb_series
 from codequal.tsdb import chunks, head, series_index
 from codequal.tsdb.head import DEFAULT_CHUNK_RANGE_MS, DEFAULT_MAX_SAMPLES, Head
 from codequal.tsdb.promql import Labels, Matcher, Series
+from codequal.tsdb.promql.limits import TooManySamples
 from codequal.tsdb.promql.source import matches_all
 from codequal.tsdb.segments import DecodedCache, Segment, merge
 
 SampleInput = tuple[Mapping[str, str] | Labels, int, float]
 WRITE_BATCH = 500  # chunks per transaction: a flush with a deadline stops between batches
-DEFAULT_CACHE_SAMPLES = 2_000_000  # decoded samples kept for re-reads (16 bytes each)
+# Decoded samples kept for re-reads (16 bytes each, ~190 MB): every rule round reads the
+# history its longest windows cover, and a least-recently-used cache smaller than what one
+# round scans never hits. 12 M is 2 000 series x 24 h at 15 s.
+DEFAULT_CACHE_SAMPLES = 12_000_000
 LABEL_CACHE_SIZE = 100_000
+RUN_SAMPLES = 2_000_000  # samples select_batches hands over at once (~32 MB decoded)
 _ALL_TIME = (-(2**62), 2**62)
 _UPDATE_CHUNK = (
     tsdb_chunks.update()
@@ -200,11 +205,20 @@ class SampleStore:
 
     def select(self, matchers: Sequence[Matcher], start: int, end: int) -> list[Series]:
         """Series matching all matchers with their samples in ``[start, end]`` (ms)."""
+        return self.select_bounded(matchers, start, end, None)
+
+    def select_bounded(
+        self, matchers: Sequence[Matcher], start: int, end: int, max_samples: int | None
+    ) -> list[Series]:
+        """``select``, refused with :class:`TooManySamples` before decoding when the chunks
+        it would read hold more than ``max_samples`` samples."""
         with self._db.engine.connect() as conn:
             found = series_index.matching_series(conn, matchers)
             # Memory first: a chunk flushed meanwhile is then in both, and merging dedups.
             memory, skip = self._memory(found, start, end)
-            stored = self._stored(conn, list(found), start, end, skip)
+            if max_samples is not None:
+                max_samples -= sum(len(seg[0]) for segs in memory.values() for seg in segs)
+            stored = self._stored(conn, list(found), start, end, skip, max_samples=max_samples)
         out = []
         for series_id, labels in found.items():
             segments = stored.get(series_id, []) + memory.get(series_id, [])
@@ -212,6 +226,64 @@ class SampleStore:
             if ts:
                 out.append(Series(labels, ts, vs))
         return out
+
+    def select_batches(
+        self, matchers: Sequence[Matcher], start: int, end: int, max_samples: int
+    ) -> Iterator[list[Series]]:
+        """The selection in runs of series in label order, each run holding about
+        RUN_SAMPLES samples and never more than ``max_samples`` (a single series holding more
+        raises TooManySamples), so a long window over many series is read a run at a time.
+        Sample counts come from the chunk rows before any is decoded."""
+        with self._db.engine.connect() as conn:
+            found = series_index.matching_series(conn, matchers)
+            memory, skip = self._memory(found, start, end)
+            counts = self._stored_counts(conn, list(found), start, end, skip)
+            run: list[tuple[int, Labels]] = []
+            size = 0
+            for series_id, labels in sorted(found.items(), key=lambda item: item[1]):
+                n = counts.get(series_id, 0) + sum(len(seg[0]) for seg in memory.get(series_id, []))
+                if n > max_samples:
+                    raise TooManySamples
+                if run and size + n > min(max_samples, RUN_SAMPLES):
+                    yield self._read(conn, run, (memory, skip), (start, end))
+                    run, size = [], 0
+                run.append((series_id, labels))
+                size += n
+            if run:
+                yield self._read(conn, run, (memory, skip), (start, end))
+
+    def _read(
+        self,
+        conn: Connection,
+        run: list[tuple[int, Labels]],
+        in_memory: tuple[dict[int, list[Segment]], set[int]],
+        window: tuple[int, int],
+    ) -> list[Series]:
+        (memory, skip), (start, end) = in_memory, window
+        stored = self._stored(conn, [series_id for series_id, _ in run], start, end, skip)
+        out = []
+        for series_id, labels in run:
+            ts, vs = merge(stored.get(series_id, []) + memory.get(series_id, []), start, end)
+            if ts:
+                out.append(Series(labels, ts, vs))
+        return out
+
+    def _stored_counts(
+        self, conn: Connection, ids: list[int], start: int, end: int, skip: set[int]
+    ) -> dict[int, int]:
+        """Samples per series in the chunk rows overlapping the window (not decoded)."""
+        counts: dict[int, int] = {}
+        columns = (tsdb_chunks.c.id, tsdb_chunks.c.series_id, tsdb_chunks.c.samples)
+        for part in series_index.batched(ids):
+            stmt = (
+                sa.select(*columns)
+                .where(tsdb_chunks.c.series_id.in_(part))
+                .where(tsdb_chunks.c.max_t >= start, tsdb_chunks.c.min_t <= end)
+            )
+            for cid, sid, n in conn.execute(stmt):
+                if cid not in skip:
+                    counts[sid] = counts.get(sid, 0) + n
+        return counts
 
     def _memory(
         self, wanted: Mapping[int, Labels], start: int, end: int
@@ -231,11 +303,21 @@ class SampleStore:
         return memory, skip
 
     def _stored(
-        self, conn: Connection, ids: list[int], start: int, end: int, skip: set[int]
+        self,
+        conn: Connection,
+        ids: list[int],
+        start: int,
+        end: int,
+        skip: set[int],
+        *,
+        max_samples: int | None = None,
     ) -> dict[int, list[Segment]]:
         # One statement per batch (blobs included, even when cached): each sees one
         # snapshot, so a chunk rewritten by another process meanwhile is never half-seen.
-        out: dict[int, list[Segment]] = {}
+        # The compressed rows are all read before any is decoded: their sample counts say
+        # whether the selection fits the query's budget, and they are ~1 byte a sample.
+        rows = []
+        total = 0
         columns = (tsdb_chunks.c.id, tsdb_chunks.c.series_id, tsdb_chunks.c.samples)
         for part in series_index.batched(ids):
             stmt = (
@@ -243,14 +325,19 @@ class SampleStore:
                 .where(tsdb_chunks.c.series_id.in_(part))
                 .where(tsdb_chunks.c.max_t >= start, tsdb_chunks.c.min_t <= end)
             )
-            for cid, sid, n, data in conn.execute(stmt):
-                if cid in skip:
-                    continue
-                segment = self._cache.get((cid, n))
-                if segment is None:
-                    segment = chunks.decode(data)
-                    self._cache.put((cid, n), segment)
-                out.setdefault(sid, []).append(segment)
+            for row in conn.execute(stmt):
+                if row[0] not in skip:
+                    rows.append(row)
+                    total += row[2]
+            if max_samples is not None and total > max_samples:
+                raise TooManySamples
+        out: dict[int, list[Segment]] = {}
+        for cid, sid, n, data in rows:
+            segment = self._cache.get((cid, n))
+            if segment is None:
+                segment = chunks.decode(data)
+                self._cache.put((cid, n), segment)
+            out.setdefault(sid, []).append(segment)
         return out
 
     def series(

@@ -14,6 +14,7 @@ from typing import Literal, TypeAlias
 
 import promql_parser as pp
 
+from codequal.tsdb.promql.limits import check_depth
 from codequal.tsdb.promql.source import Matcher, MatchOp
 from codequal.tsdb.promql.types import METRIC_NAME, PromQLError
 
@@ -132,12 +133,32 @@ _SET_OPS = frozenset({"and", "or", "unless"})
 
 
 def parse(query: str) -> Node:
-    """Parse a PromQL expression, raising :class:`PromQLError` with the parser's message."""
+    """Parse a PromQL expression, raising :class:`PromQLError` with the parser's message
+    (and refusing, unparsed, one nested deeper than the engine and parser can take)."""
+    check_depth(query)
     try:
-        expr = pp.parse(query)
+        expr = pp.parse(_renamed_functions(query))
     except ValueError as exc:
         raise PromQLError(prometheus_wording(str(exc))) from exc
     return _convert(expr)
+
+
+# holt_winters is 2.x's name for what the parser (following Prometheus 3) calls
+# double_exponential_smoothing, a function 2.42 does not have.
+_OLD_NAME, _NEW_NAME = "holt_winters", "double_exponential_smoothing"
+_FUNCTION_NAMES = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`|\b(\w+)(?=\s*\()')
+
+
+def _renamed_functions(query: str) -> str:
+    if _OLD_NAME not in query and _NEW_NAME not in query:
+        return query
+
+    def rename(match: re.Match[str]) -> str:
+        if match[1] == _NEW_NAME:
+            raise PromQLError(f"unknown function with name {_NEW_NAME!r}")
+        return _NEW_NAME if match[1] == _OLD_NAME else match[0]
+
+    return _FUNCTION_NAMES.sub(rename, query)
 
 
 def prometheus_wording(message: str) -> str:
@@ -222,7 +243,8 @@ def _convert(expr: pp.Expr) -> Node:  # noqa: PLR0911 - one branch per node type
         )
     if isinstance(expr, pp.Call):
         returns = _VALUE_TYPES[str(expr.func.return_type)]
-        return Call(expr.func.name, tuple(_convert(a) for a in expr.args), returns)
+        name = _OLD_NAME if expr.func.name == _NEW_NAME else expr.func.name
+        return Call(name, tuple(_convert(a) for a in expr.args), returns)
     if isinstance(expr, pp.AggregateExpr):
         return _aggregate(expr)
     if isinstance(expr, pp.BinaryExpr):

@@ -1,116 +1,61 @@
-"""Range functions over a whole range query at once, series by series.
+"""A range function call in a range query evaluated step by step (under ``topk``, inside a
+subquery, ...): its result at every step of the query, computed once, column-wise.
 
-Step-by-step evaluation re-slices every series at every step; for the common
-``rate(x[5m])``-in-a-range-query case this walks each series once through all steps instead
-(Prometheus's own engine loops the same way). The results are identical to the per-step
-path: same windows, same function, same order.
+The step-by-step evaluation asks the call for one step at a time; the first ask computes
+all the query's steps at once with :mod:`~codequal.tsdb.promql.columnar` and later asks
+read the table. The results are the per-step path's: same windows, same functions.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
-from typing import TYPE_CHECKING
-
-from codequal.tsdb.promql import gomath
-from codequal.tsdb.promql.ast_adapter import Call, MatrixSelector, Node, NumberLiteral, Paren
-from codequal.tsdb.promql.range_functions import (
-    KEEPS_METRIC_NAME,
-    RANGE_FUNCTIONS,
-    Window,
-    duration_seconds,
+from codequal.tsdb.promql.ast_adapter import Call
+from codequal.tsdb.promql.callargs import (
+    MATRIX_ARG,
+    PARAM_ARGS,
+    check_unique_labels,
+    pins_metric_name,
+    unwrap,
 )
-from codequal.tsdb.promql.source import MatchOp
-from codequal.tsdb.promql.types import METRIC_NAME, PromQLError, Sample, Vector
+from codequal.tsdb.promql.columnar import ColumnarEvaluation
+from codequal.tsdb.promql.context import Evaluation
+from codequal.tsdb.promql.range_functions import KEEPS_METRIC_NAME
+from codequal.tsdb.promql.types import Sample, Vector
 
-if TYPE_CHECKING:
-    from codequal.tsdb.promql.engine import _Evaluation
-
-# Which argument is the range vector, and which one the scalar parameter.
-MATRIX_ARG = {"quantile_over_time": 1}
-PARAM_ARG = {"quantile_over_time": 0, "predict_linear": 1}
-
-
-def unwrap(node: Node) -> Node:
-    while isinstance(node, Paren):
-        node = node.expr
-    return node
+__all__ = [
+    "MATRIX_ARG",
+    "PARAM_ARGS",
+    "check_unique_labels",
+    "lookup",
+    "pins_metric_name",
+    "unwrap",
+]
 
 
-def pins_metric_name(node: Node) -> bool:
-    """True when a range selector matches one metric name only, so dropping the name
-    cannot make two series' labels collide (and the duplicate check can be skipped)."""
-    if not isinstance(node, MatrixSelector):
-        return False
-    return any(m.name == METRIC_NAME and m.op is MatchOp.EQUAL for m in node.selector.matchers)
-
-
-def check_unique_labels(vector: Vector) -> Vector:
-    """Prometheus rejects a vector in which two samples have the same labels."""
-    if len({s.labels for s in vector}) != len(vector):
-        raise PromQLError("vector cannot contain metrics with the same labelset")
-    return vector
-
-
-def _batchable(node: Call) -> bool:
-    arg = unwrap(node.args[MATRIX_ARG.get(node.func, 0)])
-    param_index = PARAM_ARG.get(node.func)
-    return (
-        node.func in RANGE_FUNCTIONS
-        and node.func != "absent_over_time"
-        and isinstance(arg, MatrixSelector)
-        and arg.selector.at is None
-        and (param_index is None or isinstance(node.args[param_index], NumberLiteral))
-    )
-
-
-def lookup(ev: _Evaluation, node: Call, t: int) -> Vector | None:
-    """The call's result at ``t`` if ``t`` is a step of the range query and the call is
-    batchable; None sends the caller down the per-step path."""
+def lookup(ev: Evaluation, node: Call, t: int) -> Vector | None:
+    """The call's result at ``t`` if ``t`` is a step of the range query and the call has a
+    columnar form; None sends the caller down the per-step path."""
     if not ev.step or t < ev.start or t > ev.end or (t - ev.start) % ev.step:
         return None
     table = ev.batches.get(id(node))
     if table is None:
-        table = ev.batches[id(node)] = _compute(ev, node) if _batchable(node) else {}
+        table = ev.batches[id(node)] = _compute(ev, node)
     return table.get(t)
 
 
-def _compute(ev: _Evaluation, node: Call) -> dict[int, Vector]:
-    arg = unwrap(node.args[MATRIX_ARG.get(node.func, 0)])
-    assert isinstance(arg, MatrixSelector)
-    param_index = PARAM_ARG.get(node.func)
-    param = gomath.NAN
-    if param_index is not None:
-        literal = node.args[param_index]
-        assert isinstance(literal, NumberLiteral)
-        param = literal.value
-    offset, range_ms = arg.selector.offset_ms, arg.range_ms
-    range_s = duration_seconds(range_ms)
-    windows = [
-        Window(t - offset - range_ms, t - offset, range_ms, range_s, t, param)
-        for t in range(ev.start, ev.end + 1, ev.step)
-    ]
-    per_step = _evaluate_series(ev, node, arg, windows)
-    unique = node.func in KEEPS_METRIC_NAME or pins_metric_name(arg)
-    return {
-        w.t: Vector(out) if unique else check_unique_labels(Vector(out))
-        for w, out in zip(windows, per_step, strict=True)
-    }
-
-
-def _evaluate_series(
-    ev: _Evaluation, node: Call, arg: MatrixSelector, windows: list[Window]
-) -> list[list[Sample]]:
-    fn = RANGE_FUNCTIONS[node.func]
-    keep_name = node.func in KEEPS_METRIC_NAME
-    per_step: list[list[Sample]] = [[] for _ in windows]
-    for s in ev.series(arg.selector, drop_stale=True):
-        labels = s.labels if keep_name else s.labels.drop_name()
-        ts, vs = s.timestamps, s.values
-        for out, w in zip(per_step, windows, strict=True):
-            lo = bisect_left(ts, w.start)
-            hi = bisect_right(ts, w.end, lo)
-            if lo < hi:
-                value = fn(ts[lo:hi], vs[lo:hi], w)
-                if value is not None:
-                    out.append(Sample(labels, value, w.t))
-    return per_step
+def _compute(ev: Evaluation, node: Call) -> dict[int, Vector]:
+    columns = ColumnarEvaluation(ev)
+    rows = columns.range_function_rows(node)
+    if rows is None:
+        return {}
+    labels, values, present = rows
+    unique = node.func in KEEPS_METRIC_NAME or pins_metric_name(
+        unwrap(node.args[MATRIX_ARG.get(node.func, 0)])
+    )
+    table = {}
+    for k, t in enumerate(columns.times.tolist()):
+        here = present[:, k]
+        vector = Vector(
+            Sample(labels[i], float(values[i, k]), t) for i in here.nonzero()[0].tolist()
+        )
+        table[t] = vector if unique else check_unique_labels(vector)
+    return table

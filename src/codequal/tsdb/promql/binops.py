@@ -24,6 +24,8 @@ ARITHMETIC: dict[str, Callable[[float, float], float]] = {
     "^": gomath.pow_,
     "atan2": math.atan2,
 }
+# The operators whose result drops the metric name (2.42's shouldDropMetricName: not atan2).
+DROPS_NAME = frozenset({"+", "-", "*", "/", "%", "^"})
 COMPARISON: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
     "!=": operator.ne,
@@ -53,7 +55,7 @@ def vector_scalar(
     op: str, vector: Sequence[Sample], scalar: float, *, swap: bool, return_bool: bool, t: int
 ) -> Vector:
     """``vector op scalar`` (or ``scalar op vector`` when ``swap``)."""
-    drop_name = op in ARITHMETIC or return_bool
+    drop_name = op in DROPS_NAME or return_bool
     out = []
     for s in vector:
         lv, rv = (scalar, s.value) if swap else (s.value, scalar)
@@ -83,7 +85,7 @@ def _match_labels(labels: Labels, node: Binary) -> Labels:
 
 
 def _result_labels(lhs: Labels, rhs: Labels, node: Binary) -> Labels:
-    labels = lhs.drop_name() if node.op in ARITHMETIC else lhs
+    labels = lhs.drop_name() if node.op in DROPS_NAME else lhs
     if node.card == "one-to-one":
         labels = labels.keep(node.matching) if node.on else labels.without(node.matching)
     for name in node.include:

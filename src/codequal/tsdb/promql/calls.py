@@ -3,17 +3,19 @@ functions whose result depends on the shape of their argument (absent, timestamp
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import numpy as np
 
-from codequal.tsdb.promql import batch, gomath
+from codequal.tsdb.promql import batch
 from codequal.tsdb.promql.ast_adapter import Call, MatrixSelector, Node, VectorSelector
-from codequal.tsdb.promql.batch import (
+from codequal.tsdb.promql.callargs import (
     MATRIX_ARG,
-    PARAM_ARG,
+    PARAM_ARGS,
     check_unique_labels,
     pins_metric_name,
     unwrap,
 )
+from codequal.tsdb.promql.columnar import ColumnarEvaluation
+from codequal.tsdb.promql.context import Evaluation
 from codequal.tsdb.promql.functions import INSTANT_FUNCTIONS
 from codequal.tsdb.promql.range_functions import (
     KEEPS_METRIC_NAME,
@@ -32,9 +34,6 @@ from codequal.tsdb.promql.types import (
     Value,
     Vector,
 )
-
-if TYPE_CHECKING:
-    from codequal.tsdb.promql.engine import _Evaluation
 
 
 def absent_labels(node: Node) -> Labels:
@@ -60,35 +59,36 @@ def absent_labels(node: Node) -> Labels:
     return Labels.of(labels)
 
 
-def _scalar(ev: _Evaluation, node: Node, t: int) -> float:
+def _scalar(ev: Evaluation, node: Node, t: int) -> float:
     value = ev.eval(node, t)
     if not isinstance(value, Scalar):
         raise PromQLError("expected a scalar argument")
     return value.value
 
 
-def _has_at(node: Node) -> bool:
-    node = unwrap(node)
-    if isinstance(node, MatrixSelector):
-        return node.selector.at is not None
-    return getattr(node, "at", None) is not None
-
-
-def _range_call(ev: _Evaluation, node: Call, t: int) -> Vector:
+def _range_call(ev: Evaluation, node: Call, t: int) -> Vector:
     batched = batch.lookup(ev, node, t)
     if batched is not None:
         return batched
+    columns = ColumnarEvaluation(ev, np.array([t], dtype=np.int64)).range_function_rows(node)
+    if columns is not None:
+        labels, values, present = columns
+        vector = Vector(
+            Sample(labels[i], float(values[i, 0]), t) for i in present[:, 0].nonzero()[0].tolist()
+        )
+        keeps = node.func in KEEPS_METRIC_NAME
+        pinned = pins_metric_name(unwrap(node.args[MATRIX_ARG.get(node.func, 0)]))
+        return vector if keeps or pinned else check_unique_labels(vector)
     name = node.func
     arg = node.args[MATRIX_ARG.get(name, 0)]
-    param_index = PARAM_ARG.get(name)
-    param = gomath.NAN if param_index is None else _scalar(ev, node.args[param_index], t)
+    params = [_scalar(ev, node.args[i], t) for i in PARAM_ARGS.get(name, ())]
     matrix = ev.eval(arg, t)
     if not isinstance(matrix, Matrix):
         raise PromQLError(f'expected type range vector in call to function "{name}"')
     end, range_ms = ev.window_ref(arg, t)
-    # With @ the call is step-invariant: Prometheus evaluates it once, at the query start.
-    intercept_t = ev.start if _has_at(arg) else t
-    window = Window(end - range_ms, end, range_ms, duration_seconds(range_ms), intercept_t, param)
+    # predict_linear's intercept is at the evaluation time, even with @ (Prometheus lists it
+    # among the functions that @ does not make step-invariant).
+    window = Window(end - range_ms, end, range_ms, duration_seconds(range_ms), t, *params)
     fn = RANGE_FUNCTIONS[name]
     keep_name = name in KEEPS_METRIC_NAME
     out = []
@@ -103,14 +103,14 @@ def _range_call(ev: _Evaluation, node: Call, t: int) -> Vector:
     return check_unique_labels(Vector(out))
 
 
-def _absent(ev: _Evaluation, node: Call, t: int) -> Vector:
+def _absent(ev: Evaluation, node: Call, t: int) -> Vector:
     value = ev.eval(node.args[0], t)
     if isinstance(value, Vector) and value:
         return Vector()
     return Vector([Sample(absent_labels(node.args[0]), 1.0, t)])
 
 
-def _timestamp(ev: _Evaluation, node: Call, t: int) -> Vector:
+def _timestamp(ev: Evaluation, node: Call, t: int) -> Vector:
     arg = unwrap(node.args[0])
     if isinstance(arg, VectorSelector):
         # Of a plain selector: the sample's own time (elsewhere samples carry the eval time).
@@ -123,7 +123,7 @@ def _timestamp(ev: _Evaluation, node: Call, t: int) -> Vector:
     return check_unique_labels(Vector(Sample(s.labels.drop_name(), s.t / 1000, t) for s in vector))
 
 
-def evaluate_call(ev: _Evaluation, node: Call, t: int) -> Value:
+def evaluate_call(ev: Evaluation, node: Call, t: int) -> Value:
     """Evaluate one function call at ``t``."""
     name = node.func
     if name in RANGE_FUNCTIONS:

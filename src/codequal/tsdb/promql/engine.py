@@ -8,13 +8,14 @@ are memoised, so a range query does not redo the work of overlapping windows.
 
 from __future__ import annotations
 
-import math
-from array import array
+import time
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+
+import numpy as np
 
 from codequal.tsdb.promql import binops
 from codequal.tsdb.promql.aggregations import aggregate
@@ -34,9 +35,13 @@ from codequal.tsdb.promql.ast_adapter import (
     parse,
     value_type,
 )
-from codequal.tsdb.promql.batch import check_unique_labels
+from codequal.tsdb.promql.block import Block, Bools, Floats, Ints
+from codequal.tsdb.promql.callargs import check_unique_labels
 from codequal.tsdb.promql.calls import evaluate_call
-from codequal.tsdb.promql.source import SeriesSource
+from codequal.tsdb.promql.columnar import ColumnarEvaluation
+from codequal.tsdb.promql.limits import Budget, Cancellation, QueryLimits, resolution_error
+from codequal.tsdb.promql.source import BatchedSource, BoundedSource, SeriesSource
+from codequal.tsdb.promql.subquery import SubqueryWindow
 from codequal.tsdb.promql.types import (
     Labels,
     Matrix,
@@ -62,6 +67,8 @@ class Engine:
     ``lookback_delta_ms``: how far back an instant selector looks for a sample (5 min).
     ``default_step_ms``: the step of a subquery written without one (``x[1h:]``); Prometheus
     uses its global evaluation interval (1 min by default).
+    ``limits``: each query's timeout, samples and points (:class:`QueryLimits`' defaults);
+    ``clock``: monotonic seconds, for the timeout.
     """
 
     def __init__(
@@ -69,24 +76,35 @@ class Engine:
         source: SeriesSource,
         lookback_delta_ms: int = DEFAULT_LOOKBACK_MS,
         default_step_ms: int = DEFAULT_STEP_MS,
+        limits: QueryLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if lookback_delta_ms <= 0 or default_step_ms <= 0:
             raise ValueError("lookback_delta_ms and default_step_ms must be positive")
         self.source = source
         self.lookback_delta_ms = lookback_delta_ms
         self.default_step_ms = default_step_ms
+        self.limits = QueryLimits() if limits is None else limits
+        self.clock = clock  # what query deadlines are measured on (seconds)
 
-    def instant(self, query: str, t: int) -> Value:
-        """Evaluate ``query`` at ``t`` (ms): a Vector, Scalar, String or Matrix."""
+    def instant(self, query: str, t: int, cancel: Cancellation | None = None) -> Value:
+        """Evaluate ``query`` at ``t`` (ms): a Vector, Scalar, String or Matrix.
+
+        ``cancel``: set it (from any thread) to stop the query at its next check.
+        """
         node = _parse_cached(query)
-        return self._evaluation(node, t, t, 0).eval(node, t)
+        return self._evaluation(node, t, t, 0, cancel).eval(node, t)
 
-    def range(self, query: str, start: int, end: int, step: int) -> Matrix:
+    def range(
+        self, query: str, start: int, end: int, step: int, cancel: Cancellation | None = None
+    ) -> Matrix:
         """Evaluate ``query`` at ``start``, ``start + step``, ... ``<= end`` (ms)."""
         if step <= 0:
             raise PromQLError("zero or negative query resolution step widths are not accepted")
         if end < start:
             raise PromQLError("end timestamp must not be before start time")
+        if (end - start) // step + 1 > self.limits.max_points:
+            raise resolution_error((end - start) // step + 1, "the range query")
         node = _parse_cached(query)
         kind = value_type(node)
         if kind not in ("scalar", "vector"):
@@ -95,23 +113,15 @@ class Engine:
                 f'invalid expression type "{kind_name}" for range query, '
                 "must be Scalar or instant Vector"
             )
-        evaluation = self._evaluation(node, start, end, step)
-        rows: dict[Labels, tuple[list[int], list[float]]] = {}
-        for t in range(start, end + 1, step):
-            result = evaluation.eval(node, t)
-            samples = [Sample(Labels(), result.value, t)] if isinstance(result, Scalar) else result
-            assert isinstance(samples, list | Vector)
-            for s in samples:
-                row = rows.setdefault(s.labels, ([], []))
-                row[0].append(t)
-                row[1].append(s.value)
-        return Matrix(
-            Series(labels, array("q", rows[labels][0]), array("d", rows[labels][1]))
-            for labels in sorted(rows)
-        )
+        evaluation = self._evaluation(node, start, end, step, cancel)
+        result = ColumnarEvaluation(evaluation).matrix(node)
+        evaluation.budget.charge(sum(len(s.timestamps) for s in result))
+        return result
 
-    def _evaluation(self, node: Node, start: int, end: int, step: int) -> _Evaluation:
-        evaluation = _Evaluation(self, start, end, step)
+    def _evaluation(
+        self, node: Node, start: int, end: int, step: int, cancel: Cancellation | None
+    ) -> _Evaluation:
+        evaluation = _Evaluation(self, start, end, step, Budget(self.limits, cancel, self.clock))
         evaluation.plan(node, start, end)
         return evaluation
 
@@ -124,11 +134,16 @@ class _Evaluation:
     start: int
     end: int
     step: int  # 0 for an instant query
+    budget: Budget
     windows: dict[int, list[int]] = field(default_factory=dict)
     selected: dict[int, list[Series]] = field(default_factory=dict)
-    memo: dict[tuple[int, int], Value] = field(default_factory=dict)
+    subqueries: dict[int, SubqueryWindow] = field(default_factory=dict)
     batches: dict[int, dict[int, Vector]] = field(default_factory=dict)
     group_keys: dict[int, dict[Labels, tuple[object, Labels]]] = field(default_factory=dict)
+
+    @property
+    def lookback_ms(self) -> int:
+        return self.engine.lookback_delta_ms
 
     # -- planning: which time window each selector needs ---------------------------------
 
@@ -148,6 +163,9 @@ class _Evaluation:
             first = self.resolve(selector.at, lo) - selector.offset_ms
             last = self.resolve(selector.at, hi) - selector.offset_ms
             if isinstance(node, Subquery):
+                steps = node.range_ms // (node.step_ms or self.engine.default_step_ms) + 1
+                if steps > self.budget.limits.max_points:
+                    raise resolution_error(steps, "a subquery")
                 self.plan(node.expr, first - node.range_ms, last)
                 return
             assert isinstance(selector, VectorSelector)
@@ -164,13 +182,41 @@ class _Evaluation:
         key = id(selector) * 2 + drop_stale
         cached = self.selected.get(key)
         if cached is None:
-            mint, maxt = self.windows[id(selector)]
-            fetched = self.engine.source.select(selector.matchers, mint, maxt)
-            cached = sorted(fetched, key=lambda s: s.labels)
+            cached = self._fetch(selector)
             if drop_stale:
                 cached = [_without_stale(s) for s in cached]
             self.selected[key] = cached
         return cached
+
+    def series_runs(self, selector: VectorSelector) -> Iterator[list[Series]]:
+        """The selector's series without stale markers, in label order, a run at a time: a
+        source that can read runs (the store) holds one run in memory, charged to the budget
+        while it is used; any other source gives them all at once."""
+        source = self.engine.source
+        if id(selector) * 2 + 1 in self.selected or not isinstance(source, BatchedSource):
+            yield self.series(selector, drop_stale=True)
+            return
+        mint, maxt = self.windows[id(selector)]
+        self.budget.check()
+        most = max(1, self.budget.remaining())
+        for run in source.select_batches(selector.matchers, mint, maxt, most):
+            held = sum(len(s.timestamps) for s in run)
+            self.budget.charge(held)
+            yield [_without_stale(s) for s in run]
+            self.budget.release(held)
+
+    def _fetch(self, selector: VectorSelector) -> list[Series]:
+        """The selector's series, charged to the budget (by a bounded source, before it
+        decodes them)."""
+        mint, maxt = self.windows[id(selector)]
+        source = self.engine.source
+        self.budget.check()
+        if isinstance(source, BoundedSource):
+            fetched = source.select_bounded(selector.matchers, mint, maxt, self.budget.remaining())
+        else:
+            fetched = list(source.select(selector.matchers, mint, maxt))
+        self.budget.charge(sum(len(s.timestamps) for s in fetched))
+        return sorted(fetched, key=lambda s: s.labels)
 
     # -- evaluation ----------------------------------------------------------------------
 
@@ -215,19 +261,19 @@ class _Evaluation:
         step = node.step_ms or self.engine.default_step_ms
         # Steps are aligned to multiples of the step (from the epoch), not to the query time.
         first = -(-(ref - node.range_ms) // step) * step
-        rows: dict[Labels, tuple[list[int], list[float]]] = {}
-        for ti in range(first, ref + 1, step):
-            key = (id(node), ti)
-            value = self.memo.get(key)
-            if value is None:
-                value = self.memo[key] = self.eval(node.expr, ti)
-            if not isinstance(value, Vector):
-                raise PromQLError("subquery is only allowed on instant vector")
-            for s in value:
-                row = rows.setdefault(s.labels, ([], []))
-                row[0].append(ti)
-                row[1].append(s.value)
-        return Matrix(Series(labels, ts, vs) for labels, (ts, vs) in rows.items())
+        window = self.subqueries.get(id(node))
+        if window is None:
+            window = self.subqueries[id(node)] = SubqueryWindow(step, self.budget)
+        return window.window(first, ref, lambda times: self._columns(node.expr, times))
+
+    def _columns(self, node: Node, times: Ints) -> tuple[list[Labels], Floats, Bools]:
+        """``node`` at each of ``times``, as columns (a subquery's inner expression)."""
+        columns = ColumnarEvaluation(self, times)
+        column = columns.column(node)
+        columns.release(column)
+        if not isinstance(column, Block):
+            raise PromQLError("subquery is only allowed on instant vector")
+        return column.labels, column.values, column.present
 
     def window_ref(self, node: Node, t: int) -> tuple[int, int]:
         """The (end, range) of a range-vector argument: end is its time minus its offset."""
@@ -242,9 +288,10 @@ class _Evaluation:
 
 
 def _without_stale(s: Series) -> Series:
-    # The sum is NaN when any value is (or for Inf - Inf): a C-speed scan for the usual
-    # case of no NaN at all, before the exact check.
-    if not math.isnan(sum(s.values)) or not any(map(is_stale, s.values)):
+    # A C-speed scan for the usual case of no NaN at all, before the exact check.
+    if not np.isnan(np.asarray(s.values, dtype=np.float64)).any():
+        return s
+    if not any(map(is_stale, s.values)):
         return s
     keep = [i for i, v in enumerate(s.values) if not is_stale(v)]
     ts, vs = s.timestamps, s.values

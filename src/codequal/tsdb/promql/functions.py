@@ -11,7 +11,9 @@ import re
 from collections.abc import Callable, Sequence
 
 from codequal.tsdb.promql import gomath
+from codequal.tsdb.promql.dates import DATE_FUNCTIONS
 from codequal.tsdb.promql.histograms import histogram_quantile
+from codequal.tsdb.promql.regex import Match
 from codequal.tsdb.promql.source import compile_anchored
 from codequal.tsdb.promql.types import (
     Labels,
@@ -54,17 +56,6 @@ def _math(fn: Callable[[float], float]) -> InstantFunction:
         return Vector(Sample(s.labels.drop_name(), fn(s.value), t) for s in vector_arg(args, 0))
 
     return apply
-
-
-def _log(fn: Callable[[float], float]) -> Callable[[float], float]:
-    def safe(x: float) -> float:
-        if math.isnan(x) or x < 0:
-            return gomath.NAN
-        if x == 0:
-            return -gomath.INF
-        return fn(x)
-
-    return safe
 
 
 def _exp(x: float) -> float:
@@ -147,7 +138,7 @@ def _histogram_quantile(args: Sequence[Value], t: int) -> Vector:
 _EXPAND = re.compile(r"\$(?:(\$)|\{(\w+)\}|(\w+))")
 
 
-def expand(template: str, match: re.Match[str]) -> str:
+def expand(template: str, match: Match, groups: int) -> str:
     """Go's ``Regexp.ExpandString``: ``$1``, ``${1}``, ``$name``, ``$$``.
 
     As in Go, ``$1x`` names the group "1x" (which does not exist, so it expands to
@@ -160,10 +151,10 @@ def expand(template: str, match: re.Match[str]) -> str:
         name = m[2] or m[3]
         if name.isdigit() and not (name[0] == "0" and len(name) > 1):
             index = int(name)
-            return (match[index] or "") if index <= (match.re.groups) else ""
+            return (match[index] or "") if index <= groups else ""
         try:
             return match[name] or ""
-        except IndexError:
+        except (IndexError, KeyError):
             return ""
 
     return _EXPAND.sub(substitute, template)
@@ -177,8 +168,12 @@ def _label_replace(args: Sequence[Value], t: int) -> Vector:
         raise PromQLError(f"invalid destination label name in label_replace(): {dst}")
     out = []
     for s in vector_arg(args, 0):
-        found = regex.fullmatch(s.labels.get(src))
-        labels = s.labels if found is None else s.labels.set(dst, expand(replacement, found))
+        found = regex.match(s.labels.get(src))
+        labels = (
+            s.labels
+            if found is None
+            else s.labels.set(dst, expand(replacement, found, regex.groups))
+        )
         out.append(Sample(labels, s.value, t))
     return Vector(out)
 
@@ -197,16 +192,24 @@ def _label_join(args: Sequence[Value], t: int) -> Vector:
     )
 
 
+# The functions applied to each sample's value alone (the metric name is dropped).
+MATH_FUNCTIONS: dict[str, Callable[[float], float]] = {
+    "abs": abs,
+    "ceil": gomath.ceil,
+    "floor": gomath.floor,
+    "sqrt": gomath.sqrt,
+    "exp": _exp,
+    "ln": gomath.log,
+    "log2": gomath.log2,
+    "log10": gomath.log10,
+    "sgn": _sgn,
+    **gomath.TRIG,
+    "deg": lambda v: v * 180 / math.pi,
+    "rad": lambda v: v * math.pi / 180,
+}
+
 INSTANT_FUNCTIONS: dict[str, InstantFunction] = {
-    "abs": _math(abs),
-    "ceil": _math(gomath.ceil),
-    "floor": _math(gomath.floor),
-    "sqrt": _math(gomath.sqrt),
-    "exp": _math(_exp),
-    "ln": _math(_log(math.log)),
-    "log2": _math(_log(math.log2)),
-    "log10": _math(_log(math.log10)),
-    "sgn": _math(_sgn),
+    **{name: _math(fn) for name, fn in MATH_FUNCTIONS.items()},
     "round": _round,
     "clamp": _clamp,
     "clamp_min": _clamp_min,
@@ -219,4 +222,6 @@ INSTANT_FUNCTIONS: dict[str, InstantFunction] = {
     "histogram_quantile": _histogram_quantile,
     "label_replace": _label_replace,
     "label_join": _label_join,
+    "pi": lambda args, t: Scalar(math.pi, t),
+    **DATE_FUNCTIONS,
 }

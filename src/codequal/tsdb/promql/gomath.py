@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from decimal import Decimal
 
 INF = math.inf
@@ -157,8 +158,10 @@ def format_float(value: float) -> str:
         return "NaN"
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
-    text = format(Decimal(repr(value)).normalize(), "f")
-    return text
+    text = repr(value)
+    if "e" not in text:  # Python writes the same shortest digits, plus a trailing ".0"
+        return text[:-2] if text.endswith(".0") else text
+    return format(Decimal(text).normalize(), "f")
 
 
 _GO_FLOAT = re.compile(r"[+-]?(?:inf|infinity|nan|(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)", re.I)
@@ -176,3 +179,106 @@ def parse_float(text: str) -> float | None:
     if _GO_HEX_FLOAT.fullmatch(text):
         return float.fromhex(text)
     return None
+
+
+# Go's math.Log: the reduction x = 2^k * (1 + f), 1+f in [sqrt(2)/2, sqrt(2)), and a minimax
+# polynomial in s = f / (2 + f) (FreeBSD's e_log.c, the algorithm Go uses). The C library's
+# log can round the last bit differently, and ln / log2 / log10 results must match Go's.
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_L = (
+    6.666666666666735130e-01,
+    3.999999999940941908e-01,
+    2.857142874366239149e-01,
+    2.222219843214978396e-01,
+    1.818357216161805012e-01,
+    1.531383769920937332e-01,
+    1.479819860511658591e-01,
+)
+_SQRT2_HALF = 0.7071067811865476
+_LOG10_E = 0.4342944819032518  # Go's constant 1/Ln10, rounded once
+_LOG2_E = 1.4426950408889634  # 1/Ln2
+
+
+def log(x: float) -> float:
+    """Go's ``math.Log``."""
+    if math.isnan(x) or x == INF:
+        return x
+    if x < 0:
+        return NAN
+    if x == 0:
+        return -INF
+    f1, ki = math.frexp(x)
+    if f1 < _SQRT2_HALF:
+        f1 *= 2
+        ki -= 1
+    f = f1 - 1
+    k = float(ki)
+    s = f / (2 + f)
+    s2 = s * s
+    s4 = s2 * s2
+    l1, l2, l3, l4, l5, l6, l7 = _L
+    t1 = s2 * (l1 + s4 * (l3 + s4 * (l5 + s4 * l7)))
+    t2 = s4 * (l2 + s4 * (l4 + s4 * l6))
+    r = t1 + t2
+    hfsq = 0.5 * f * f
+    return k * _LN2_HI - ((hfsq - (s * (hfsq + r) + k * _LN2_LO)) - f)
+
+
+def log10(x: float) -> float:
+    """Go's ``math.Log10``: ``Log(x) * (1/Ln10)``."""
+    return log(x) * _LOG10_E
+
+
+def log2(x: float) -> float:
+    """Go's ``math.Log2``: exact for powers of two."""
+    frac, exp = math.frexp(x) if math.isfinite(x) and x > 0 else (0.0, 0)
+    if frac == 0.5:
+        return float(exp - 1)
+    if frac == 0.0:
+        return log(x) * _LOG2_E
+    return log(frac) * _LOG2_E + float(exp)
+
+
+def _domain(
+    fn: Callable[[float], float], overflow: Callable[[float], float]
+) -> Callable[[float], float]:
+    """``fn`` with Go's answers where Python raises: NaN outside the domain, ±Inf on
+    overflow (``overflow(x)`` says which)."""
+
+    def go(x: float) -> float:
+        try:
+            return fn(x)
+        except ValueError:
+            return NAN
+        except OverflowError:
+            return overflow(x)
+
+    return go
+
+
+def _atanh(x: float) -> float:
+    if abs(x) == 1.0:
+        return math.copysign(INF, x)
+    return _domain(math.atanh, lambda v: NAN)(x)
+
+
+def _signed_inf(x: float) -> float:
+    return math.copysign(INF, x)
+
+
+TRIG: dict[str, Callable[[float], float]] = {
+    "sin": _domain(math.sin, lambda x: NAN),
+    "cos": _domain(math.cos, lambda x: NAN),
+    "tan": _domain(math.tan, lambda x: NAN),
+    "asin": _domain(math.asin, lambda x: NAN),
+    "acos": _domain(math.acos, lambda x: NAN),
+    "atan": math.atan,
+    "sinh": _domain(math.sinh, _signed_inf),
+    "cosh": _domain(math.cosh, lambda x: INF),
+    "tanh": math.tanh,
+    "asinh": math.asinh,
+    "acosh": _domain(math.acosh, lambda x: NAN),
+    "atanh": _atanh,
+}
+"""The trigonometric and hyperbolic functions (the C library's, within a bit of Go's)."""

@@ -14,6 +14,7 @@ from itertools import islice
 from typing import NamedTuple
 
 from codequal.tsdb.promql import gomath
+from codequal.tsdb.promql.types import PromQLError
 
 
 class Window(NamedTuple):
@@ -24,7 +25,8 @@ class Window(NamedTuple):
     range_ms: int
     range_s: float  # duration_seconds(range_ms)
     t: int
-    param: float  # quantile_over_time's φ, predict_linear's horizon; else NaN
+    param: float = math.nan  # quantile_over_time's φ, predict_linear's horizon, holt_winters' sf
+    param2: float = math.nan  # holt_winters' trend factor
 
 
 RangeFunction = Callable[[Sequence[int], Sequence[float], Window], float | None]
@@ -240,6 +242,25 @@ def quantile_over_time(ts: Sequence[int], vs: Sequence[float], w: Window) -> flo
     return quantile(w.param, vs)
 
 
+def holt_winters(ts: Sequence[int], vs: Sequence[float], w: Window) -> float | None:
+    """Double exponential smoothing with smoothing factor ``param``, trend factor ``param2``."""
+    sf, tf = w.param, w.param2
+    if not 0 < sf < 1:
+        raise PromQLError(f"invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:f}")
+    if not 0 < tf < 1:
+        raise PromQLError(f"invalid trend factor. Expected: 0 < tf < 1, got: {tf:f}")
+    if len(vs) < 2:
+        return None
+    s0, s1, trend = 0.0, vs[0], vs[1] - vs[0]
+    for i in range(1, len(vs)):
+        x = sf * vs[i]
+        if i > 1:  # the first trend is the first difference itself
+            trend = tf * (s1 - s0) + (1 - tf) * trend
+        y = (1 - sf) * (s1 + trend)
+        s0, s1 = s1, x + y
+    return s1
+
+
 def last_over_time(ts: Sequence[int], vs: Sequence[float], w: Window) -> float | None:
     return vs[-1]
 
@@ -285,6 +306,7 @@ RANGE_FUNCTIONS: dict[str, RangeFunction] = {
     "stdvar_over_time": stdvar_over_time,
     "quantile_over_time": quantile_over_time,
     "last_over_time": last_over_time,
+    "holt_winters": holt_winters,
     "present_over_time": present_over_time,
     "absent_over_time": present_over_time,  # per series; the engine inverts it
     "changes": changes,

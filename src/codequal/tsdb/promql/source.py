@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import operator
-import re
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from codequal.tsdb.promql.types import Labels, PromQLError, Series
+from codequal.tsdb.promql.regex import AnchoredRegex
+from codequal.tsdb.promql.types import Labels, Series
 
 
 class MatchOp(Enum):
@@ -32,11 +32,11 @@ class Matcher:
     op: MatchOp
     name: str
     value: str
-    _regex: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+    _regex: AnchoredRegex | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.op in (MatchOp.REGEX, MatchOp.NOT_REGEX):
-            object.__setattr__(self, "_regex", compile_anchored(self.value))
+            object.__setattr__(self, "_regex", AnchoredRegex(self.value))
 
     def matches(self, value: str) -> bool:
         if self.op is MatchOp.EQUAL:
@@ -44,24 +44,16 @@ class Matcher:
         if self.op is MatchOp.NOT_EQUAL:
             return value != self.value
         assert self._regex is not None
-        found = self._regex.fullmatch(value) is not None
+        found = self._regex.matches(value)
         return found if self.op is MatchOp.REGEX else not found
 
     def __str__(self) -> str:
         return f'{self.name}{self.op.value}"{self.value}"'
 
 
-def compile_anchored(pattern: str) -> re.Pattern[str]:
-    """Compile a PromQL (RE2) regex; callers use ``fullmatch`` for Prometheus's anchoring.
-
-    Not wrapped in ``(?:...)``: ``fullmatch`` anchors alternations as a whole already, and a
-    leading ``(?i)`` must stay leading for Python. ASCII mode because RE2's ``\\d``, ``\\w``
-    and ``\\s`` are ASCII-only.
-    """
-    try:
-        return re.compile(pattern, re.ASCII)
-    except re.error as exc:
-        raise PromQLError(f"invalid regular expression {pattern!r}: {exc}") from exc
+def compile_anchored(pattern: str) -> AnchoredRegex:
+    """Compile a PromQL (RE2) regex, anchored at both ends as Prometheus anchors it."""
+    return AnchoredRegex(pattern)
 
 
 def matches_all(labels: Labels, matchers: Sequence[Matcher]) -> bool:
@@ -77,6 +69,35 @@ class SeriesSource(Protocol):
     """
 
     def select(self, matchers: Sequence[Matcher], start: int, end: int) -> Iterable[Series]: ...
+
+
+@runtime_checkable
+class BoundedSource(SeriesSource, Protocol):
+    """A source that can refuse a selection before building it.
+
+    ``select_bounded`` is ``select`` that raises :class:`~codequal.tsdb.promql.limits.
+    TooManySamples` instead of returning more than ``max_samples`` samples, having checked
+    what it would return (a store: the stored chunks' sample counts) before decoding it.
+    """
+
+    def select_bounded(
+        self, matchers: Sequence[Matcher], start: int, end: int, max_samples: int
+    ) -> list[Series]: ...
+
+
+@runtime_checkable
+class BatchedSource(SeriesSource, Protocol):
+    """A source that can hand a selection over a run of series at a time.
+
+    ``select_batches`` yields the series ``select`` would return, sorted by labels, in runs
+    of the source's choosing but never over ``max_samples`` samples (raising
+    :class:`~codequal.tsdb.promql.limits.TooManySamples` for a single series over it): a
+    range function over a long window then holds one run in memory, not the whole selection.
+    """
+
+    def select_batches(
+        self, matchers: Sequence[Matcher], start: int, end: int, max_samples: int
+    ) -> Iterator[list[Series]]: ...
 
 
 class InMemorySource:

@@ -27,7 +27,12 @@ def is_stale(value: float) -> bool:
 
 
 class PromQLError(Exception):
-    """A query that cannot be parsed or evaluated; the message says what to change."""
+    """A query that cannot be parsed or evaluated; the message says what to change.
+
+    ``error_type`` is the Prometheus API's ``errorType`` for it.
+    """
+
+    error_type = "execution"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

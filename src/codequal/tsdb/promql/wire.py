@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import orjson
+
 from codequal.tsdb.promql.gomath import format_float
 from codequal.tsdb.promql.types import Matrix, Scalar, String, Value, Vector
 
@@ -51,3 +53,28 @@ def to_prometheus_json(result: Value) -> dict[str, Any]:
     if isinstance(result, String):
         return {"resultType": "string", "result": [format_time(result.t), result.value]}
     raise TypeError(f"not a PromQL value: {result!r}")
+
+
+def success_json(result: Value) -> bytes:
+    """``{"status":"success","data":...}`` as bytes, written series by series.
+
+    The same document as ``to_prometheus_json`` inside a success envelope, without building
+    a list per point first: a 24 h range answer of thousands of series holds millions of
+    points, and their nested lists would cost ~10 times the JSON they become.
+    """
+    if not isinstance(result, Matrix):
+        return orjson.dumps({"status": "success", "data": to_prometheus_json(result)})
+    parts = [b'{"status":"success","data":{"resultType":"matrix","result":[']
+    for i, s in enumerate(result):
+        points = ",".join(
+            f'[{_time_text(t)},"{format_value(v)}"]'
+            for t, v in zip(s.timestamps, s.values, strict=True)
+        )
+        head = b'{"metric":' if i == 0 else b',{"metric":'
+        parts += [head, orjson.dumps(s.labels.to_dict()), b',"values":[', points.encode(), b"]}"]
+    parts.append(b"]}}")
+    return b"".join(parts)
+
+
+def _time_text(t: int) -> str:
+    return str(t // 1000) if t % 1000 == 0 else repr(t / 1000)
