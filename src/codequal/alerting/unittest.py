@@ -27,16 +27,13 @@ from codequal.alerting.rules import RuleFileError, RuleGroup, load_rule_file, ru
 from codequal.alerting.rules import format_duration as _format_duration
 from codequal.alerting.state import EvaluationState
 from codequal.exceptions import InvalidInput
+from codequal.tsdb import promql
 from codequal.tsdb.promql import (
     Engine,
     InMemorySource,
     Labels,
-    Matcher,
     PromQLError,
-    Sample,
-    Scalar,
     Series,
-    Vector,
     load_series,
     parse_duration_ms,
     parse_series_labels,
@@ -151,13 +148,13 @@ class _Run:
     recorded: InMemorySource = field(default_factory=InMemorySource)
     horizon: int = 0  # promtool has loaded input samples up to here
 
-    def select(self, matchers: Sequence[Matcher], start: int, end: int) -> list[Series]:
+    def select(self, matchers: Sequence[promql.Matcher], start: int, end: int) -> list[Series]:
         seen = self.inputs.select(matchers, start, min(end, self.horizon))
         extra = {s.labels: s for s in self.recorded.select(matchers, start, end)}
         out = [s if s.labels not in extra else _merge(s, extra.pop(s.labels)) for s in seen]
         return out + list(extra.values())
 
-    def append(self, samples: Iterable[Sample]) -> None:
+    def append(self, samples: Iterable[promql.Sample]) -> None:
         for s in samples:
             self.recorded.add(s.labels, [s.t], [s.value])
 
@@ -320,9 +317,9 @@ class _GroupContext:
 
 
 def _vector(result: object) -> list[tuple[Labels, float]]:
-    if isinstance(result, Scalar):
+    if isinstance(result, promql.Scalar):
         return [(Labels(), result.value)]
-    if not isinstance(result, Vector):
+    if not isinstance(result, promql.Vector):
         raise PromQLError("rule result is not a vector or scalar")
     return sorted(((s.labels, s.value) for s in result), key=lambda p: p[0])
 

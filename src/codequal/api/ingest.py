@@ -288,15 +288,11 @@ async def _guarded(
 
 
 def ingest_router(
-    db: Database,
-    ready: threading.Event,
-    auth: Authenticator,
-    *,
-    limiter: RateLimiter | None = None,
-    clock: Clock = time.time,
+    db: Database, ready: threading.Event, auth: Authenticator, **options: Any
 ) -> APIRouter:
-    """The ingest routes; ``limiter`` (per-key rate) and ``clock`` are injectable for tests."""
-    return ingest_routes(db, ready, auth, limiter=limiter, clock=clock)[0]
+    """The ingest routes alone; ``options`` as :func:`ingest_routes` takes them (``limiter``,
+    the per-key rate, and ``clock`` are injectable for tests)."""
+    return ingest_routes(db, ready, auth, **options)[0]
 
 
 def ingest_routes(

@@ -17,16 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from codequal.tsdb.promql import ast_adapter as nodes
 from codequal.tsdb.promql import colops, windows
 from codequal.tsdb.promql.ast_adapter import (
-    Aggregate,
-    Binary,
     Call,
     MatrixSelector,
-    Negation,
     Node,
-    NumberLiteral,
-    Paren,
     VectorSelector,
     value_type,
 )
@@ -248,15 +244,15 @@ def _cells(column: Column) -> int:
     return column.cells if isinstance(column, Block) else int(column.size)
 
 
-def _number(col: ColumnarEvaluation, node: NumberLiteral) -> Column:
+def _number(col: ColumnarEvaluation, node: nodes.NumberLiteral) -> Column:
     return np.full(col.times.size, node.value)
 
 
-def _paren(col: ColumnarEvaluation, node: Paren) -> Column:
+def _paren(col: ColumnarEvaluation, node: nodes.Paren) -> Column:
     return col.column(node.expr)
 
 
-def _negation(col: ColumnarEvaluation, node: Negation) -> Column:
+def _negation(col: ColumnarEvaluation, node: nodes.Negation) -> Column:
     (inner,) = col.operands(node.expr)
     col.release(inner)
     if isinstance(inner, np.ndarray):
@@ -265,7 +261,7 @@ def _negation(col: ColumnarEvaluation, node: Negation) -> Column:
     return unique_rows(Block(labels, -inner.values, inner.present))
 
 
-def _aggregate(col: ColumnarEvaluation, node: Aggregate) -> Column | None:
+def _aggregate(col: ColumnarEvaluation, node: nodes.Aggregate) -> Column | None:
     if node.op not in colops.SIMPLE_AGGREGATIONS or node.param is not None:
         return None
     (inner,) = col.operands(node.expr)
@@ -275,7 +271,7 @@ def _aggregate(col: ColumnarEvaluation, node: Aggregate) -> Column | None:
     return colops.aggregate(node.op, inner, node.grouping, node.without)
 
 
-def _binary(col: ColumnarEvaluation, node: Binary) -> Column | None:
+def _binary(col: ColumnarEvaluation, node: nodes.Binary) -> Column | None:
     lhs, rhs = col.operands(node.lhs, node.rhs)
     col.release(lhs, rhs)
     if isinstance(lhs, np.ndarray) and isinstance(rhs, np.ndarray):
@@ -299,11 +295,11 @@ def _call(col: ColumnarEvaluation, node: Call) -> Column | None:
 
 
 _HANDLERS: dict[type, Callable[[ColumnarEvaluation, Any], Column | None]] = {
-    NumberLiteral: _number,
-    Paren: _paren,
+    nodes.NumberLiteral: _number,
+    nodes.Paren: _paren,
     VectorSelector: ColumnarEvaluation.selector,
-    Negation: _negation,
-    Aggregate: _aggregate,
-    Binary: _binary,
+    nodes.Negation: _negation,
+    nodes.Aggregate: _aggregate,
+    nodes.Binary: _binary,
     Call: _call,
 }

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from codequal.tsdb.promql import binops
+from codequal.tsdb.promql import binops, types
 from codequal.tsdb.promql.aggregations import aggregate
 from codequal.tsdb.promql.ast_adapter import (
     Aggregate,
@@ -44,15 +44,10 @@ from codequal.tsdb.promql.source import BatchedSource, BoundedSource, SeriesSour
 from codequal.tsdb.promql.subquery import SubqueryWindow
 from codequal.tsdb.promql.types import (
     Labels,
-    Matrix,
     PromQLError,
-    Sample,
     Scalar,
     Series,
-    String,
-    Value,
     Vector,
-    is_stale,
 )
 
 DEFAULT_LOOKBACK_MS = 5 * 60 * 1000
@@ -87,8 +82,8 @@ class Engine:
         self.limits = QueryLimits() if limits is None else limits
         self.clock = clock  # what query deadlines are measured on (seconds)
 
-    def instant(self, query: str, t: int, cancel: Cancellation | None = None) -> Value:
-        """Evaluate ``query`` at ``t`` (ms): a Vector, Scalar, String or Matrix.
+    def instant(self, query: str, t: int, cancel: Cancellation | None = None) -> types.Value:
+        """Evaluate ``query`` at ``t`` (ms): a Vector, Scalar, types.String or types.Matrix.
 
         ``cancel``: set it (from any thread) to stop the query at its next check.
         """
@@ -97,7 +92,7 @@ class Engine:
 
     def range(
         self, query: str, start: int, end: int, step: int, cancel: Cancellation | None = None
-    ) -> Matrix:
+    ) -> types.Matrix:
         """Evaluate ``query`` at ``start``, ``start + step``, ... ``<= end`` (ms)."""
         if step <= 0:
             raise PromQLError("zero or negative query resolution step widths are not accepted")
@@ -220,7 +215,7 @@ class _Evaluation:
 
     # -- evaluation ----------------------------------------------------------------------
 
-    def eval(self, node: Node, t: int) -> Value:
+    def eval(self, node: Node, t: int) -> types.Value:
         handler = _HANDLERS.get(type(node))
         if handler is None:
             raise PromQLError(f"unsupported expression {node!r}")
@@ -237,12 +232,12 @@ class _Evaluation:
             if i < 0 or s.timestamps[i] < oldest:
                 continue
             value = s.values[i]
-            if is_stale(value):
+            if types.is_stale(value):
                 continue
-            out.append(Sample(s.labels, value, s.timestamps[i] if sample_time else t))
+            out.append(types.Sample(s.labels, value, s.timestamps[i] if sample_time else t))
         return Vector(out)
 
-    def range_selector(self, node: MatrixSelector, t: int) -> Matrix:
+    def range_selector(self, node: MatrixSelector, t: int) -> types.Matrix:
         """Samples in the closed window [ref - range, ref], as Prometheus 2.x selects them."""
         sel = node.selector
         ref = self.resolve(sel.at, t) - sel.offset_ms
@@ -253,9 +248,9 @@ class _Evaluation:
             hi = bisect_right(s.timestamps, ref)
             if lo < hi:
                 out.append(Series(s.labels, s.timestamps[lo:hi], s.values[lo:hi]))
-        return Matrix(out)
+        return types.Matrix(out)
 
-    def subquery(self, node: Subquery, t: int) -> Matrix:
+    def subquery(self, node: Subquery, t: int) -> types.Matrix:
         """Evaluate the inner expression at every multiple of the step in the window."""
         ref = self.resolve(node.at, t) - node.offset_ms
         step = node.step_ms or self.engine.default_step_ms
@@ -291,9 +286,9 @@ def _without_stale(s: Series) -> Series:
     # A C-speed scan for the usual case of no NaN at all, before the exact check.
     if not np.isnan(np.asarray(s.values, dtype=np.float64)).any():
         return s
-    if not any(map(is_stale, s.values)):
+    if not any(map(types.is_stale, s.values)):
         return s
-    keep = [i for i, v in enumerate(s.values) if not is_stale(v)]
+    keep = [i for i, v in enumerate(s.values) if not types.is_stale(v)]
     ts, vs = s.timestamps, s.values
     return Series(s.labels, [ts[i] for i in keep], [vs[i] for i in keep])
 
@@ -310,16 +305,18 @@ def _children(node: Node) -> tuple[Node, ...]:
     return ()
 
 
-def _negate(ev: _Evaluation, node: Negation, t: int) -> Value:
+def _negate(ev: _Evaluation, node: Negation, t: int) -> types.Value:
     value = ev.eval(node.expr, t)
     if isinstance(value, Scalar):
         return Scalar(-value.value, t)
     if not isinstance(value, Vector):
         raise PromQLError("unary minus needs a scalar or an instant vector")
-    return check_unique_labels(Vector(Sample(s.labels.drop_name(), -s.value, t) for s in value))
+    return check_unique_labels(
+        Vector(types.Sample(s.labels.drop_name(), -s.value, t) for s in value)
+    )
 
 
-def _binary(ev: _Evaluation, node: Binary, t: int) -> Value:
+def _binary(ev: _Evaluation, node: Binary, t: int) -> types.Value:
     lhs, rhs = ev.eval(node.lhs, t), ev.eval(node.rhs, t)
     if isinstance(lhs, Scalar) and isinstance(rhs, Scalar):
         return Scalar(binops.scalar_binop(node.op, lhs.value, rhs.value), t)
@@ -340,14 +337,14 @@ def _binary(ev: _Evaluation, node: Binary, t: int) -> Value:
     return check_unique_labels(result)
 
 
-def _aggregate(ev: _Evaluation, node: Aggregate, t: int) -> Value:
+def _aggregate(ev: _Evaluation, node: Aggregate, t: int) -> types.Value:
     vector = ev.eval(node.expr, t)
     if not isinstance(vector, Vector):
         raise PromQLError("expected type instant vector in aggregation expression")
     param: float | str | None = None
     if node.param is not None:
         value = ev.eval(node.param, t)
-        if not isinstance(value, Scalar | String):
+        if not isinstance(value, Scalar | types.String):
             raise PromQLError("aggregation parameter must be a scalar or a string")
         param = value.value
     return aggregate(
@@ -361,9 +358,9 @@ def _aggregate(ev: _Evaluation, node: Aggregate, t: int) -> Value:
     )
 
 
-_HANDLERS: dict[type, Callable[[_Evaluation, Any, int], Value]] = {
+_HANDLERS: dict[type, Callable[[_Evaluation, Any, int], types.Value]] = {
     NumberLiteral: lambda ev, node, t: Scalar(node.value, t),
-    StringLiteral: lambda ev, node, t: String(node.value, t),
+    StringLiteral: lambda ev, node, t: types.String(node.value, t),
     Paren: lambda ev, node, t: ev.eval(node.expr, t),
     VectorSelector: _Evaluation.instant_selector,
     MatrixSelector: _Evaluation.range_selector,
