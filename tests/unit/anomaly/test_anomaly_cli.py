@@ -14,10 +14,10 @@ from codequal.cli.anomaly_cmd import anomaly
 T0 = 1_714_521_600  # 2024-05-01T00:00:00Z
 
 
-def write_latency(path: Path, spike_at: int | None = 400) -> Path:
+def write_latency(path: Path, spike_at: int | None = 700) -> Path:
     rng = random.Random(3)  # noqa: S311 - test data, not secrets
     rows = ["timestamp,p99"]
-    for i in range(600):
+    for i in range(900):
         value = 60 * rng.lognormvariate(0, 0.1)
         if spike_at is not None and spike_at <= i < spike_at + 4:
             value *= 2.5
@@ -36,10 +36,10 @@ def test_scan_prints_each_window_with_score_and_explanation(tmp_path: Path) -> N
         "scan", str(write_latency(tmp_path / "p99.csv")), "--detector", "latency_drift"
     )
     assert code == 0
-    assert "latency_drift: 600 samples from 2024-05-01 00:00:00Z to 2024-05-03 01:55:00Z" in out
+    assert "latency_drift: 900 samples from 2024-05-01 00:00:00Z to 2024-05-04 02:55:00Z" in out
     assert "1 anomaly window" in out
-    assert "2024-05-02 09:20:00Z" in out  # sample 400
-    assert "is 2.7x the expected p99" in out
+    assert "2024-05-03 10:20:00Z" in out  # sample 700
+    assert "is 2.99x the expected p99" in out
 
 
 def test_scan_json_has_the_windows_with_their_numbers(tmp_path: Path) -> None:
@@ -47,9 +47,9 @@ def test_scan_json_has_the_windows_with_their_numbers(tmp_path: Path) -> None:
     code, out, _ = run("scan", str(path), "--detector", "latency_drift", "--json")
     assert code == 0
     payload = json.loads(out)
-    assert (payload["detector"], payload["samples"]) == ("latency_drift", 600)
+    assert (payload["detector"], payload["samples"]) == ("latency_drift", 900)
     [window] = payload["anomalies"]
-    assert window["start"] == str(T0 + 400 * 300)  # sample 400, as written in the file
+    assert window["start"] == str(T0 + 700 * 300)  # sample 700, as written in the file
     assert window["band"][0] is None  # one-sided: no lower bound
     assert window["score"] > 2 and window["baseline"] > 50
     assert window["status"] == "closed"
@@ -68,17 +68,17 @@ def test_scan_of_quiet_data_says_so(tmp_path: Path) -> None:
 def test_scan_json_dates_each_anomaly_at_detection_as_written_in_the_file(tmp_path: Path) -> None:
     rows = [
         f"2024-05-0{d} {h:02d}:{m:02d}:00,{100 + (m % 10) / 10}"
-        for d in (1, 2)
+        for d in (1, 2, 3)
         for h in range(24)
         for m in range(60)
     ]
-    rows[2000] = "2024-05-02 09:20:00,900"  # after a day of learning
+    rows[3440] = "2024-05-03 09:20:00,900"  # after two days of learning
     path = tmp_path / "per-minute.csv"
     path.write_text("timestamp,value\n" + "\n".join(rows) + "\n")
     code, out, _ = run("scan", str(path), "--json")
     assert code == 0
     [found] = json.loads(out)["anomalies"]
-    assert found["start"] == found["end"] == "2024-05-02 09:20:00"  # as written in the file
+    assert found["start"] == found["end"] == "2024-05-03 09:20:00"  # as written in the file
     assert (found["detector"], found["direction"]) == ("envelope", "up")
     assert found["score"] > 1 and "Detected at" in found["explanation"]
 
@@ -89,7 +89,7 @@ def test_repeated_timestamps_are_averaged_by_default_and_refused_on_request(
     path = write_latency(tmp_path / "p99.csv")
     path.write_text(path.read_text() + f"{T0 + 300},61.0\n")
     code, out, _ = run("scan", str(path), "--json")
-    assert code == 0 and json.loads(out)["samples"] == 600
+    assert code == 0 and json.loads(out)["samples"] == 900
     code, _, err = run("scan", str(path), "--duplicates", "error")
     assert code == 2 and "repeats line 3" in err
 

@@ -4,6 +4,7 @@ learning, and quiet on a series that only repeats itself."""
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -56,6 +57,36 @@ def test_nothing_is_reported_while_learning(noise: Noise) -> None:
     values = noise(600, 50, 0.02)
     values[100] = 500.0  # within the first day and the first 300 samples
     assert detect_envelope(series(values), at(599)) == []
+
+
+def test_learning_lasts_two_days_until_the_daily_profile_can_speak(noise: Noise) -> None:
+    values = noise(3 * DAY_SAMPLES, 50, 0.02)
+    values[int(1.5 * DAY_SAMPLES)] = 500.0  # after 300 samples, but in the second day
+    values[int(2.5 * DAY_SAMPLES)] = 900.0
+    found = detect_envelope(series(values), at(len(values) - 1))
+    assert [a.start for a in found] == [at(int(2.5 * DAY_SAMPLES))]
+
+
+def test_pure_noise_raises_few_false_incidents_a_fortnight() -> None:
+    # Records of iid noise come at a rate of about 1/n: the means' records used to add
+    # four or five false incidents a fortnight; a mean must now stay out to alarm.
+    counts = []
+    for seed in range(10):
+        rng = random.Random(seed)  # noqa: S311 - test data, not secrets
+        values = [100 + rng.gauss(0, 10) for _ in range(14 * DAY_SAMPLES)]
+        counts.append(len(detect_envelope(series(values), at(len(values) - 1))))
+    assert sum(counts) / len(counts) < 2.5, counts
+
+
+def test_a_mean_that_stays_out_of_its_envelope_alarms(noise: Noise) -> None:
+    # A rise of a quarter of the range for an hour: no single value leaves the value
+    # envelope by its margin, but the 8-sample mean leaves its own and stays out.
+    values = noise(4 * DAY_SAMPLES, 100, 0.02)
+    start = 3 * DAY_SAMPLES + DAY_SAMPLES // 2
+    values[start : start + 12] = [v + 4 for v in values[start : start + 12]]
+    found = detect_envelope(series(values), at(len(values) - 1))
+    [rise] = [a for a in found if at(start) <= a.start < at(start + 12)]
+    assert "The 8-sample mean" in rise.explanation and rise.direction == "up"
 
 
 def test_a_series_that_repeats_its_day_has_no_anomaly() -> None:

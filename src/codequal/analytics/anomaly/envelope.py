@@ -15,7 +15,9 @@ sample maximum, and it needs no distribution assumption. The envelope holds the 
 forgotten and may alarm once more. While the envelope holds few samples the margin widens
 (see ``EnvelopeState._margin``): the first days' records are expected, not news. The
 multi-scale means find sustained changes that no single sample shows (a burst of activity,
-denser spikes), as the averaging of raw scores in HTM's anomaly likelihood does. The
+denser spikes), as the averaging of raw scores in HTM's anomaly likelihood does; a mean must
+stay out for ``confirm`` samples (or be out by twice the margin) before it alarms, since a
+mean that pokes out once is the wander of an average, not a sustained change. The
 seasonal branch compares each sample with a per-phase profile (a Holt-Winters-style
 seasonal index over one day) and is only used while that profile predicts clearly better
 than the plain level, so noisy series are not judged against a daily shape they lack.
@@ -23,9 +25,11 @@ than the plain level, so noisy series are not judged against a daily shape they 
 Causal and streaming: each sample is judged from the samples before it, with O(1) work and
 bounded memory (the 32 last samples, 32 blocks per envelope, at most ``season_bins``
 profile cells). No alarm while learning: the first ``learn_samples`` samples (300: a day
-and an hour at a 5-minute step) and at least one full day, since before that the envelope
-has not seen the series' daily range; the daily deviations, which start after two days,
-learn for as many samples again.
+and an hour at a 5-minute step) and at least two full days. Before that the envelope has
+seen the series' daily range once at most, and the daily profile, trusted after two days,
+cannot yet tell tomorrow's usual peak from news: on iid noise the records of the first
+day were over a quarter of the false alarms. The daily deviations learn for as many samples
+again once the profile speaks.
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from codequal.analytics.anomaly.base import DAY, Anomaly, TimeSeries, num, upto
-from codequal.analytics.anomaly.incidents import Incidents, Reading, to_anomalies
+from codequal.analytics.anomaly.extremes import Extremes
+from codequal.analytics.anomaly.incidents import Hit, Incidents, Reading, to_anomalies
 
 NAME = "envelope"
 
@@ -50,7 +56,8 @@ class EnvelopeParams:
     false_alarm: float = 1e-3
     scales: tuple[int, ...] = (1, 8, 32)  # samples per mean
     learn_samples: int = 300
-    learn_seconds: float = DAY
+    learn_seconds: float = 2 * DAY  # two periods: until the daily profile speaks
+    confirm: int = 2  # samples in a row a mean must stay outside before it alarms
     min_gap: int = 50  # samples without a new exceedance that end an incident
     period: float = DAY
     season_bins: int = 288  # phase cells per period, at most one per sample step
@@ -62,8 +69,8 @@ class EnvelopeParams:
     def __post_init__(self) -> None:
         if not 0 < self.margin < 10:
             raise ValueError(f"margin must be between 0 and 10, not {self.margin}")
-        if self.memory < 1 or self.learn_samples < 1 or self.min_gap < 1:
-            raise ValueError("memory, learn_samples and min_gap must be at least 1")
+        if min(self.memory, self.learn_samples, self.min_gap, self.confirm) < 1:
+            raise ValueError("memory, learn_samples, min_gap and confirm must be at least 1")
         if not self.scales or min(self.scales) < 1:
             raise ValueError(f"scales must be sample counts >= 1, not {self.scales}")
         if self.period <= 0 or self.season_bins < 1 or not 0 < self.season_weight <= 1:
@@ -74,52 +81,17 @@ class EnvelopeParams:
             raise ValueError(f"season_gate must be in (0, 1], not {self.season_gate}")
 
 
-class _Extremes:
-    """The highest and lowest values of roughly the last ``memory`` samples.
-
-    Kept as the extremes of ``BLOCKS`` consecutive blocks, so memory and work per sample are
-    constant; a block leaves as a whole when a new one starts.
-    """
-
-    BLOCKS = 32
-    __slots__ = ("block", "blocks", "count", "high", "low", "old", "seen", "size")
-
-    def __init__(self, memory: float) -> None:
-        self.size = max(1, round(memory / self.BLOCKS))
-        self.blocks: deque[tuple[float, float]] = deque(maxlen=self.BLOCKS)
-        self.block = (math.inf, -math.inf)
-        self.old = (math.inf, -math.inf)  # extremes of the full blocks
-        self.count = 0
-        self.seen = 0
-        self.high = -math.inf
-        self.low = math.inf
-
-    def read(
-        self, x: float, margin: float, feature: str, offset: float, floor: float = 0.0
-    ) -> Reading | None:
-        width = max(self.high - self.low, floor)
-        if self.high < self.low or not width > 0:
-            return None
-        low, high = self.low - margin * width, self.high + margin * width
-        score = max(x - self.high, self.low - x, 0.0) / width
-        middle = (self.high + self.low) / 2
-        return Reading(score, feature, x + offset, middle + offset, low + offset, high + offset)
-
-    @property
-    def width(self) -> float:
-        return max(self.high - self.low, 0.0)
-
-    def add(self, x: float) -> None:
-        self.seen += 1
-        low, high = self.block
-        self.block = (min(low, x), max(high, x))
-        self.count += 1
-        if self.count == self.size:
-            self.blocks.append(self.block)
-            self.block, self.count = (math.inf, -math.inf), 0
-            self.old = (min(b[0] for b in self.blocks), max(b[1] for b in self.blocks))
-        self.low = min(self.old[0], self.block[0])
-        self.high = max(self.old[1], self.block[1])
+def _read(
+    extremes: Extremes, x: float, margin: float, feature: str, offset: float, *, floor: float = 0.0
+) -> Reading | None:
+    """``x`` against the envelope ``extremes`` widened by ``margin`` of its width."""
+    width = max(extremes.high - extremes.low, floor)
+    if extremes.high < extremes.low or not width > 0:
+        return None
+    low, high = extremes.low - margin * width, extremes.high + margin * width
+    score = max(x - extremes.high, extremes.low - x, 0.0) / width
+    middle = (extremes.high + extremes.low) / 2
+    return Reading(score, feature, x + offset, middle + offset, low + offset, high + offset)
 
 
 class _Mean:
@@ -208,6 +180,21 @@ def _ew(average: float, x: float, weight: float) -> float:
     return x if math.isnan(average) else average + weight * (x - average)
 
 
+class Verdict(NamedTuple):
+    """One sample's worst reading; ``alarm`` when it is outside its band and confirmed."""
+
+    reading: Reading
+    outside: bool
+    alarm: bool
+
+
+def _verdict(reading: Reading | None, confirmed: bool) -> Verdict | None:
+    if reading is None:
+        return None
+    outside = not reading.low <= reading.observed <= reading.high
+    return Verdict(reading, outside, outside and confirmed)
+
+
 class EnvelopeState:
     """The streaming detector: feed samples in time order, get a reading per sample."""
 
@@ -216,8 +203,9 @@ class EnvelopeState:
     def __init__(self, params: EnvelopeParams | None = None) -> None:
         self.params = params or EnvelopeParams()
         self.means = [_Mean(k) for k in self.params.scales]
-        self.extremes = [_Extremes(self.params.memory) for _ in self.params.scales]
-        self.deviation = _Extremes(self.params.memory)
+        self.extremes = [Extremes(self.params.memory) for _ in self.params.scales]
+        self.deviation = Extremes(self.params.memory)
+        self.streaks = [0 for _ in self.params.scales]  # samples in a row outside, per mean
         self.profile = _Profile(self.params)
         self.samples = 0
         self.first = math.nan
@@ -227,21 +215,18 @@ class EnvelopeState:
         p = self.params
         return self.samples <= p.learn_samples or not t - self.first >= p.learn_seconds
 
-    def update(self, t: float, x: float) -> Reading | None:
+    def update(self, t: float, x: float) -> Verdict | None:
         """Judge ``x`` at ``t`` against what came before, then learn from it."""
         if not math.isfinite(x):
             return None
         self.samples += 1
         if math.isnan(self.first):
             self.first = t
-        best: Reading | None = None
-        for k, mean, extremes in zip(self.params.scales, self.means, self.extremes, strict=True):
+        best: Verdict | None = None
+        for i, (k, mean) in enumerate(zip(self.params.scales, self.means, strict=True)):
             m = mean.add(x)
-            if m is None:
-                continue
-            margin = self._margin(min(extremes.seen, self.params.memory))
-            best = _worse(best, extremes.read(m, margin, _feature(k), 0.0))
-            extremes.add(m)
+            if m is not None:
+                best = _worse(best, self._judge_mean(i, k, m))
         expected = self.profile.expect(t)
         # The deviations start two days in: they learn for as long as the series did.
         if expected is not None and self.deviation.seen < self.params.learn_samples:
@@ -251,11 +236,30 @@ class EnvelopeState:
             # A deviation that is a sliver of the series' range is not news, however
             # perfect the profile has been.
             floor = self.DEVIATION_FLOOR * self.extremes[0].width
-            reading = self.deviation.read(x - expected, margin, "daily", expected, floor)
-            best = _worse(best, reading)
+            reading = _read(self.deviation, x - expected, margin, "daily", expected, floor=floor)
+            best = _worse(best, _verdict(reading, confirmed=True))
             self.deviation.add(x - expected)
         self.profile.add(t, x)
         return best
+
+    def _judge_mean(self, i: int, k: int, m: float) -> Verdict | None:
+        """The ``k``-sample mean ``m`` against its envelope; a mean must stay out to alarm.
+
+        The means are there to find sustained changes, and a mean that pokes out of its
+        envelope for one sample is the ordinary wander of an average (on iid noise, most of
+        the false alarms). So a mean alarms after ``confirm`` samples in a row outside, or
+        at once when it is out by twice the margin. The value itself alarms at once: a spike
+        is one sample.
+        """
+        extremes = self.extremes[i]
+        margin = self._margin(min(extremes.seen, self.params.memory))
+        verdict = _verdict(_read(extremes, m, margin, _feature(k), 0.0), confirmed=True)
+        extremes.add(m)
+        self.streaks[i] = self.streaks[i] + 1 if verdict and verdict.outside else 0
+        if verdict is None or k == 1:
+            return verdict
+        confirmed = self.streaks[i] >= self.params.confirm or verdict.reading.score >= 2 * margin
+        return verdict._replace(alarm=verdict.alarm and confirmed)
 
     def _margin(self, n: float) -> float:
         """``margin``, widened while the envelope rests on few independent samples.
@@ -275,10 +279,12 @@ def _feature(k: int) -> str:
     return "value" if k == 1 else f"{k}-sample mean"
 
 
-def _worse(a: Reading | None, b: Reading | None) -> Reading | None:
-    if a is None:
-        return b
-    return a if b is None or a.score >= b.score else b
+def _worse(a: Verdict | None, b: Verdict | None) -> Verdict | None:
+    """The verdict that says most: an alarm over a mere exceedance, then the larger score."""
+    if a is None or b is None:
+        return a or b
+    key_a = (a.alarm, a.outside, a.reading.score)
+    return a if key_a >= (b.alarm, b.outside, b.reading.score) else b
 
 
 def detect_envelope(
@@ -288,14 +294,17 @@ def detect_envelope(
     params = params or EnvelopeParams()
     series = upto(series, now)
     state = EnvelopeState(params)
-    incidents = Incidents(params.min_gap)
+    incidents: Incidents[Reading] = Incidents(params.min_gap)
     for i, (t, x) in enumerate(zip(series.timestamps, series.values, strict=True)):
-        reading = state.update(t, x)
-        if reading is None or state.learning(t):
+        verdict = state.update(t, x)
+        if verdict is None or state.learning(t) or not verdict.outside:
             incidents.tick(i)
             continue
-        outside = not reading.low <= reading.observed <= reading.high
-        incidents.observe(i, t, x, reading if outside else None)
+        hit = Hit(i, t, x, verdict.reading.score, verdict.reading)
+        if verdict.alarm:
+            incidents.alarm(hit)
+        else:
+            incidents.extend(hit)
     return to_anomalies(NAME, incidents.finish(len(series.timestamps) - 1), _explain)
 
 

@@ -3,17 +3,21 @@
 A detector that judges sample by sample raises an alarm on every sample of a long incident.
 An operator wants one: the first alarm opens an incident at its own time (the moment it was
 detected, never back-dated to when the series began to drift), later alarms extend it, and
-``min_gap`` samples without an alarm close it. The next alarm after that is a new incident,
-so two alarms are never closer than ``min_gap`` samples unless they are the same incident.
+``min_gap`` without an alarm closes it. The next alarm after that is a new incident, so two
+alarms are never closer than ``min_gap`` unless they are the same incident. ``min_gap`` is
+counted in whatever positions the detector passes: sample indexes (``envelope``) or seconds
+(the baseline detectors, whose settings are durations).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from codequal.analytics.anomaly.base import Anomaly, Status
 from codequal.vocabulary import iso_timestamp
+
+R = TypeVar("R")
 
 
 class Reading(NamedTuple):
@@ -27,68 +31,89 @@ class Reading(NamedTuple):
     high: float
 
 
-class Hit(NamedTuple):
-    position: int
+class Hit(NamedTuple, Generic[R]):
+    """One anomalous sample: where, when, its value and score, and the detector's verdict."""
+
+    position: float  # sample index or seconds: what ``min_gap`` counts
     t: float
     value: float  # the sample's value
-    reading: Reading
+    score: float
+    reading: R
 
 
-class Incident(NamedTuple):
-    first: Hit  # the detection
-    peak: Hit
-    last: Hit
-    alarms: int
+class Incident(NamedTuple, Generic[R]):
+    first: Hit[R]  # the detection
+    peak: Hit[R]
+    last: Hit[R]
+    alarms: int  # anomalous samples in it
     status: Status
+    note: str = ""  # for an adapted incident: how the level moved
 
 
-class Incidents:
+class Incidents(Generic[R]):
     """Groups per-sample alarms, in time order, into incidents."""
 
-    def __init__(self, min_gap: int) -> None:
+    def __init__(self, min_gap: float) -> None:
         self.min_gap = min_gap
-        self.done: list[Incident] = []
-        self.open: Incident | None = None
+        self.done: list[Incident[R]] = []
+        self.open: Incident[R] | None = None
 
-    def observe(self, index: int, t: float, value: float, alarm: Reading | None) -> None:
-        """The verdict on sample ``index``: an alarm reading, or None for a normal sample."""
-        self.tick(index)
-        if alarm is None:
-            return
-        hit = Hit(index, t, value, alarm)
+    def alarm(self, hit: Hit[R]) -> None:
+        """An alarm: opens an incident, or extends the open one."""
+        self.tick(hit.position)
         if self.open is None:
             self.open = Incident(hit, hit, hit, 1, "open")
+        else:
+            self.extend(hit)
+
+    def extend(self, hit: Hit[R]) -> None:
+        """An anomalous sample that is no alarm of its own: it only prolongs an open incident."""
+        self.tick(hit.position)
+        if self.open is None:
             return
-        peak = hit if alarm.score > self.open.peak.reading.score else self.open.peak
+        peak = hit if hit.score > self.open.peak.score else self.open.peak
         self.open = self.open._replace(peak=peak, last=hit, alarms=self.open.alarms + 1)
 
-    def tick(self, index: int) -> None:
-        """Sample ``index`` passed (judged or not): close an incident that has gone quiet."""
-        if self.open is not None and index - self.open.last.position >= self.min_gap:
-            self.done.append(self.open._replace(status="closed"))
+    def tick(self, position: float) -> None:
+        """Time passed (a sample judged or not): close an incident that has gone quiet."""
+        if self.open is not None and position - self.open.last.position >= self.min_gap:
+            self.close("closed")
+
+    def close(self, status: Status, note: str = "") -> None:
+        """End the open incident now: ``adapted`` when it became the new normal."""
+        if self.open is not None:
+            self.done.append(self.open._replace(status=status, note=note))
             self.open = None
 
-    def finish(self, last_index: int) -> list[Incident]:
+    def finish(self, position: float) -> list[Incident[R]]:
         """Every incident; the last is ``open`` when it had an alarm within ``min_gap``."""
-        self.tick(last_index)
+        self.tick(position)
         return [*self.done, *([self.open] if self.open else [])]
 
 
 def to_anomalies(
-    detector: str, incidents: list[Incident], explain: Callable[[Reading], str]
+    detector: str, incidents: list[Incident[Reading]], explain: Callable[[Reading], str]
 ) -> list[Anomaly]:
     """The records: dated at detection, numbers at the incident's worst sample."""
     return [_anomaly(detector, i, explain) for i in incidents]
 
 
-def _anomaly(detector: str, incident: Incident, explain: Callable[[Reading], str]) -> Anomaly:
-    first, peak, last = incident.first, incident.peak, incident.last
-    r = peak.reading
-    n = incident.alarms
+def detection_text(incident: Incident[R]) -> str:
+    """When it was detected, how many samples, and whether it still lasts."""
+    first, last, n = incident.first, incident.last, incident.alarms
     text = f"Detected at {iso_timestamp(first.t)}"
     if n > 1:
         text += f"; {n} anomalous samples until {iso_timestamp(last.t)}"
-    text += "; still anomalous." if incident.status == "open" else "."
+    if incident.status == "adapted":
+        return f"{text}; it persisted, so it is now the new normal ({incident.note})."
+    return text + ("; still anomalous." if incident.status == "open" else ".")
+
+
+def _anomaly(
+    detector: str, incident: Incident[Reading], explain: Callable[[Reading], str]
+) -> Anomaly:
+    first, peak, last = incident.first, incident.peak, incident.last
+    r = peak.reading
     return Anomaly(
         detector=detector,
         start=first.t,
@@ -100,6 +125,6 @@ def _anomaly(detector: str, incident: Incident, explain: Callable[[Reading], str
         score=r.score,
         direction="up" if r.observed > r.high else "down",
         status=incident.status,
-        explanation=f"{explain(r)} {text}",
-        details={"observed": r.observed, "alarms": float(n)},
+        explanation=f"{explain(r)} {detection_text(incident)}",
+        details={"observed": r.observed, "alarms": float(incident.alarms)},
     )
