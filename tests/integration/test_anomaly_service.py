@@ -28,6 +28,8 @@ from ..conftest import TEST_JWT_SECRET, bearer
 
 NOW = 1_790_000_000.0  # an explicit "now": the scan never reads the clock
 MINUTE = 60
+HOUR = 3600
+DAY = 86_400
 STARTED = {"__name__": "codequal_analysis_started_total", "mode": "seed"}
 FAILED = {"__name__": "codequal_analysis_failed_total", "mode": "seed", "error_type": "timeout"}
 
@@ -64,8 +66,8 @@ def test_a_failure_spike_is_stored_and_fires_a_ticket_alert_then_resolves(tmp_pa
     db = open_database(f"sqlite:///{tmp_path / 'cq.db'}")
     db.migrate()
     store, notifier = SampleStore(db), RecordingNotifier()
-    seed(store, NOW - 2 * 86_400, NOW, spike=(NOW - 20 * MINUTE, NOW + 1))
-    service = AnomalyService(store, db, notifier, days=2)
+    seed(store, NOW - 3 * DAY, NOW, spike=(NOW - 20 * MINUTE, NOW + 1))
+    service = AnomalyService(store, db, notifier, days=3)
 
     found = service.scan_once(NOW)
 
@@ -85,14 +87,15 @@ def test_a_failure_spike_is_stored_and_fires_a_ticket_alert_then_resolves(tmp_pa
     assert len(service.store.query(detector="failure_rate")) == 1
     assert len([t for t in notifier.transitions if t.alertname == "AnomalyFailureRate"]) == 1
 
-    # An hour of normal traffic later the window has ended and the alert resolves.
-    seed(store, NOW + MINUTE, NOW + 3600)
-    service.scan_once(NOW + 3600)
+    # Three hours of normal traffic later (over the 2 h merge gap) the incident has ended
+    # and the alert resolves.
+    seed(store, NOW + MINUTE, NOW + 3 * HOUR)
+    service.scan_once(NOW + 3 * HOUR)
     (row,) = service.store.query(detector="failure_rate")
     assert row.status == "closed" and row.alert_status == "resolved"
     resolved = notifier.transitions[-1]
     assert (resolved.alertname, resolved.to_status) == ("AnomalyFailureRate", "resolved")
-    assert resolved.alert.resolved_at == NOW + 3600
+    assert resolved.alert.resolved_at == NOW + 3 * HOUR
     db.dispose()
 
 
@@ -100,9 +103,9 @@ def test_quiet_traffic_finds_nothing_and_pages_nobody(tmp_path: Path) -> None:
     db = open_database(f"sqlite:///{tmp_path / 'cq.db'}")
     db.migrate()
     store, notifier = SampleStore(db), RecordingNotifier()
-    seed(store, NOW - 2 * 86_400, NOW)
+    seed(store, NOW - 3 * DAY, NOW)
 
-    assert AnomalyService(store, db, notifier, days=2).scan_once(NOW) == []
+    assert AnomalyService(store, db, notifier, days=3).scan_once(NOW) == []
     assert notifier.transitions == []
     assert AnomalyService(store, db, notifier).store.query() == []
     db.dispose()
@@ -117,8 +120,8 @@ def test_the_api_lists_stored_anomalies_with_their_explanation(tmp_path: Path) -
     with TestClient(app, headers=bearer("monitoring:read")) as client:
         assert state.wait_ready(30)
         store = SampleStore(state.db)
-        seed(store, NOW - 2 * 86_400, NOW, spike=(NOW - 20 * MINUTE, NOW + 1))
-        AnomalyService(store, state.db, RecordingNotifier(), days=2).scan_once(NOW)
+        seed(store, NOW - 3 * DAY, NOW, spike=(NOW - 20 * MINUTE, NOW + 1))
+        AnomalyService(store, state.db, RecordingNotifier(), days=3).scan_once(NOW)
 
         body = client.get("/api/monitoring/anomalies", params={"since": "3650d"}).json()
         (item,) = [a for a in body["anomalies"] if a["detector"] == "failure_rate"]

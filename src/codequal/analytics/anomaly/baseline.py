@@ -3,8 +3,9 @@
 Shared by the detectors that judge each sample against its own past (failure rate, latency
 drift, robust z). The baseline is the samples at the same phase in earlier weeks or days when
 the history covers enough of them (hour-of-week, then hour-of-day), else a plain trailing
-window. Either way there must be ``min_history`` seconds and ``min_samples`` samples of
-it: a verdict from three samples is noise dressed up as a finding.
+window (reaching back a little further when it holds too few). Either way there must be
+``min_history`` seconds and ``min_samples`` samples of it: a verdict from three samples is
+noise dressed up as a finding.
 """
 
 from __future__ import annotations
@@ -40,8 +41,14 @@ class ScanParams:
     min_samples: int = 12
     min_history: float = HOUR
     min_traffic: float = 0.0
-    merge_gap: float = 30 * MINUTE  # normal samples shorter than this do not split a window
+    merge_gap: float = 2 * HOUR  # anomalous samples closer than this are one incident
     adapt_after: float = 6 * HOUR  # a shift this long becomes the new normal
+    learn: float = 2 * DAY  # no alarm until the detector has judged samples for this long
+    # An anomalous sample alarms only while fewer than `repeats` excursions of the last
+    # `memory` went 1 / (1 + margin) as far: 5 in two weeks half as far (see `news`).
+    memory: float = 2 * WEEK
+    repeats: int = 5
+    margin: float = 1.0
     seasonality: Seasonality = "auto"
     # Earlier weeks (or days of the same kind) a seasonal baseline needs. Two is the least that
     # shows a repetition; the threshold widens for the few samples (robust z).
@@ -56,9 +63,9 @@ class ScanParams:
             if f.name == "seasonality":
                 if value not in SEASONALITIES:
                     raise ValueError(f"seasonality must be one of {SEASONALITIES}, not {value!r}")
-            elif f.name == "min_traffic":
+            elif f.name in ("min_traffic", "learn"):
                 if value < 0:
-                    raise ValueError(f"min_traffic must be >= 0, not {value}")
+                    raise ValueError(f"{f.name} must be >= 0, not {value}")
             elif value <= 0:
                 raise ValueError(f"{f.name} must be positive, not {value}")
 
@@ -104,8 +111,28 @@ def select_history(past: Past, i: int, params: ScanParams) -> History | None:
     lo = bisect_left(past.timestamps, max(t - params.window, past.regime_start), 0, i)
     values = [past.values[j] for j in range(lo, i) if past.usable[j]]
     if len(values) < params.min_samples:
+        values = _reach_back(past, lo, params.min_samples - len(values)) + values
+    if len(values) < params.min_samples:
         return None
     return History(values, "trailing", f"trailing {duration_text(params.window)}")
+
+
+def _reach_back(past: Past, lo: int, wanted: int) -> list[float]:
+    """Up to ``wanted`` usable samples just before ``lo``, within the regime, oldest first.
+
+    The window runs short of usable samples at a step coarser than window / min_samples
+    (hourly data) and during a long excursion (its samples are no baseline). Without this
+    the first would never be judged and the second would stop being judged until its own
+    samples, unjudged, became the baseline. The search is bounded: twice ``wanted`` samples.
+    """
+    stop = max(bisect_left(past.timestamps, past.regime_start, 0, lo), lo - 2 * wanted)
+    older: list[float] = []
+    for j in range(lo - 1, stop - 1, -1):
+        if past.usable[j]:
+            older.append(past.values[j])
+            if len(older) == wanted:
+                break
+    return older[::-1]
 
 
 def _seasonal(past: Past, i: int, params: ScanParams) -> History | None:

@@ -30,7 +30,8 @@ from codequal.analytics.anomaly.base import (
     num,
     upto,
 )
-from codequal.analytics.anomaly.scan import Judged, Judgement, RunBuilder, to_anomaly
+from codequal.analytics.anomaly.incidents import Hit, Incidents
+from codequal.analytics.anomaly.scan import Judged, Judgement, incident_anomaly
 from codequal.vocabulary import iso_timestamp
 
 
@@ -130,20 +131,25 @@ def detect_exhaustion(
     series = upto(series, now)
     if not in_capacity_unit(series, params.capacity):
         return []
-    runs = RunBuilder(params.merge_gap)
+    incidents: Incidents[Judged] = Incidents(params.merge_gap)
     forecasts: dict[int, Forecast] = {}
     for i, t in enumerate(series.timestamps):
         fc = _forecast_at(series.timestamps, series.values, i, params)
-        if fc is not None:
-            forecasts[i] = fc
-            runs.observe(Judged(i, t, fc.value, None, _judge(params, fc), ""))
+        if fc is None:
+            continue
+        forecasts[i] = fc
+        p = Judged(i, t, fc.value, None, _judge(params, fc), "")
+        if p.direction is None:
+            incidents.tick(t)
+        else:
+            incidents.alarm(Hit(t, t, p.value, p.judgement.score, p))
     name = f"{params.resource}_exhaustion"
 
     def details(p: Judged) -> dict[str, float]:
         return _details(forecasts[p.position])
 
     explain = partial(_explain, params, forecasts)
-    return [to_anomaly(name, run, explain, details) for run in runs.finish(now)]
+    return [incident_anomaly(name, i, explain, details) for i in incidents.finish(now)]
 
 
 def _judge(params: ExhaustionParams, fc: Forecast) -> Judgement:

@@ -19,7 +19,7 @@ from functools import partial
 
 from codequal.analytics.anomaly.base import Anomaly, TimeSeries
 from codequal.analytics.anomaly.baseline import History, ScanParams
-from codequal.analytics.anomaly.scan import Judged, Judgement, scan, to_anomaly
+from codequal.analytics.anomaly.scan import Judged, Judgement, incident_anomaly, scan
 from codequal.vocabulary import iso_timestamp
 
 NAME = "failure_rate"
@@ -52,8 +52,8 @@ def detect_failure_rate(
     each ratio (analyses or requests in the step).
     """
     params = params or FailureRateParams()
-    runs = scan(series, now, params.scan, partial(_judge, params))
-    return [to_anomaly(NAME, run, partial(_explain, params), _details) for run in runs]
+    incidents = scan(series, now, params.scan, partial(_judge, params))
+    return [incident_anomaly(NAME, i, partial(_explain, params), _details) for i in incidents]
 
 
 def _judge(params: FailureRateParams, value: float, weight: float | None, h: History) -> Judgement:

@@ -17,7 +17,7 @@ from functools import partial
 
 from codequal.analytics.anomaly.base import Anomaly, TimeSeries, num
 from codequal.analytics.anomaly.baseline import History, ScanParams
-from codequal.analytics.anomaly.scan import Judged, Judgement, scan, to_anomaly
+from codequal.analytics.anomaly.scan import Judged, Judgement, incident_anomaly, scan
 from codequal.vocabulary import iso_timestamp
 
 NAME = "latency_drift"
@@ -44,8 +44,8 @@ def detect_latency_drift(
     durations behind each p99 (a p99 of five analyses is their maximum, not a trend).
     """
     params = params or LatencyDriftParams()
-    runs = scan(series, now, params.scan, partial(_judge, params))
-    return [to_anomaly(NAME, run, partial(_explain, params), _details) for run in runs]
+    incidents = scan(series, now, params.scan, partial(_judge, params))
+    return [incident_anomaly(NAME, i, partial(_explain, params), _details) for i in incidents]
 
 
 def _judge(params: LatencyDriftParams, value: float, weight: float | None, h: History) -> Judgement:

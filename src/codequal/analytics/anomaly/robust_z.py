@@ -20,7 +20,7 @@ from codequal.analytics.anomaly.baseline import (
     median_mad,
     small_sample_threshold,
 )
-from codequal.analytics.anomaly.scan import Judged, Judgement, band_text, scan, to_anomaly
+from codequal.analytics.anomaly.scan import Judged, Judgement, band_text, incident_anomaly, scan
 from codequal.vocabulary import iso_timestamp
 
 NAME = "robust_z"
@@ -50,8 +50,8 @@ def detect_robust_z(
 ) -> list[Anomaly]:
     """Windows where |robust z| exceeds ``threshold``, in either direction."""
     params = params or RobustZParams()
-    runs = scan(series, now, params.scan, partial(_judge, params))
-    return [to_anomaly(NAME, run, partial(_explain, params), _details) for run in runs]
+    incidents = scan(series, now, params.scan, partial(_judge, params))
+    return [incident_anomaly(NAME, i, partial(_explain, params), _details) for i in incidents]
 
 
 def _judge(params: RobustZParams, value: float, weight: float | None, h: History) -> Judgement:

@@ -1,4 +1,4 @@
-"""The walk every baseline detector shares: judge each sample, group verdicts into windows.
+"""The walk every baseline detector shares: judge each sample, report incidents, not samples.
 
 A detector supplies a *rule*: given a sample and its baseline history, the expected value and
 the band around it. This module does the rest, the same way for every detector:
@@ -6,13 +6,19 @@ the band around it. This module does the rest, the same way for every detector:
 - samples without enough history, or with too little traffic behind them, get no verdict;
 - anomalous samples never become baseline, so a spike does not teach the detector that spikes
   are normal;
-- anomalous samples closer than ``merge_gap`` form one window;
+- an anomalous sample raises an alarm only when it is news (``news``): fewer than ``repeats``
+  excursions of the last ``memory`` went half as far. On a heavy-tailed series the band is
+  crossed every day; the plan's threshold alone raised thousands of alarms on NAB;
+- one anomaly per incident (``incidents``): an alarm opens it, dated when it was detected;
+  later anomalous samples on its side prolong it; ``merge_gap`` without one closes it;
+- nothing alarms for ``learn`` after the first verdict: the habits of the series are not
+  known yet (the samples are still judged and remembered);
 - when at least half the samples judged over the last ``adapt_after`` are anomalous in the
-  same direction, from the start of that time, it is a level shift, not an incident: its
-  windows merge into one with status ``adapted``, the baseline moves to the new level, and
-  the detector stops reporting it instead of alerting for weeks. Half, not all: a shift near
-  the threshold flickers across it, and counting only consecutive samples would never see it
-  persist.
+  same direction, from the start of that time to the latest, it is a level shift, not an
+  incident: its incident ends with status ``adapted``, the baseline moves to the new level,
+  and the detector stops reporting it instead of alerting for weeks. Half, not all: a shift
+  near the threshold flickers across it, and counting only consecutive samples would never
+  see it persist.
 """
 
 from __future__ import annotations
@@ -26,9 +32,7 @@ from typing import NamedTuple
 from codequal.analytics.anomaly.base import (
     Anomaly,
     Direction,
-    Status,
     TimeSeries,
-    duration_text,
     num,
     upto,
 )
@@ -39,7 +43,8 @@ from codequal.analytics.anomaly.baseline import (
     ScanParams,
     select_history,
 )
-from codequal.vocabulary import iso_timestamp
+from codequal.analytics.anomaly.incidents import Hit, Incident, Incidents, detection_text
+from codequal.analytics.anomaly.news import NewsGate, exceedance
 
 
 class Judgement(NamedTuple):
@@ -72,63 +77,7 @@ class Judged(NamedTuple):
         return None
 
 
-class Run(NamedTuple):
-    """The anomalous samples of one window, in time order."""
-
-    points: tuple[Judged, ...]
-    status: Status
-    shift: str = ""  # how the level moved, for an adapted window
-
-    @property
-    def peak(self) -> Judged:
-        return max(self.points, key=lambda p: p.judgement.score)
-
-
 Rule = Callable[[float, float | None, History], Judgement]
-
-
-class RunBuilder:
-    """Groups verdicts, in time order, into windows of same-direction anomalous samples."""
-
-    def __init__(self, merge_gap: float) -> None:
-        self.merge_gap = merge_gap
-        self.open: list[Judged] = []
-        self.runs: list[Run] = []
-
-    def observe(self, p: Judged) -> None:
-        direction = p.direction
-        near = bool(self.open) and p.t - self.open[-1].t <= self.merge_gap
-        if self.open and (
-            not near or (direction is not None and self.open[-1].direction != direction)
-        ):
-            self.close("closed")
-        if direction is not None:
-            self.open.append(p)
-
-    def close(self, status: Status, shift: str = "") -> None:
-        if self.open:
-            self.runs.append(Run(tuple(self.open), status, shift))
-            self.open = []
-
-    def adopt(self, since: float, direction: Direction, shift: str) -> None:
-        """Merge the windows of one shift (anomalous since ``since``) into an adapted one."""
-        if self.open and self.open[-1].direction != direction:
-            self.close("closed")
-        merged = list(self.open)
-        self.open = []
-        while self.runs and self.runs[-1].points[-1].t >= since:
-            last = self.runs[-1]
-            if last.status == "adapted" or last.points[0].direction != direction:
-                break
-            merged[:0] = self.runs.pop().points
-        if merged:
-            self.runs.append(Run(tuple(merged), "adapted", shift))
-
-    def finish(self, now: float) -> list[Run]:
-        """The windows; the last is ``open`` when its last sample is within the merge gap."""
-        if self.open:
-            self.close("open" if now - self.open[-1].t <= self.merge_gap else "closed")
-        return self.runs
 
 
 def usable_samples(series: TimeSeries, min_traffic: float) -> list[bool]:
@@ -140,8 +89,8 @@ def usable_samples(series: TimeSeries, min_traffic: float) -> list[bool]:
     ]
 
 
-def scan(series: TimeSeries, now: float, params: ScanParams, rule: Rule) -> list[Run]:
-    """Judge every sample at or before ``now`` against its baseline; the anomalous windows."""
+def scan(series: TimeSeries, now: float, params: ScanParams, rule: Rule) -> list[Incident[Judged]]:
+    """Judge every sample at or before ``now`` against its baseline; the incidents."""
     series = upto(series, now)
     usable = usable_samples(series, params.min_traffic)
     first = next((t for t, ok in zip(series.timestamps, usable, strict=True) if ok), None)
@@ -151,24 +100,60 @@ def scan(series: TimeSeries, now: float, params: ScanParams, rule: Rule) -> list
     # Both lists change as the walk goes: anomalous samples stop being baseline, and an
     # adopted shift re-levels the values before it.
     past = Past(series.timestamps, list(series.values), usable, first, regime_start=first)
-    runs = RunBuilder(params.merge_gap)
-    recent = _Recent(params.adapt_after)
+    walk = _Walk(params)
     for i, t in enumerate(series.timestamps):
         history = select_history(past, i, params) if judgeable[i] else None
         if history is None:
+            walk.incidents.tick(t)
             continue
         value = series.values[i]
         weight = None if series.weights is None else series.weights[i]
         judgement = rule(value, weight, history)
         point = Judged(i, t, value, weight, judgement, history.basis, history.kind)
-        runs.observe(point)
         if point.direction is not None:
             usable[i] = False
-        direction = recent.add(point, params.merge_gap)
-        if direction is not None:
-            _adopt(runs, past, list(recent.points), direction)
-            recent.clear()
-    return runs.finish(now)
+        shift = walk.observe(point)
+        if shift is not None:
+            walk.adopt(_adopt(past, shift))
+    return walk.incidents.finish(now)
+
+
+class _Walk:
+    """What a verdict becomes: an alarm when it is news, part of an incident, or a shift."""
+
+    def __init__(self, params: ScanParams) -> None:
+        self.params = params
+        self.incidents: Incidents[Judged] = Incidents(params.merge_gap)
+        self.gate = NewsGate(params.memory, params.repeats, params.margin, params.merge_gap)
+        self.recent = _Recent(params.adapt_after)
+        self.since = math.nan  # the first verdict: no alarm for `learn` seconds after it
+
+    def observe(self, p: Judged) -> list[Judged] | None:
+        """Take one verdict; the samples of a shift that has now lasted ``adapt_after``."""
+        if math.isnan(self.since):
+            self.since = p.t
+        j = p.judgement
+        news = self.gate.observe(p.t, exceedance(p.value, j.expected, j.low, j.high), p.direction)
+        if p.direction is not None:
+            hit = Hit(p.t, p.t, p.value, j.score, p)
+            if news and p.t - self.since >= self.params.learn:
+                self.incidents.alarm(hit)
+            elif self.incidents.open and self.incidents.open.first.reading.direction == p.direction:
+                self.incidents.extend(hit)
+        else:
+            self.incidents.tick(p.t)
+        direction = self.recent.add(p)
+        if direction is None:
+            return None
+        start = next(k for k, q in enumerate(self.recent.points) if q.direction == direction)
+        shifted = list(self.recent.points)[start:]
+        self.recent.clear()
+        return shifted
+
+    def adopt(self, shift: str) -> None:
+        """The shift is the new normal: its incident ends, its exceedances are forgotten."""
+        self.incidents.close("adapted", shift)
+        self.gate.forget()
 
 
 class _Recent:
@@ -179,35 +164,35 @@ class _Recent:
         self.points: deque[Judged] = deque()
         self.counts = {"up": 0, "down": 0, None: 0}
 
-    def add(self, p: Judged, merge_gap: float) -> Direction | None:
+    def add(self, p: Judged) -> Direction | None:
         """Add a verdict; the direction of a shift that has now lasted ``adapt_after``.
 
         At least half of the window's verdicts must be anomalous in that direction, the
-        first of them at the start of the window.
+        first of them in the window's first twelfth (30 minutes of the default 6 hours:
+        samples do not fall exactly on its edge) and the latest one too.
         """
         self.points.append(p)
         self.counts[p.direction] += 1
         while self.points[0].t < p.t - self.adapt_after:
             self.counts[self.points.popleft().direction] -= 1
         direction: Direction = "up" if self.counts["up"] >= self.counts["down"] else "down"
-        if 2 * self.counts[direction] < len(self.points):
+        # A shift that has already ended (a long bump, back to normal now) is no new normal.
+        if p.direction != direction or 2 * self.counts[direction] < len(self.points):
             return None
         began = next(q.t for q in self.points if q.direction == direction)
-        return direction if began <= p.t - self.adapt_after + merge_gap else None
+        return direction if began <= p.t - self.adapt_after * 11 / 12 else None
 
     def clear(self) -> None:
         self.points.clear()
         self.counts = {"up": 0, "down": 0, None: 0}
 
 
-def _adopt(runs: RunBuilder, past: Past, recent: list[Judged], direction: Direction) -> None:
+def _adopt(past: Past, shifted: list[Judged]) -> str:
     """Make the shift the new normal: re-level what came before it, let it be baseline."""
-    start = next(k for k, p in enumerate(recent) if p.direction == direction)
-    shifted = recent[start:]
     shift = _relevel(past, shifted)
     for p in shifted:
         past.usable[p.position] = True
-    runs.adopt(shifted[0].t, direction, shift)
+    return shift
 
 
 def _relevel(past: Past, points: list[Judged]) -> str:
@@ -234,43 +219,29 @@ def _relevel(past: Past, points: list[Judged]) -> str:
     return f"level {offset:+.4g}"
 
 
-def to_anomaly(
+def incident_anomaly(
     detector: str,
-    run: Run,
+    incident: Incident[Judged],
     explain: Callable[[Judged], str],
-    details: Callable[[Judged], Mapping[str, float]] | None = None,
+    details: Callable[[Judged], Mapping[str, float]],
 ) -> Anomaly:
-    """The record for one window: the numbers at its peak, the explanation in words."""
-    peak = run.peak
+    """The record for one incident: dated at detection, the numbers at its worst sample."""
+    peak = incident.peak.reading
     j = peak.judgement
     return Anomaly(
         detector=detector,
-        start=run.points[0].t,
-        end=run.points[-1].t,
+        start=incident.first.t,
+        end=incident.last.t,
         peak_at=peak.t,
         peak=peak.value,
         baseline=j.expected,
         band=(j.low, j.high),
         score=j.score,
         direction=peak.direction or "up",
-        status=run.status,
-        explanation=f"{explain(peak)} {window_text(run)}",
-        details=dict(details(peak)) if details else {},
+        status=incident.status,
+        explanation=f"{explain(peak)} {detection_text(incident)}",
+        details=dict(details(peak)),
     )
-
-
-def window_text(run: Run) -> str:
-    """How long the window lasted and how it ended, in one or two sentences."""
-    first, last = run.points[0], run.points[-1]
-    n = len(run.points)
-    text = f"{n} anomalous sample{'s' if n != 1 else ''} from {iso_timestamp(first.t)}"
-    if last.t > first.t:
-        text += f" over {duration_text(last.t - first.t)}"
-    if run.status == "adapted":
-        return f"{text}; it persisted, so it is now the new normal ({run.shift})."
-    if run.status == "open":
-        return f"{text}; still anomalous at the last sample."
-    return f"{text}."
 
 
 def band_text(j: Judgement) -> str:
