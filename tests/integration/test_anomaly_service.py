@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -14,8 +15,9 @@ from alembic.runtime.migration import MigrationContext
 from fastapi.testclient import TestClient
 
 from codequal.alerting.model import Alert, Transition
-from codequal.analytics.anomaly_service import RUNBOOK_URL, AnomalyService
-from codequal.analytics.anomaly_store import anomalies
+from codequal.analytics.anomaly import Anomaly, Status
+from codequal.analytics.anomaly_service import RUNBOOK_URL, AnomalyService, window_start
+from codequal.analytics.anomaly_store import AnomalyStore, Found, anomalies
 from codequal.api.anomalies import anomalies_router
 from codequal.api.app import create_app
 from codequal.config import load_settings
@@ -23,6 +25,7 @@ from codequal.storage import Database, open_database
 from codequal.storage.db import MIGRATIONS
 from codequal.storage.schema import metadata
 from codequal.tsdb.store import SampleStore
+from codequal.vocabulary import iso_timestamp
 
 from ..conftest import TEST_JWT_SECRET, bearer
 
@@ -155,3 +158,97 @@ def test_migration_0007_matches_the_model_and_downgrades(database: Database) -> 
     assert anomalies.name not in sa.inspect(database.engine).get_table_names()
     database.migrate()
     assert anomalies.name in sa.inspect(database.engine).get_table_names()
+
+
+@pytest.fixture
+def scanned(tmp_path: Path) -> Iterator[tuple[Database, SampleStore, RecordingNotifier]]:
+    """A migrated SQLite database, the metric history in it, and a notifier to watch."""
+    db = open_database(f"sqlite:///{tmp_path / 'cq.db'}")
+    db.migrate()
+    yield db, SampleStore(db), RecordingNotifier()
+    db.dispose()
+
+
+def test_a_rescan_over_a_moved_window_finds_the_same_incident_as_the_same_row(
+    scanned: tuple[Database, SampleStore, RecordingNotifier],
+) -> None:
+    # The window starts at the start of a day, `days` back. A scan the next day starts a day
+    # later, and failure_rate learns for two days from there: a burst that straddles the end
+    # of that learning is detected later than the first scan detected it. Same incident,
+    # same row.
+    db, store, notifier = scanned
+    day = window_start(NOW, 0)  # the start of NOW's day
+    burst = (day + 30 * MINUTE, day + 2 * HOUR)
+    seed(store, day - 4 * DAY, day + DAY + 2 * HOUR, spike=burst)
+    service = AnomalyService(store, db, notifier, days=3)
+
+    first = service.scan_once(day + 5 * HOUR)  # the burst is over: a closed incident
+    again = service.scan_once(day + 5 * HOUR + 10 * MINUTE)  # the same window start
+    moved = service.scan_once(day + DAY + 2 * HOUR)  # the window starts a day later
+
+    starts = [
+        [f.anomaly.start for f in scan if f.anomaly.detector == "failure_rate"]
+        for scan in (first, again, moved)
+    ]
+    assert starts[0] == starts[1] == [day + 30 * MINUTE]
+    assert starts[2] == [day + HOUR]  # detected once the moved window had learned
+    (row,) = service.store.query(detector="failure_rate")
+    assert row.start == day + 30 * MINUTE
+    assert row.record["start"] == "2026-09-21T00:30:00.000Z"
+    (latest,) = [f.anomaly for f in moved if f.anomaly.detector == "failure_rate"]
+    assert row.record["end"] == iso_timestamp(latest.end)  # the latest scan's numbers
+    assert row.record["explanation"] == latest.explanation
+    assert row.status == "closed"
+    assert [t for t in notifier.transitions if t.alertname == "AnomalyFailureRate"] == []
+
+
+def test_an_incident_open_when_the_day_turns_keeps_its_row_and_pages_once(
+    scanned: tuple[Database, SampleStore, RecordingNotifier],
+) -> None:
+    # A burst that began before midnight and lasts past the moment the next day's window
+    # would have finished learning: while it is open, the window keeps its start.
+    db, store, notifier = scanned
+    day = window_start(NOW, 0)
+    seed(store, day - 4 * DAY, day + 2 * HOUR, spike=(day - 30 * MINUTE, day + 3 * HOUR))
+    service = AnomalyService(store, db, notifier, days=2)
+
+    for now in (day - 10 * MINUTE, day + 5 * MINUTE, day + HOUR, day + 2 * HOUR):
+        found = service.scan_once(now)
+        starts = [f.anomaly.start for f in found if f.anomaly.detector == "failure_rate"]
+        assert starts == [day - 30 * MINUTE], now
+
+    (row,) = service.store.query(detector="failure_rate")
+    assert row.status == "open" and row.alert_status == "firing"
+    paged = [t for t in notifier.transitions if t.alertname == "AnomalyFailureRate"]
+    assert [(t.from_status, t.to_status) for t in paged] == [("inactive", "firing")]
+
+
+def test_an_incident_no_earlier_scan_found_in_history_it_judged_is_not_stored(
+    database: Database,
+) -> None:
+    store = AnomalyStore(database)
+
+    def incident(start: float, status: Status) -> Found:
+        a = Anomaly(
+            "robust_z", start, start + 600, start, 9.0, 1.0, (0.0, 2.0), 5.0, "up", status, "x"
+        )
+        return Found("throughput", a)
+
+    store.upsert([incident(NOW, "closed")], NOW + HOUR)
+    assert len(store.query()) == 1
+    # A later scan (whose window moved) re-dates it and finds an older one nobody saw:
+    store.upsert(
+        [incident(NOW + 300, "closed"), incident(NOW - DAY, "closed")],
+        NOW + 2 * HOUR,
+        judged_before=NOW + HOUR,
+    )
+    (row,) = store.query()
+    assert (row.start, row.record["start"]) == (NOW, "2026-09-21T14:13:20.000Z")
+    assert row.record["end"] == "2026-09-21T14:28:20.000Z"  # the latest scan's end
+    # What began after the last scan, or is still going on, is news.
+    store.upsert(
+        [incident(NOW + 3 * HOUR, "closed"), incident(NOW - 2 * DAY, "open")],
+        NOW + 4 * HOUR,
+        judged_before=NOW + 2 * HOUR,
+    )
+    assert sorted(r.start for r in store.query()) == [NOW - 2 * DAY, NOW, NOW + 3 * HOUR]

@@ -1,8 +1,9 @@
 """The anomaly scanner: detectors over the live metric history, stored and routed as alerts.
 
 A thin shell around the pure detectors (:mod:`codequal.analytics.anomaly`). Each scan
-re-reads the last ``days`` of history at a 5-minute step through the PromQL engine, judges
-every series, stores the windows, and hands the notifier a firing ``Alert`` for each newly
+re-reads the last ``days`` of history (back to the start of that day, see
+:func:`window_start`) at a 5-minute step through the PromQL engine, judges every series,
+stores the incidents, and hands the notifier a firing ``Alert`` for each newly
 open window and a resolved one for each window that has ended since it fired.
 """
 
@@ -23,6 +24,7 @@ from codequal.telemetry.setup import get_logger
 from codequal.tsdb.promql import Engine, PromQLError, SeriesSource
 
 STEP_SECONDS = 300
+DAY_SECONDS = 86_400
 DEFAULT_DAYS = 14.0
 DEFAULT_INTERVAL = 300.0
 RUNBOOK_URL = "/runbooks/AnomalyDetected"
@@ -89,11 +91,13 @@ class AnomalyService:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._active = True
+        self._last_scan: float | None = None  # when this process last scanned
+        self._since: float | None = None  # where that scan's window started
         self._log = get_logger(service="anomalies")
 
     def scan_once(self, now: float) -> list[Found]:
         """One pass at ``now`` (Unix seconds): judge, store, route. Returns what was found."""
-        since = now - self._days * 86_400
+        since = self._window_start(now)
         found: list[Found] = []
         for watch in self._watches:
             series = self._series(watch, since, now)
@@ -103,11 +107,26 @@ class AnomalyService:
                 found.extend(
                     Found(watch.series, a) for a in self._detectors[name].detect(series, now)
                 )
-        self.store.upsert(found, now)
-        seen = {(f.anomaly.detector, f.series, f.anomaly.start) for f in found}
+        seen = self.store.upsert(found, now, self._last_scan)
+        self._last_scan = now if self._last_scan is None else max(self._last_scan, now)
+        self._since = since
         self.store.close_missing(seen, since, now)
         self._route(now)
         return found
+
+    def _window_start(self, now: float) -> float:
+        """Where this scan's window starts: ``window_start``, held while an incident is open.
+
+        A detector judging an open incident from a later start may lose it while it learns
+        and find it again later, with a later date: a second row and a second page for one
+        incident. So the start stays put while any incident is open, for up to ``days``
+        more, and the detectors re-judge it from the same history.
+        """
+        start = window_start(now, self._days)
+        held = self._since
+        if held is None or start - held >= self._days * DAY_SECONDS:
+            return start
+        return held if self.store.query(status="open") else start
 
     def _series(self, watch: Watch, since: float, now: float) -> TimeSeries | None:
         step_ms = STEP_SECONDS * 1000
@@ -178,6 +197,18 @@ class AnomalyService:
             except Exception as exc:  # noqa: BLE001 - the loop must outlive one bad scan
                 self._log.error("anomaly scan failed", error=exc)
             self._stopping.wait(self._interval)
+
+
+def window_start(now: float, days: float) -> float:
+    """The first moment a scan at ``now`` judges: ``days`` back, then to the day's start.
+
+    The detectors are causal: a verdict depends only on the samples since the window's
+    start. A start that moves once a day instead of on every scan gives every scan of the
+    day the same history, so they find the same incidents at the same times; on the day the
+    start moves, the store matches what it finds to the incidents it holds (and the scanner
+    holds the start back while an incident is open).
+    """
+    return math.floor((now - days * DAY_SECONDS) / DAY_SECONDS) * DAY_SECONDS
 
 
 def alert_name(detector: str) -> str:
