@@ -1,18 +1,22 @@
 """Every anomaly detector, with default settings, on the NAB series in ``../shared/nab``.
 
-Run: ``python bench/eval_nab.py [--nab-dir DIR] [--detector NAME] [--out DIR]``.
+Run: ``python bench/eval_nab.py [--nab-dir DIR] [--detector NAME [--set KEY=VALUE ...]]
+[--out DIR]``.
 
 For each detector it scans each CSV under ``DIR/data`` (as ``codequal anomaly scan`` does:
 duplicated timestamps averaged, judged as of the last row), writes the detection times (each
 anomaly's ``start``, as written in the CSV) to ``OUT/<detector>.json``, and scores them with the
 folder's own ``score.py`` (NAB's standard profile: 0 never fires, 100 perfect). It prints the
 scorer's table per detector, the alarms, the scan time per series, and the published detectors'
-scores on the same series (from the folder's README) for comparison.
+scores on the same series (from the folder's README) for comparison. ``--set`` changes one
+setting of the chosen detector (``--set margin=0.06``, ``--set repeats=3``: a field of its
+parameters or of their ``scan``), to see how sensitive the score is to it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import subprocess
@@ -20,9 +24,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from codequal.analytics.anomaly import DETECTORS
+from codequal.analytics.anomaly import DETECTORS, BoundDetector, Detector
 from codequal.analytics.anomaly.csvio import CSVError, read_labelled
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,7 +40,32 @@ class Run(NamedTuple):
     seconds: list[float]  # scan time per series
 
 
-def scan_all(detector: str, nab: Path) -> Run:
+def configured(name: str, settings: list[str]) -> Detector:
+    """The detector ``name`` with ``KEY=VALUE`` settings applied to its parameters."""
+    detector = DETECTORS[name]
+    if not settings:
+        return detector
+    if not isinstance(detector, BoundDetector):
+        raise SystemExit(f"{name} has no parameters to set")
+    params = detector.params
+    for item in settings:
+        key, _, text = item.partition("=")
+        params = _with(params, key, text)
+    return dataclasses.replace(detector, params=params)
+
+
+def _with(params: Any, key: str, text: str) -> Any:
+    """``params`` (a frozen dataclass) with ``key`` set from ``text``, in its own type."""
+    names = {f.name for f in dataclasses.fields(params)}
+    if key in names:
+        kind = type(getattr(params, key))
+        return dataclasses.replace(params, **{key: kind(text)})
+    if "scan" in names:
+        return dataclasses.replace(params, scan=_with(params.scan, key, text))
+    raise SystemExit(f"no setting {key!r}; settings: {', '.join(sorted(names))}")
+
+
+def scan_all(detector: Detector, nab: Path) -> Run:
     """One detector over every CSV under ``nab/data``: detection times as written in the file."""
     detections: dict[str, list[str]] = {}
     refused: list[str] = []
@@ -50,7 +79,7 @@ def scan_all(detector: str, nab: Path) -> Run:
             continue
         series = labelled.series
         started = time.perf_counter()
-        found = DETECTORS[detector].detect(series, series.timestamps[-1])
+        found = detector.detect(series, series.timestamps[-1])
         seconds.append(time.perf_counter() - started)
         detections[name] = [labelled.text(a.start) for a in found]
     alarms = sum(len(v) for v in detections.values())
@@ -85,6 +114,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nab-dir", type=Path, default=DEFAULT_NAB, help="the NAB folder")
     parser.add_argument("--detector", choices=sorted(DETECTORS), help="only this detector")
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the chosen detector (repeatable)",
+    )
     parser.add_argument("--out", type=Path, help="where to keep the detections JSON files")
     args = parser.parse_args()
     nab: Path = args.nab_dir
@@ -92,10 +129,12 @@ def main() -> int:
         parser.error(f"{nab} has no score.py: pass --nab-dir with the NAB folder")
     out = args.out or Path(tempfile.mkdtemp(prefix="eval_nab-"))
     out.mkdir(parents=True, exist_ok=True)
+    if args.settings and not args.detector:
+        parser.error("--set needs --detector")
     names = [args.detector] if args.detector else list(DETECTORS)
     summary: list[tuple[str, str, int, float, float]] = []
     for name in names:
-        run = scan_all(name, nab)
+        run = scan_all(configured(name, args.settings), nab)
         table = score(nab, run.detections, out / f"{name}.json")
         print(f"== {name} ==\n{table}", end="")
         for line in run.refused:
