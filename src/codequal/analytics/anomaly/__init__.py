@@ -1,9 +1,12 @@
 """Anomaly detection: pure detectors over ``(timestamps, values)`` with an explicit ``now``.
 
 Each detector explains its verdict (baseline, band, score) and follows the same rules: no
-verdict without a minimum history and traffic, and a shift that persists becomes the new
-normal. ``envelope`` is the general-purpose streaming detector and the default;
-``DETECTORS`` holds them by name; ``csvio`` reads exported series for backtests.
+verdict without a minimum history and traffic, no alarm while learning (two days; the
+exhaustion checks only need their fit window), one anomaly per incident dated when it was
+detected (``incidents``), and a shift that persists becomes the new normal. ``envelope`` is
+the general-purpose streaming detector and the default; the baseline checks alarm only when
+a crossing is news (``news``); ``DETECTORS`` holds them by name; ``csvio`` reads exported
+series for backtests.
 """
 
 from __future__ import annotations

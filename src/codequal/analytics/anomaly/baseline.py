@@ -41,9 +41,13 @@ class ScanParams:
     min_samples: int = 12
     min_history: float = HOUR
     min_traffic: float = 0.0
-    merge_gap: float = 2 * HOUR  # anomalous samples closer than this are one incident
+    # Anomalous samples closer than this are one incident (a burst that pauses for an hour
+    # does not page twice); its alert resolves this long after the last one.
+    merge_gap: float = 2 * HOUR
     adapt_after: float = 6 * HOUR  # a shift this long becomes the new normal
-    learn: float = 2 * DAY  # no alarm until the detector has judged samples for this long
+    # No alarm until samples have been judged this long: the daily range twice, and the
+    # first excursions, whose size the news rule needs to know.
+    learn: float = 2 * DAY
     # An anomalous sample alarms only while fewer than `repeats` excursions of the last
     # `memory` went 1 / (1 + margin) as far: 5 in two weeks half as far (see `news`).
     memory: float = 2 * WEEK
