@@ -1,8 +1,11 @@
-"""Ingest routes: Sentry envelopes, OTLP/HTTP traces and logs, Loki push.
+"""Ingest routes: Sentry envelopes, OTLP/HTTP traces, logs and metrics, Loki push, Prometheus
+remote write.
 
 Each request is authenticated, rate limited per key and size-checked before its body is read;
 decoded in a worker thread (a small Sentry envelope on the event loop); and stored, in one
-transaction per store shared with the requests arriving meanwhile, before the 2xx is sent. An
+transaction per store shared with the requests arriving meanwhile, before the 2xx is sent
+(metric samples go to the embedded TSDB's in-memory head, which it writes out every flush
+interval, as it does with scraped samples). An
 acknowledged entry is therefore committed and survives ``kill -9``; a refused one changed
 nothing. Bad input is always a 4xx naming the problem, never a 5xx.
 """
@@ -28,7 +31,7 @@ from codequal.api.auth import Authenticator
 from codequal.api.errors import FastJSONResponse, error_response
 from codequal.api.middleware import FindShortcut, Shortcut
 from codequal.exceptions import AuthError
-from codequal.ingest import IngestError, count_items, loki, otlp, sentry
+from codequal.ingest import IngestError, count_items, loki, otlp, otlp_metrics, remote_write, sentry
 from codequal.ingest.batching import GroupCommit
 from codequal.ingest.limits import (
     LOKI,
@@ -50,6 +53,7 @@ from codequal.telemetry.metrics import AUTH_FAILURES
 from codequal.telemetry.stores.errors import ErrorStore
 from codequal.telemetry.stores.logs import LogStore
 from codequal.telemetry.stores.spans import SpanStore
+from codequal.tsdb.store import SampleStore, store_for
 
 __all__ = ["DEFAULT_BURST", "DEFAULT_RATE", "ingest_router", "ingest_routes"]
 
@@ -136,6 +140,7 @@ class _Ingest:
         self.logs = GroupCommit(LogStore(db).write)
         self.spans = GroupCommit(SpanStore(db).write)
         self.errors = GroupCommit(ErrorStore(db).record)
+        self.samples: SampleStore = store_for(db)
         self.dsn_keys = _DsnKeys(KeyStore(db), clock)
 
     async def body(self, request: Request, limit: BodyLimit, key: str) -> bytes:
@@ -197,22 +202,56 @@ class _Ingest:
     def store_otlp(self, kind: str, body: bytes, request: Request, enc: otlp.Encoding) -> bytes:
         raw = decode_body(body, request.headers.get("content-encoding"), OTLP)
         if kind == "traces":
-            result = otlp.decode_traces(raw, enc)
-            self.spans.submit(result.records)
-            item = "span"
+            result = self.otlp_traces(otlp.decode_traces(raw, enc))
+        elif kind == "logs":
+            result = self.otlp_logs(otlp.decode_logs(raw, enc, self.clock()))
         else:
-            result = otlp.decode_logs(raw, enc, self.clock())
-            self.logs.submit(result.records)
-            item = "log"
-        count_items(otlp.FORMAT, item, "accepted", len(result.records))
-        count_items(otlp.FORMAT, item, "rejected", result.rejected)
-        return otlp.encode_response("traces" if kind == "traces" else "logs", enc, result)
+            result = self.otlp_metrics(otlp_metrics.decode_metrics(raw, enc, self.clock()))
+        return otlp.encode_response(_SIGNALS[kind], enc, result)
+
+    # One per OTLP signal: OTLP/HTTP above and the gRPC services store through these.
+    def otlp_traces(self, result: otlp.Decoded) -> otlp.Decoded:
+        self.spans.submit(result.records)
+        count_items(otlp.FORMAT, "span", "accepted", len(result.records))
+        count_items(otlp.FORMAT, "span", "rejected", result.rejected)
+        return result
+
+    def otlp_logs(self, result: otlp.Decoded) -> otlp.Decoded:
+        self.logs.submit(result.records)
+        count_items(otlp.FORMAT, "log", "accepted", len(result.records))
+        count_items(otlp.FORMAT, "log", "rejected", result.rejected)
+        return result
+
+    def otlp_metrics(self, result: otlp.Decoded) -> otlp.Decoded:
+        """Append the samples; out-of-order and unindexable ones join the refused points."""
+        appended = self.samples.append(result.records)
+        refused = appended.out_of_order + appended.rejected
+        count_items(otlp.FORMAT, "sample", "accepted", appended.appended + appended.duplicates)
+        count_items(otlp.FORMAT, "sample", "rejected", refused)
+        if not refused:
+            return result
+        reason = result.message or (
+            f"{refused} samples refused by the metric store (older than the series' newest "
+            "sample, or labels too long to index)"
+        )
+        return otlp.Decoded([], result.rejected + refused, reason)
+
+    def store_remote_write(self, body: bytes) -> None:
+        batch = remote_write.decode_write(body)
+        appended = self.samples.append(batch.samples)
+        fmt = remote_write.FORMAT
+        count_items(fmt, "sample", "accepted", appended.appended + appended.duplicates)
+        count_items(fmt, "sample", "rejected", appended.out_of_order + appended.rejected)
+        count_items(fmt, "exemplar_or_histogram", "ignored", batch.skipped)
 
     def store_loki(self, body: bytes, encoding: str | None, content_type: str | None) -> None:
         raw = decode_body(body, encoding, LOKI)
         entries = loki.decode_push(raw, content_type)
         self.logs.submit(entries)
         count_items(loki.FORMAT, "line", "accepted", len(entries))
+
+
+_SIGNALS: dict[str, otlp.Signal] = {"traces": "traces", "logs": "logs", "metrics": "metrics"}
 
 
 def _sentry_stored(batch: sentry.SentryBatch) -> Any:
@@ -296,6 +335,14 @@ def ingest_routes(
     @router.post("/v1/logs", summary="OTLP/HTTP logs (protobuf or JSON)")
     async def logs(request: Request, principal: writer) -> Response:
         return await _otlp(ingest, "logs", request, principal)
+
+    @router.post("/v1/metrics", summary="OTLP/HTTP metrics into the metric history")
+    async def metrics(request: Request, principal: writer) -> Response:
+        return await _otlp(ingest, "metrics", request, principal)
+
+    @router.post("/api/v1/write", status_code=204, summary="Prometheus remote write 1.0")
+    async def remote_write_push(request: Request, principal: writer) -> Response:
+        return await _remote_write(ingest, request, principal)
 
     @router.post("/loki/api/v1/push", status_code=204, summary="Loki push (JSON or protobuf)")
     async def loki_push(request: Request, principal: writer) -> Response:
@@ -382,6 +429,17 @@ async def _loki(ingest: _Ingest, request: Request, principal: Principal) -> Resp
         headers = request.headers
         encoding, content_type = headers.get("content-encoding"), headers.get("content-type")
         await run_in_threadpool(ingest.store_loki, body, encoding, content_type)
+        return Response(status_code=204)
+
+    return await _guarded(work, _error)
+
+
+async def _remote_write(ingest: _Ingest, request: Request, principal: Principal) -> Response:
+    async def work() -> Response:
+        headers = request.headers
+        remote_write.check_headers(headers.get("content-type"), headers.get("content-encoding"))
+        body = await ingest.body(request, remote_write.LIMIT, _principal_key(principal))
+        await run_in_threadpool(ingest.store_remote_write, body)
         return Response(status_code=204)
 
     return await _guarded(work, _error)
