@@ -24,8 +24,10 @@ from codequal.api.auth import Authenticator, build_authenticator
 from codequal.api.dashboards import CachedAnswers, Dashboards
 from codequal.api.errors import FastJSONResponse, error_response, install_error_handlers
 from codequal.api.ingest import ingest_routes
+from codequal.api.ingest_service import IngestService
 from codequal.api.middleware import TelemetryMiddleware, first_shortcut
 from codequal.api.monitoring import monitoring_router
+from codequal.api.otlp_grpc import OtlpGrpcServer
 from codequal.api.prom_api import prom_router
 from codequal.api.runbooks import install_runbooks
 from codequal.api.web import install_web
@@ -40,10 +42,13 @@ def create_app(
 ) -> FastAPI:
     """Build the app; nothing touches the database until the lifespan starts."""
     runtime = Runtime(settings)
+    grpc_server: OtlpGrpcServer | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
+        if grpc_server is not None:
+            grpc_server.start()  # answers UNAVAILABLE, as the HTTP routes 503, until ready
         starter = asyncio.create_task(
             asyncio.to_thread(
                 runtime.start, stop, set_global=set_global_telemetry, start_workers=start_workers
@@ -54,6 +59,8 @@ def create_app(
         finally:
             runtime.shutting_down = True
             stop.set()
+            if grpc_server is not None:
+                await asyncio.to_thread(grpc_server.stop, settings.shutdown_timeout / 4)
             await starter
             await asyncio.to_thread(runtime.stop)
 
@@ -72,12 +79,19 @@ def create_app(
     auth = build_authenticator(settings, runtime.db)
     auth.install(app)
     app.state.auth = auth
+    _add_probe_routes(app, runtime, auth)
+    if settings.role == "worker":  # probes and /metrics only: the API runs on other replicas
+        app.add_middleware(TelemetryMiddleware, state=runtime, shortcut=None)
+        return app
     dashboards = Dashboards(runtime, lambda: health_data(runtime))
     monitoring = monitoring_router(runtime, auth.require, dashboards)
-    ingest, sentry = ingest_routes(runtime.db, runtime.ready, auth)
+    ingest_service = IngestService(runtime.db, runtime.ready)
+    ingest, sentry = ingest_routes(ingest_service, auth)
+    if settings.otlp_grpc_port:
+        grpc_server = OtlpGrpcServer(ingest_service, auth, settings.host, settings.otlp_grpc_port)
+    app.state.otlp_grpc = grpc_server
     shortcut = first_shortcut(CachedAnswers(dashboards, auth, runtime), sentry)
     app.add_middleware(TelemetryMiddleware, state=runtime, shortcut=shortcut)
-    _add_probe_routes(app, runtime, auth)
     app.include_router(analyses_router(runtime, auth.require))
     app.include_router(deepwiki_router(runtime, auth.require))
     app.include_router(monitoring)

@@ -30,6 +30,7 @@ def health_data(runtime: Runtime) -> dict[str, Any]:
         "replica": {
             "instance": runtime.instance,
             "leader": leadership.is_leader if leadership is not None else False,
+            "role": runtime.settings.role,
         },
         # Reported, never failing the probe: a broken Slack webhook must not restart the pod.
         "notificationChannels": runtime.alerting.notifier.channel_health(),
@@ -45,5 +46,7 @@ def health_data(runtime: Runtime) -> dict[str, Any]:
 def _sink_health(runtime: Runtime) -> dict[str, dict[str, Any]]:
     if runtime.started is None:
         return {}
-    sinks = runtime.started.telemetry.delivering_sinks()
+    sinks = [*runtime.started.telemetry.delivering_sinks()]
+    if runtime.remote_write is not None:
+        sinks.append(runtime.remote_write)
     return {sink.name: {"status": sink.health()} for sink in sinks}
