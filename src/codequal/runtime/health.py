@@ -30,7 +30,6 @@ def health_data(runtime: Runtime) -> dict[str, Any]:
         "replica": {
             "instance": runtime.instance,
             "leader": leadership.is_leader if leadership is not None else False,
-            "role": runtime.settings.role,
         },
         # Reported, never failing the probe: a broken Slack webhook must not restart the pod.
         "notificationChannels": runtime.alerting.notifier.channel_health(),
