@@ -208,3 +208,19 @@ def test_structured_metadata_level_wins_over_the_stream_label(server: Server) ->
     assert push(server, body).status_code == 204
     levels = {r["action"]: r["level"] for r in logs(server, service="cart")}
     assert levels == {"from metadata": "error", "from the label": "info"}
+
+
+def test_monitoring_logs_q_finds_text_in_fields_not_only_the_action(server: Server) -> None:
+    body = {
+        "streams": [
+            {
+                "stream": {"service": "deepwiki", "level": "error"},
+                "values": [[str(T0), "clone failed", {"exception": "CloneError: repo gone"}]],
+            }
+        ]
+    }
+    assert push(server, body).status_code == 204
+    found = httpx.get(
+        f"{server.base}/api/monitoring/logs", params={"q": "cloneerror"}, headers=READ
+    ).json()
+    assert [item["action"] for item in found["items"]] == ["clone failed"]
