@@ -61,8 +61,9 @@ KNOWN_ERROR_TYPES = (
 
 
 def initialise_counters(providers: Sequence[str] = ()) -> None:
-    """Create the analysis counters' series at 0 for every mode and known failure kind, and
-    the agent timing and cost histograms' for every agent, and every mode with each LLM
+    """Create the analysis counters' series at 0 for every mode and known failure kind, the
+    duration histogram's for every mode, size class and outcome, the agent timing and cost
+    histograms' for every agent, and every mode with each LLM
     ``providers`` (and "none").
 
     A counter series that first appears already at 1 hides that increment from ``rate()`` and
@@ -76,6 +77,10 @@ def initialise_counters(providers: Sequence[str] = ()) -> None:
             ANALYSIS_COST.labels(mode=mode, provider=provider)
         ANALYSIS_STARTED.labels(mode=mode)
         ANALYSIS_COMPLETED.labels(mode=mode)
+        # The latency SLO's rate() needs the histogram before its first analysis, too.
+        for size in ("small", "medium", "large", "huge", "unknown"):
+            for status in ("completed", "failed"):
+                ANALYSIS_DURATION.labels(mode=mode, repository_size=size, status=status)
         for error_type in KNOWN_ERROR_TYPES:
             ANALYSIS_FAILED.labels(mode=mode, error_type=error_type)
 
