@@ -60,16 +60,17 @@ docs: install-dev
 lock: $(UV)
 	$(UV) lock --python $(PYTHON)
 
-# The newest (or oldest) releases pyproject.toml allows, in a scratch venv, through lint, types
-# and tests: a breaking release is found here before users find it.
+# The newest releases pyproject.toml allows, in a scratch venv, through lint, types and tests:
+# a breaking release is found here before users find it. deps-lowest does the same with the
+# oldest releases of our direct dependencies (tests only: old linters judge differently).
 deps-latest deps-lowest: $(UV)
 	rm -rf .venv-$(@:deps-%=%)
 	$(UV) venv --quiet --python $(PYTHON) .venv-$(@:deps-%=%)
 	$(UV) pip install --quiet --python .venv-$(@:deps-%=%) \
 		$(if $(filter deps-lowest,$@),--resolution lowest-direct,--upgrade) -e . --group dev
 	$(UV) pip freeze --python .venv-$(@:deps-%=%) > .venv-$(@:deps-%=%)/resolved.txt
-	.venv-$(@:deps-%=%)/bin/ruff check src tests bench loadtest
-	.venv-$(@:deps-%=%)/bin/mypy
+	$(if $(filter deps-latest,$@),.venv-latest/bin/ruff check src tests bench loadtest)
+	$(if $(filter deps-latest,$@),.venv-latest/bin/mypy)
 	.venv-$(@:deps-%=%)/bin/pytest -p no:cacheprovider
 
 clean:

@@ -22,6 +22,7 @@ from codequal.analytics.anomaly import DETECTORS
 from codequal.analytics.anomaly.synthetic import SHAPES, Kind, Labelled, Shape, dataset, overlaps
 
 KIND_OF: dict[str, Kind] = {
+    "envelope": "throughput",
     "failure_rate": "ratio",
     "latency_drift": "latency",
     "robust_z": "throughput",

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,10 +23,28 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from codequal.exceptions import ConfigError
-from codequal.vocabulary import Level
+from codequal.redaction import HIDDEN, redact_url
+from codequal.vocabulary import DURATION_HINT, Level, parse_duration
 
 ENV_PREFIX = "CODEQUAL_"
 LogLevel = Level
+
+
+# Every interval, timeout and retention setting takes Prometheus's duration syntax ("15s", "1m",
+# "2h", "7d") or a plain number of seconds (of days for tsdb_retention_days).
+def seconds(value: Any) -> float:
+    """A setting's duration in seconds (one argument: pydantic passes more to a function that
+    takes more)."""
+    return parse_duration(value)
+
+
+def days(value: Any) -> float:
+    """A setting's duration in days; a plain number is already days."""
+    return parse_duration(value, 86_400.0) / 86_400.0
+
+
+Duration = Annotated[float, BeforeValidator(seconds)]
+Days = Annotated[float, BeforeValidator(days)]
 LogFormat = Literal["json", "console", "auto"]
 # What a process runs: everything, the HTTP API and ingest only, or the analysis workers only.
 Role = Literal["all", "api", "worker"]
@@ -55,8 +73,10 @@ class Settings(BaseSettings):
     log_format: LogFormat = "auto"
     log_queue_size: int = Field(default=10_000, ge=10)
     log_batch_size: int = Field(default=500, ge=1)
-    log_flush_interval: float = Field(default=0.25, gt=0)
-    shutdown_timeout: float = Field(default=10.0, ge=0)
+    log_flush_interval: Duration = Field(default=0.25, gt=0)
+    shutdown_timeout: Duration = Field(default=10.0, ge=0)
+    # How long start-up may wait for an unreachable database before `codequal serve` gives up.
+    startup_timeout: Duration = Field(default=120.0, gt=0)
 
     redis_url: SecretStr | None = None
     sentry_dsn: SecretStr | None = None
@@ -83,18 +103,18 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     metrics_token: SecretStr | None = None  # /metrics requires this bearer token when set
     public_dashboard: bool = True
-    long_running_seconds: float = Field(default=600.0, gt=0)  # dashboard flags analyses past it
+    long_running_seconds: Duration = Field(default=600.0, gt=0)  # dashboard flags analyses past it
     auth_failures_per_minute: int = Field(default=30, ge=1)
 
     # -- metric history and alerting ----------------------------------------------------------
-    scrape_interval: float = Field(default=15.0, ge=1.0)
-    tsdb_retention_days: float = Field(default=15.0, gt=0)
-    rule_interval: float = Field(default=15.0, ge=1.0)
+    scrape_interval: Duration = Field(default=15.0, ge=1.0)
+    tsdb_retention_days: Days = Field(default=15.0, gt=0)
+    rule_interval: Duration = Field(default=15.0, ge=1.0)
     # Several replicas on one PostgreSQL: each one's samples carry its own `instance` label
     # (default <hostname>:<port>), and each writes its in-memory samples every flush interval,
     # which is how stale another replica's newest samples can look to the leader's rules.
     instance: str | None = None
-    tsdb_flush_interval: float = Field(default=60.0, ge=1.0)
+    tsdb_flush_interval: Duration = Field(default=60.0, ge=1.0)
     rule_files: str | None = None  # comma-separated paths or globs, added to the shipped rules
     slack_webhook_url: SecretStr | None = None
     smtp_url: SecretStr | None = None  # smtp://user:pass@host:587?starttls=true
@@ -106,13 +126,13 @@ class Settings(BaseSettings):
     alertmanager_url: str | None = None
     external_url: str | None = None  # the base of runbook and generator links in alerts
     # Alertmanager's route timing, used by the embedded notifier and by `rules export`.
-    alert_group_wait: float = Field(default=30.0, ge=0)
-    alert_group_interval: float = Field(default=300.0, gt=0)
-    alert_repeat_interval: float = Field(default=4 * 3600.0, gt=0)
+    alert_group_wait: Duration = Field(default=30.0, ge=0)
+    alert_group_interval: Duration = Field(default=300.0, gt=0)
+    alert_repeat_interval: Duration = Field(default=4 * 3600.0, gt=0)
 
     # -- the analysis pipeline -----------------------------------------------------------------
     max_concurrent_analyses: int = Field(default=2, ge=1, le=64)
-    agent_timeout: float = Field(default=300.0, gt=0)
+    agent_timeout: Duration = Field(default=300.0, gt=0)
     llm_base_url: str | None = None  # an OpenAI-compatible API, e.g. https://api.openai.com/v1
     llm_model: str = "gpt-4o-mini"
     llm_api_key: SecretStr | None = None
@@ -206,18 +226,26 @@ _ALLOWED = {
     "database_url": "a URL such as postgresql+psycopg://user@host:5432/db or sqlite:///path.db",
     "log_queue_size": "a whole number of at least 10",
     "log_batch_size": "a whole number of at least 1",
-    "log_flush_interval": "a number of seconds above 0",
-    "shutdown_timeout": "a number of seconds, 0 or more",
     "label_cap": "a whole number from 1 to 10000",
     "jwt_algorithm": "one of HS256, RS256, ES256",
     "public_dashboard": "true or false",
     "auth_failures_per_minute": "a whole number of at least 1",
     "max_concurrent_analyses": "a whole number from 1 to 64",
-    "tsdb_flush_interval": "a number of seconds, 1 or more",
-    "alert_group_wait": "a number of seconds, 0 or more",
-    "alert_group_interval": "a number of seconds above 0",
-    "alert_repeat_interval": "a number of seconds above 0",
 }
+_DURATIONS = (
+    "log_flush_interval", "shutdown_timeout", "startup_timeout", "long_running_seconds",
+    "scrape_interval", "tsdb_retention_days", "rule_interval", "tsdb_flush_interval",
+    "alert_group_wait", "alert_group_interval", "alert_repeat_interval", "agent_timeout",
+)  # fmt: skip
+_LIMITS = {
+    "log_flush_interval": "above 0", "shutdown_timeout": "0 or more", "startup_timeout": "above 0",
+    "long_running_seconds": "above 0", "scrape_interval": "1s or more",
+    "tsdb_retention_days": "above 0 (a number alone is days)", "rule_interval": "1s or more",
+    "tsdb_flush_interval": "1s or more", "alert_group_wait": "0 or more",
+    "alert_group_interval": "above 0", "alert_repeat_interval": "above 0",
+    "agent_timeout": "above 0",
+}  # fmt: skip
+_ALLOWED.update({name: f"{DURATION_HINT}, {_LIMITS[name]}" for name in _DURATIONS})
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -270,28 +298,34 @@ def is_secret(field: str) -> bool:
     return any(hint in field for hint in SECRET_HINTS)
 
 
+# Secret settings whose whole path is the credential (a webhook's URL is its password).
+_SECRET_PATH_SETTINGS = ("slack_webhook_url", "webhook_url")
+
+
 def masked(settings: Settings) -> dict[str, Any]:
-    """The effective settings as plain data, secrets masked, for `codequal config show`."""
+    """The effective settings as plain data, secrets masked, for `codequal config show`.
+
+    A URL keeps where it points (scheme, host, port, path) and loses who and with what: its
+    userinfo, its secret query values, and a webhook's path (:func:`codequal.redaction.
+    redact_url`); any other secret is ``***``.
+    """
     out: dict[str, Any] = {}
     for name in Settings.model_fields:
         value = getattr(settings, name)
-        if value is not None and is_secret(name):
-            value = _mask(value)
+        if value is None:
+            pass
+        elif isinstance(value, SecretStr) or is_secret(name):
+            value = _mask(name, value)
         elif isinstance(value, Path):
             value = str(value)
+        elif isinstance(value, str) and "://" in value:
+            value = redact_url(value)
         out[name] = value
     return out
 
 
-def _mask(value: Any) -> str:
+def _mask(name: str, value: Any) -> str:
     raw = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-    try:
-        url = make_url(raw)
-    except ArgumentError:
-        return "***"
-    if not url.host:
-        return "***"
-    # Keep where it points (scheme, host, port, database); hide who and with what.
-    port = f":{url.port}" if url.port else ""
-    database = f"/{url.database}" if url.database else ""
-    return f"{url.drivername}://***@{url.host}{port}{database}"
+    if "://" not in raw:
+        return HIDDEN
+    return redact_url(raw, hide_path=name in _SECRET_PATH_SETTINGS)

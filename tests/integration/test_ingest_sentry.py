@@ -276,3 +276,21 @@ def test_sentry_dsn_numbers_projects_and_honours_an_explicit_one(tmp_path: Path)
     assert create("--name", "c", "--project-id", "42").endswith("@127.0.0.1:9000/42")
     plain = CliRunner().invoke(keys, ["create", "--name", "d", "--data-dir", str(tmp_path)])
     assert plain.exit_code == 2 and "--scope" in plain.output
+
+
+def test_guessed_dsn_keys_are_slowed_down_and_a_real_key_still_sends(server: Server) -> None:
+    dsn_key = server.sentry_dsn(9).split("//")[1].split("@")[0]
+    key_id = dsn_key.split("_")[1]
+    body = envelope(({"type": "event"}, b'{"message": "hello"}'))
+    limit = server.settings.auth_failures_per_minute
+    statuses = []
+    with httpx.Client(base_url=server.base, timeout=10) as client:
+        for guess in range(limit + 5):
+            url = f"/api/9/envelope/?sentry_key=cq_{key_id}_{guess:032x}"
+            statuses.append(client.post(url, content=body).status_code)
+        refused = client.post(f"/api/9/envelope/?sentry_key=cq_{key_id}_{0:032x}", content=body)
+        real = client.post(f"/api/9/envelope/?sentry_key={dsn_key}", content=body)
+    assert statuses[:limit] == [401] * limit
+    assert set(statuses[limit:]) == {429}
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert real.status_code == 200, real.text

@@ -69,7 +69,8 @@ def test_health_reports_each_dependency_with_status_latency_and_message(
     assert channels["slack"]["status"] == "disabled"
     assert "CODEQUAL_SLACK_WEBHOOK_URL" in channels["slack"]["message"]
     checks = body["checks"]
-    assert set(checks) == {"database", "vectorDB", "deepWiki", "redis"}
+    assert set(checks) == {"startup", "database", "vectorDB", "deepWiki", "redis"}
+    assert checks["startup"] == {"status": "ok", "latency": None, "message": "started"}
     for name in ("database", "vectorDB", "deepWiki"):
         assert checks[name]["status"] == "ok", checks[name]
         assert checks[name]["latency"] >= 0

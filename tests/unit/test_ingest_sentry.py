@@ -294,3 +294,14 @@ def test_a_span_container_over_ten_mib_is_413() -> None:
     payload = orjson.dumps({"version": 2, "items": [{"name": "x" * (10 * 1024 * 1024)}]})
     body = b'{}\n{"type":"span"}\n' + payload
     assert "10 MiB" in refused(413, decode_envelope, body, project_id=1, now=NOW)
+
+
+def test_a_dsn_in_the_sdks_argv_extra_is_not_stored() -> None:
+    key = "cq_0123456789abcdef_" + "k" * 32
+    payload = {
+        "message": "boom",
+        "extra": {"sys.argv": ["app.py", f"--dsn=http://{key}@127.0.0.1:8080/3"]},
+    }
+    event = error_event(payload, project_id=3, now=NOW)
+    assert key not in orjson.dumps(event.context).decode()
+    assert event.context["extra"]["sys.argv"][1] == f"--dsn=http://{FILTERED}@127.0.0.1:8080/3"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from codequal.alerting.model import Alert, AlertStatus, Transition
-from codequal.analytics.anomaly import DETECTORS, Detector, TimeSeries
+from codequal.analytics.anomaly import DEFAULT_DETECTOR, DETECTORS, Detector, TimeSeries
 from codequal.analytics.anomaly_store import AnomalyStore, Found, StoredAnomaly
 from codequal.storage.db import Database
 from codequal.telemetry.setup import get_logger
@@ -50,8 +50,8 @@ class Watch:
 
 WATCHES: tuple[Watch, ...] = (
     Watch("failure_ratio", FAILURE_RATIO, ("failure_rate",), weighted=True),
-    Watch("p99_duration", P99_DURATION, ("latency_drift", "robust_z"), weighted=True),
-    Watch("throughput", STARTED_RATE, ("robust_z",)),
+    Watch("p99_duration", P99_DURATION, ("latency_drift", DEFAULT_DETECTOR), weighted=True),
+    Watch("throughput", STARTED_RATE, (DEFAULT_DETECTOR,)),
     Watch("memory", MEMORY, ("memory_exhaustion",)),
     Watch("disk", DISK, ("disk_exhaustion",)),
 )

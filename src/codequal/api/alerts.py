@@ -17,6 +17,7 @@ from codequal.alerting.notifier import Notifier
 from codequal.alerting.routing import Matcher, Silence, check_silence
 from codequal.alerting.store import AlertingStore
 from codequal.api.errors import FastJSONResponse, error_response
+from codequal.api.params import Cursor, Text
 from codequal.security.tokens import Principal
 from codequal.storage.db import Database
 from codequal.vocabulary import iso_timestamp
@@ -74,9 +75,9 @@ def _alert_routes(
     def alerts(
         _: reader,
         history: bool = False,
-        fingerprint: str | None = None,
-        alertname: str | None = None,
-        cursor: int | None = None,
+        fingerprint: Text = None,
+        alertname: Text = None,
+        cursor: Cursor = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Any:
         if history:
@@ -101,9 +102,9 @@ def _alert_routes(
     )
     def notifications(
         _: reader,
-        channel: str | None = None,
+        channel: Text = None,
         status: Literal["sent", "failed", "retrying", "suppressed"] | None = None,
-        cursor: int | None = None,
+        cursor: Cursor = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Any:
         rows = store.notifications(cursor=cursor, limit=limit, channel=channel, status=status)

@@ -15,6 +15,8 @@ from codequal.analysis.collector import DEEPWIKI_REGISTRY, snapshot
 from codequal.analysis.repo import RepositoryError, normalise_source
 from codequal.analysis.store import AnalysisRequest
 from codequal.api.errors import FastJSONResponse, error_response
+from codequal.api.openapi import PROMETHEUS_TEXT
+from codequal.api.params import MAX_OFFSET
 from codequal.runtime.process import Runtime
 
 Guard = Callable[[str], Any]
@@ -26,7 +28,7 @@ class AnalysisIn(BaseModel):
     repository_url: str = Field(alias="repositoryUrl", min_length=1, max_length=1000)
     base: str = Field(min_length=1, max_length=250)
     head: str = Field(min_length=1, max_length=250)
-    pr_number: int | None = Field(default=None, alias="prNumber", ge=1)
+    pr_number: int | None = Field(default=None, alias="prNumber", ge=1, le=2**31 - 1)
     mode: Literal["quick", "comprehensive", "deep", "auto"] = "auto"
 
 
@@ -70,7 +72,7 @@ def analyses_router(state: Runtime, require: Guard) -> APIRouter:
         repository: Annotated[str | None, Query(alias="repositoryUrl")] = None,
         mode: Literal["quick", "comprehensive", "deep"] | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> Any:
         service = state.started.analysis if state.started else None
         if service is None:
@@ -92,7 +94,11 @@ def deepwiki_router(state: Runtime, require: Guard) -> APIRouter:
     def metrics_json(_: reader) -> Any:
         return FastJSONResponse(snapshot())
 
-    @router.get("/metrics-prometheus", summary="DeepWiki metrics in Prometheus text format")
+    @router.get(
+        "/metrics-prometheus",
+        summary="DeepWiki metrics in Prometheus text format",
+        responses=PROMETHEUS_TEXT,  # type: ignore[arg-type]
+    )
     def metrics_text(_: reader) -> Any:
         return Response(generate_latest(DEEPWIKI_REGISTRY), media_type="text/plain; version=0.0.4")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import Depends, FastAPI, Request, Response
 from prometheus_client.exposition import choose_encoder
@@ -21,39 +21,61 @@ from codequal.api.analyses import analyses_router, deepwiki_router
 from codequal.api.analytics import analytics_router
 from codequal.api.anomalies import anomalies_router
 from codequal.api.auth import Authenticator, build_authenticator
+from codequal.api.body_limit import BodyLimitMiddleware
 from codequal.api.dashboards import CachedAnswers, Dashboards
+from codequal.api.docs import install_docs
 from codequal.api.errors import FastJSONResponse, error_response, install_error_handlers
 from codequal.api.ingest import ingest_routes
 from codequal.api.ingest_service import IngestService
 from codequal.api.middleware import TelemetryMiddleware, first_shortcut
 from codequal.api.monitoring import monitoring_router
+from codequal.api.openapi import PROMETHEUS_TEXT, install_openapi
 from codequal.api.otlp_grpc import OtlpGrpcServer
 from codequal.api.prom_api import prom_router
 from codequal.api.runbooks import install_runbooks
 from codequal.api.web import install_web
 from codequal.config import Settings
+from codequal.exceptions import ConfigError
 from codequal.runtime.health import health_data
 from codequal.runtime.process import Runtime
+from codequal.runtime.startup import StartupFailed
 from codequal.telemetry.metrics import REGISTRY
 
 
 def create_app(
-    settings: Settings, *, set_global_telemetry: bool = False, start_workers: bool = True
+    settings: Settings,
+    *,
+    set_global_telemetry: bool = False,
+    start_workers: bool = True,
+    on_startup_failure: Callable[[str], None] | None = None,
 ) -> FastAPI:
-    """Build the app; nothing touches the database until the lifespan starts."""
+    """Build the app; nothing touches the database until the lifespan starts.
+
+    ``on_startup_failure`` hears the one-sentence reason when start-up gives up (``codequal
+    serve`` prints it and exits); without it the app keeps answering 503 on ``/ready``.
+    """
     runtime = Runtime(settings)
-    grpc_server: OtlpGrpcServer | None = None
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
+        grpc_server: OtlpGrpcServer | None = app.state.otlp_grpc
         if grpc_server is not None:
-            grpc_server.start()  # answers UNAVAILABLE, as the HTTP routes 503, until ready
-        starter = asyncio.create_task(
-            asyncio.to_thread(
-                runtime.start, stop, set_global=set_global_telemetry, start_workers=start_workers
-            )
-        )
+            _start_grpc(grpc_server, on_startup_failure)
+
+        async def start() -> None:
+            try:
+                await asyncio.to_thread(
+                    runtime.start,
+                    stop,
+                    set_global=set_global_telemetry,
+                    start_workers=start_workers,
+                )
+            except StartupFailed as exc:  # /ready and /health say why from now on
+                if on_startup_failure is not None:
+                    on_startup_failure(str(exc))
+
+        starter = asyncio.create_task(start())
         try:
             yield
         finally:
@@ -69,6 +91,8 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         default_response_class=FastJSONResponse,
+        docs_url=None,  # install_docs serves them without a CDN
+        redoc_url=None,
         # TelemetryMiddleware traces, counts and logs every request. FastAPI's own OpenTelemetry
         # (on once a global provider is set, as `codequal serve` does) would add a second trace
         # per request and two operation spans to ours: four spans stored instead of one.
@@ -79,19 +103,35 @@ def create_app(
     auth = build_authenticator(settings, runtime.db)
     auth.install(app)
     app.state.auth = auth
-    _add_probe_routes(app, runtime, auth)
+    app.state.otlp_grpc = None
     if settings.role == "worker":  # probes and /metrics only: the API runs on other replicas
         app.add_middleware(TelemetryMiddleware, state=runtime, shortcut=None)
+        app.add_middleware(BodyLimitMiddleware)
+        _add_probe_routes(app, runtime, auth)
         return app
+    _install_api(app, runtime, auth)
+    install_web(app)
+    install_docs(app, "CodeQual")
+    install_openapi(app)
+    install_runbooks(app)
+    return app
+
+
+def _install_api(app: FastAPI, runtime: Runtime, auth: Authenticator) -> None:
+    """Everything but the probes: the API, ingest (HTTP, and gRPC when its port is set)."""
+    settings = runtime.settings
     dashboards = Dashboards(runtime, lambda: health_data(runtime))
     monitoring = monitoring_router(runtime, auth.require, dashboards)
-    ingest_service = IngestService(runtime.db, runtime.ready)
+    ingest_service = IngestService(runtime.db, runtime.ready, auth.failures)
     ingest, sentry = ingest_routes(ingest_service, auth)
     if settings.otlp_grpc_port:
-        grpc_server = OtlpGrpcServer(ingest_service, auth, settings.host, settings.otlp_grpc_port)
-    app.state.otlp_grpc = grpc_server
+        app.state.otlp_grpc = OtlpGrpcServer(
+            ingest_service, auth, settings.host, settings.otlp_grpc_port
+        )
     shortcut = first_shortcut(CachedAnswers(dashboards, auth, runtime), sentry)
     app.add_middleware(TelemetryMiddleware, state=runtime, shortcut=shortcut)
+    app.add_middleware(BodyLimitMiddleware)  # outermost: before auth, parsing and telemetry
+    _add_probe_routes(app, runtime, auth)
     app.include_router(analyses_router(runtime, auth.require))
     app.include_router(deepwiki_router(runtime, auth.require))
     app.include_router(monitoring)
@@ -107,9 +147,17 @@ def create_app(
     )
     app.include_router(ingest)
     app.include_router(anomalies_router(runtime, auth.require))
-    install_web(app)
-    install_runbooks(app)
-    return app
+
+
+def _start_grpc(server: OtlpGrpcServer, on_failure: Callable[[str], None] | None) -> None:
+    """Bind OTLP/gRPC (it answers UNAVAILABLE, as the HTTP routes answer 503, until ready); a
+    taken port is a start-up failure, said in one sentence like the others."""
+    try:
+        server.start()
+    except ConfigError as exc:
+        if on_failure is None:
+            raise
+        on_failure(str(exc))
 
 
 def _add_probe_routes(app: FastAPI, state: Runtime, auth: Authenticator) -> None:
@@ -138,6 +186,7 @@ def _add_probe_routes(app: FastAPI, state: Runtime, auth: Authenticator) -> None
         tags=["probes"],
         summary="Prometheus text (OpenMetrics on request); CODEQUAL_METRICS_TOKEN guards it",
         dependencies=[Depends(auth.metrics_guard)],
+        responses=PROMETHEUS_TEXT,  # type: ignore[arg-type]
     )
     def metrics(request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))

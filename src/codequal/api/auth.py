@@ -13,9 +13,7 @@ import hashlib
 import hmac
 import logging
 import math
-import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +27,8 @@ from starlette.exceptions import HTTPException
 from codequal.api.errors import FastJSONResponse, error_response
 from codequal.config import Settings
 from codequal.exceptions import AuthError
-from codequal.security.key_store import KEY_PREFIX, KeyStore
+from codequal.security.failures import FailureLimiter
+from codequal.security.key_store import KEY_ID_HEX, KEY_PREFIX, KeyStore
 from codequal.security.keyfiles import is_asymmetric
 from codequal.security.secret import load_or_create_secret
 from codequal.security.tokens import (
@@ -45,9 +44,6 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-WINDOW_SECONDS = 60.0
-# Bounds the limiter's memory however many addresses an attacker uses; the oldest go first.
-MAX_TRACKED_CLIENTS = 10_000
 REALM = 'Bearer realm="codequal"'
 
 Clock = Callable[[], float]
@@ -90,51 +86,18 @@ async def auth_error_handler(_request: Request, exc: Exception) -> FastJSONRespo
     return response
 
 
-class FailureLimiter:
-    """A sliding window of failed authentications per client address (thread-safe)."""
-
-    def __init__(
-        self, limit: int, window: float = WINDOW_SECONDS, max_clients: int = MAX_TRACKED_CLIENTS
-    ) -> None:
-        self._limit = limit
-        self._window = window
-        self._max_clients = max_clients
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def retry_after(self, client: str, now: float) -> float | None:
-        """Seconds until ``client`` may try again, or None while it is under the limit."""
-        with self._lock:
-            times = self._failures.get(client)
-            if times is None:
-                return None
-            self._expire(times, now)
-            if not times:
-                del self._failures[client]
-            if len(times) < self._limit:
-                return None
-            return times[0] + self._window - now
-
-    def record(self, client: str, now: float) -> None:
-        with self._lock:
-            times = self._failures.get(client)
-            if times is None:
-                if len(self._failures) >= self._max_clients:
-                    del self._failures[next(iter(self._failures))]
-                times = self._failures[client] = deque()
-            self._expire(times, now)
-            times.append(now)
-            # Only the newest `limit` failures can decide when the client may retry.
-            if len(times) > self._limit:
-                times.popleft()
-
-    def _expire(self, times: deque[float], now: float) -> None:
-        while times and times[0] <= now - self._window:
-            times.popleft()
-
-
 def _client(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
+
+
+def failure_subjects(client: str, header: str | None) -> list[str]:
+    """What a failed credential counts against: its address, and a service key's id."""
+    subjects = [f"address:{client}"]
+    token = (header or "").strip().partition(" ")[2].strip()
+    if token.startswith(KEY_PREFIX):
+        key_id = token[len(KEY_PREFIX) :].partition("_")[0][:KEY_ID_HEX]
+        subjects.append(f"key:{key_id}")
+    return subjects
 
 
 def _bearer_token(header: str) -> str:
@@ -166,7 +129,8 @@ class Authenticator:
         self._verifier = verifier
         self._keys = key_store
         self._clock = clock
-        self._limiter = FailureLimiter(settings.auth_failures_per_minute)
+        self._limit = settings.auth_failures_per_minute
+        self._limiter = FailureLimiter(self._limit)
         token = settings.metrics_token
         self._metrics_digest = _digest(token.get_secret_value()) if token is not None else None
         self._bearer = HTTPBearer(
@@ -176,6 +140,11 @@ class Authenticator:
             "or a service key from `codequal keys create`.",
             auto_error=False,
         )
+
+    @property
+    def failures(self) -> FailureLimiter:
+        """The failure counts, shared with the ingest routes' own key checks (Sentry DSNs)."""
+        return self._limiter
 
     def install(self, app: FastAPI) -> None:
         """Answer this module's errors in the API's error shape, with their headers."""
@@ -216,8 +185,8 @@ class Authenticator:
         return principal
 
     def quiet_principal(self, scope: Scope, needed: str) -> Principal | None:
-        """The principal of a request whose bearer JWT verifies and holds ``needed``, sent from
-        an address under the failure limit; None in every other case.
+        """The principal of a request whose bearer JWT verifies and holds ``needed``; None in
+        every other case.
 
         Counts and records nothing, so it is only for callers that leave every None to
         :meth:`authorize` (which refuses, counts and limits as usual). Service keys are None:
@@ -236,12 +205,8 @@ class Authenticator:
             return None
         if token.startswith(KEY_PREFIX):
             return None
-        client = scope["client"][0] if scope.get("client") else "unknown"
-        now = self._clock()
-        if self._limiter.retry_after(client, now) is not None:
-            return None
         try:
-            principal = self._verifier.verify(token, now)
+            principal = self._verifier.verify(token, self._clock())
         except AuthError:
             return None
         return principal if principal.has(needed) else None
@@ -253,34 +218,44 @@ class Authenticator:
 
     # -- the shared path ---------------------------------------------------------------------
     def _guarded(self, request: Request, check: Callable[[str, float], Principal]) -> Principal:
-        client = _client(request)
+        """Verify first: a good credential is served whatever else came from its address."""
         now = self._clock()
         header = request.headers.get("authorization")
         try:
             if not header:
                 raise AuthError("missing", "this endpoint needs 'Authorization: Bearer <token>'")
-            self._refuse_if_limited(request, client, now)
             return check(_bearer_token(header), now)
         except AuthError as exc:
-            # No credential guesses nothing, so only presented credentials use up the limit.
+            # No credential guesses nothing, so only presented credentials count as failures.
             if exc.reason != "missing":
-                self._limiter.record(client, now)
+                self.refuse_failure(request, _client(request), header, now)
             self._count(request, exc.reason, exc.message)
             error = "" if exc.reason == "missing" else ', error="invalid_token"'
             raise AuthHTTPError(
                 401, "unauthorised", exc.message, {"WWW-Authenticate": REALM + error}
             ) from None
 
-    def _refuse_if_limited(self, request: Request, client: str, now: float) -> None:
-        wait = self._limiter.retry_after(client, now)
+    def refuse_failure(self, request: Request, client: str, header: str | None, now: float) -> None:
+        """Count a failed credential; raise 429 (Retry-After) if its client or key id already
+        failed too often. Logged once per burst; every refusal is counted."""
+        subjects = failure_subjects(client, header)
+        wait = self._limiter.retry_after(subjects, now)
+        crossed = self._limiter.record(subjects, now)
+        if crossed:
+            _log.warning(
+                "authentication failures over the limit (%s a minute) from %s; failing "
+                "attempts get 429 until they slow down",
+                self._limit,
+                ", ".join(subjects),
+            )
         if wait is None:
             return
-        self._count(request, "rate_limited", f"{client} is over the failure limit")
+        AUTH_FAILURES.labels(reason="rate_limited").inc()
         seconds = max(1, math.ceil(wait))
         raise AuthHTTPError(
             429,
             "too many failed authentications",
-            f"this address failed to authenticate too often; retry in {seconds} s",
+            f"too many failed authentications from this client; retry in {seconds} s",
             {"Retry-After": str(seconds)},
         )
 
@@ -306,7 +281,7 @@ class Authenticator:
     def _count(self, request: Request, reason: str, message: str) -> None:
         AUTH_FAILURES.labels(reason=reason).inc()
         # The path without its query string: a token pasted into a URL must not reach the log.
-        _log.info(
+        _log.debug(
             "authentication rejected (%s): %s; client %s, %s %s",
             reason,
             message,

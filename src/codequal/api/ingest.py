@@ -77,7 +77,7 @@ def ingest_router(
     clock: Clock = time.time,
 ) -> APIRouter:
     """The ingest routes; ``limiter`` (per-key rate) and ``clock`` are injectable for tests."""
-    return ingest_routes(IngestService(db, ready, limiter, clock), auth)[0]
+    return ingest_routes(IngestService(db, ready, auth.failures, limiter, clock), auth)[0]
 
 
 def ingest_routes(ingest: IngestService, auth: Authenticator) -> tuple[APIRouter, FindShortcut]:
@@ -205,7 +205,7 @@ def _sentry_routes(router: APIRouter, ingest: IngestService) -> SentryHandler:
             )
             verified = ingest.dsn_keys.cached(token)
             if verified is None:
-                verified = await run_in_threadpool(ingest.dsn_keys.verify, token)
+                verified = await run_in_threadpool(ingest.verify_dsn_key, request, token)
             key_id = ingest.dsn_keys.admit(verified, project_id)
             body = await ingest.body(request, SENTRY_STORE if store else SENTRY_ENVELOPE, key_id)
             encoding = request.headers.get("content-encoding")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
+from codequal.api.auth import failure_subjects
 from codequal.exceptions import AuthError
 from codequal.ingest import IngestError, count_items, loki, otlp, otlp_metrics, remote_write, sentry
 from codequal.ingest.batching import GroupCommit
@@ -36,6 +38,7 @@ from codequal.ingest.limits import (
     rate_limited,
     read_body,
 )
+from codequal.security.failures import FailureLimiter
 from codequal.security.key_store import KeyStore
 from codequal.security.tokens import SCOPE_INGEST_WRITE, Principal
 from codequal.storage.db import Database
@@ -132,10 +135,12 @@ class IngestService:
         self,
         db: Database,
         ready: threading.Event,
+        failures: FailureLimiter,
         limiter: RateLimiter | None = None,
         clock: Clock = time.time,
     ) -> None:
         self.ready = ready
+        self.failures = failures
         self.limiter = limiter or RateLimiter(DEFAULT_RATE, DEFAULT_BURST)
         self.clock = clock
         self.logs = GroupCommit(LogStore(db).write)
@@ -143,6 +148,28 @@ class IngestService:
         self.errors = GroupCommit(ErrorStore(db).record)
         self.samples: SampleStore = store_for(db)
         self.dsn_keys = _DsnKeys(KeyStore(db), clock)
+
+    def verify_dsn_key(self, request: Request, token: str) -> _Verified:
+        """A DSN key check that counts failures like the bearer checks: a client (or key id)
+        that keeps guessing gets 429 with Retry-After instead of 401."""
+        try:
+            return self.dsn_keys.verify(token)
+        except IngestError as exc:
+            if exc.status != 401:
+                raise
+            client = request.client.host if request.client is not None else "unknown"
+            subjects = failure_subjects(client, f"Bearer {token}")
+            wait = self.failures.retry_after(subjects, self.clock())
+            self.failures.record(subjects, self.clock())
+            if wait is None:
+                raise
+            AUTH_FAILURES.labels(reason="rate_limited").inc()
+            seconds = str(max(1, math.ceil(wait)))
+            raise IngestError(
+                429,
+                f"too many failed authentications from this client; retry in {seconds} s",
+                {"Retry-After": seconds},
+            ) from None
 
     def admit(self, key: str) -> None:
         """The readiness and per-key rate checks every request passes first."""

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from codequal.api.dashboards import Dashboards
 from codequal.api.errors import FastJSONResponse, error_response
+from codequal.api.params import MAX_OFFSET, MAX_TEXT, Cursor, Epoch, RowId, Text
 from codequal.runtime.process import Runtime
 from codequal.telemetry.stores.logs import LogQuery
 from codequal.vocabulary import Level, iso_timestamp
@@ -51,14 +52,14 @@ def monitoring_router(state: Runtime, require: Guard, dashboards: Dashboards) ->
     def logs(  # FastAPI passes query parameters by name  # noqa: PLR0917
         _: reader,
         level: Level | None = None,
-        service: str | None = None,
-        action: str | None = None,
-        trace_id: Annotated[str | None, Query(alias="traceId")] = None,
-        repository: Annotated[str | None, Query(alias="repositoryUrl")] = None,
-        since: float | None = None,
-        until: float | None = None,
-        q: Annotated[str | None, Query(max_length=200)] = None,
-        cursor: int | None = None,
+        service: Text = None,
+        action: Text = None,
+        trace_id: Annotated[str | None, Query(alias="traceId", max_length=MAX_TEXT)] = None,
+        repository: Annotated[str | None, Query(alias="repositoryUrl", max_length=1000)] = None,
+        since: Epoch = None,
+        until: Epoch = None,
+        q: Text = None,
+        cursor: Cursor = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Any:
         telemetry = state.started.telemetry if state.started else None
@@ -76,7 +77,7 @@ def monitoring_router(state: Runtime, require: Guard, dashboards: Dashboards) ->
         _: reader,
         status: Literal["unresolved", "resolved", "ignored"] | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> Any:
         store = _error_store(state)
         if store is None:
@@ -85,7 +86,7 @@ def monitoring_router(state: Runtime, require: Guard, dashboards: Dashboards) ->
         return FastJSONResponse({"items": [i.to_dict() for i in issues]})
 
     @router.get("/errors/{issue_id}", summary="One issue with its latest (scrubbed) event")
-    def error(issue_id: int, _: reader) -> Any:
+    def error(issue_id: RowId, _: reader) -> Any:
         store = _error_store(state)
         issue = store.get_issue(issue_id) if store is not None else None
         if store is None or issue is None:
@@ -95,7 +96,7 @@ def monitoring_router(state: Runtime, require: Guard, dashboards: Dashboards) ->
         return FastJSONResponse(body)
 
     @router.patch("/errors/{issue_id}", summary="Resolve, ignore or reopen (monitoring:admin)")
-    def change_error(issue_id: int, change: StatusChange, _: admin) -> Any:
+    def change_error(issue_id: RowId, change: StatusChange, _: admin) -> Any:
         store = _error_store(state)
         issue = store.set_status(issue_id, change.status, time.time()) if store else None
         if issue is None:

@@ -13,9 +13,14 @@ from rich.table import Table
 
 from codequal.analytics.reports import compute_insights
 from codequal.analytics.store import parse_period
-from codequal.cli.common import EXIT_USAGE, config_options, output_console, settings_or_exit
+from codequal.cli.common import (
+    EXIT_USAGE,
+    config_options,
+    open_store,
+    output_console,
+    settings_or_exit,
+)
 from codequal.runtime.wiring import compute_costs_for
-from codequal.storage.db import open_database
 
 
 def _period(text: str) -> float:
@@ -38,8 +43,7 @@ def costs(since: str, as_json: bool, config_file: Path | None, data_dir: Path | 
     """What analyses cost over a period, and where to save."""
     period = _period(since)
     settings = settings_or_exit(config_file, data_dir=data_dir)
-    db = open_database(settings.resolved_database_url)
-    db.migrate()
+    db = open_store(settings)
     body = compute_costs_for(settings, db, period, time.time())
     db.dispose()
     if as_json:
@@ -66,8 +70,7 @@ def insights(since: str, as_json: bool, config_file: Path | None, data_dir: Path
     """Where analysis time goes over a period, with recommendations."""
     period = _period(since)
     settings = settings_or_exit(config_file, data_dir=data_dir)
-    db = open_database(settings.resolved_database_url)
-    db.migrate()
+    db = open_store(settings)
     body = compute_insights(db, period, time.time())
     db.dispose()
     if as_json:

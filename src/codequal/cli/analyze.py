@@ -17,10 +17,15 @@ from rich.table import Table
 from codequal.analysis.agents.base import parse_severity, severity_at_least
 from codequal.analysis.repo import RepositoryError, normalise_source, resolve
 from codequal.analysis.store import AnalysisRequest
-from codequal.cli.common import EXIT_USAGE, config_options, output_console, settings_or_exit
+from codequal.cli.common import (
+    EXIT_USAGE,
+    config_options,
+    open_store,
+    output_console,
+    settings_or_exit,
+)
 from codequal.config import Settings
 from codequal.runtime.wiring import build_analysis, setup_telemetry
-from codequal.storage.db import open_database
 from codequal.vocabulary import FINDING_SEVERITIES
 
 SEVERITIES = FINDING_SEVERITIES
@@ -110,8 +115,7 @@ def _is_input_error(report: dict[str, Any]) -> bool:
 
 def _local(settings: Settings, request: AnalysisRequest, *, progress: bool) -> dict[str, Any]:
     settings = settings.model_copy(update={"log_format": "json"})
-    db = open_database(settings.resolved_database_url)
-    db.migrate()
+    db = open_store(settings)
     # Logs go to the store only: stdout carries the report, stderr the progress.
     telemetry = setup_telemetry(
         settings, db, console=cast(BinaryIO, _NullStream()), bridge_stdlib=False

@@ -12,9 +12,22 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from codequal.analytics.anomaly import DETECTORS, Anomaly, BoundDetector, Detector, TimeSeries
+from codequal.analytics.anomaly import (
+    DEFAULT_DETECTOR,
+    DETECTORS,
+    Anomaly,
+    BoundDetector,
+    Detector,
+    TimeSeries,
+)
 from codequal.analytics.anomaly.base import duration_text, num
-from codequal.analytics.anomaly.csvio import CSVError, read_series
+from codequal.analytics.anomaly.csvio import (
+    DUPLICATES,
+    CSVError,
+    Duplicates,
+    Labelled,
+    read_labelled,
+)
 from codequal.analytics.anomaly.exhaustion import ExhaustionParams
 from codequal.cli.common import EXIT_USAGE, output_console
 from codequal.vocabulary import iso_timestamp
@@ -31,9 +44,17 @@ def anomaly() -> None:
     "--detector",
     "detector_name",
     type=click.Choice(sorted(DETECTORS)),
-    default="robust_z",
+    default=DEFAULT_DETECTOR,
     show_default=True,
     help="Which detector to run.",
+)
+@click.option(
+    "--duplicates",
+    type=click.Choice(DUPLICATES),
+    default="mean",
+    show_default=True,
+    help="A timestamp that repeats (a DST change in a local-time export): average its rows, "
+    "keep the last, or refuse the file.",
 )
 @click.option(
     "--capacity",
@@ -42,23 +63,32 @@ def anomaly() -> None:
     help="For the *_exhaustion detectors: the value that means full (default 1.0, a ratio).",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
-def scan(file: Path, detector_name: str, capacity: float | None, as_json: bool) -> None:
+def scan(
+    file: Path,
+    detector_name: str,
+    duplicates: Duplicates,
+    capacity: float | None,
+    as_json: bool,
+) -> None:
     """Run a detector over FILE, a CSV of timestamp,value[,events] rows, and print each
-    anomaly window with its score and explanation.
+    anomaly with its score and explanation.
 
     Timestamps are ISO 8601 (T or space, naive means UTC) or Unix seconds; the optional
-    events column is the traffic behind each value. Judged as of the last row.
+    events column is the traffic behind each value. Judged as of the last row. In --json,
+    each anomaly's start is the time it was detected and start and end are written as in
+    FILE.
     """
     detector = _with_capacity(DETECTORS[detector_name], capacity)
     try:
-        series = read_series(file)
+        labelled = read_labelled(file, duplicates)
     except CSVError as exc:
         click.echo(f"codequal: {file}: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    series = labelled.series
     _warn_over_capacity(detector, series)
     found = detector.detect(series, series.timestamps[-1])
     if as_json:
-        click.echo(json.dumps(_payload(detector.name, series, found), indent=2))
+        click.echo(json.dumps(_payload(detector.name, labelled, found), indent=2))
         return
     console = output_console()
     console.print(_summary(detector.name, series, found))
@@ -90,13 +120,24 @@ def _warn_over_capacity(detector: Detector, series: TimeSeries) -> None:
             )
 
 
-def _payload(name: str, series: TimeSeries, found: list[Anomaly]) -> dict[str, object]:
+def _payload(name: str, labelled: Labelled, found: list[Anomaly]) -> dict[str, object]:
+    series = labelled.series
     return {
         "detector": name,
         "samples": len(series.timestamps),
         "from": iso_timestamp(series.timestamps[0]),
         "to": iso_timestamp(series.timestamps[-1]),
-        "anomalies": [a.to_json() for a in found],
+        "anomalies": [_anomaly_json(a, labelled) for a in found],
+    }
+
+
+def _anomaly_json(a: Anomaly, labelled: Labelled) -> dict[str, object]:
+    # Times as the file writes them, so a detection can be matched back to its row.
+    return {
+        **a.to_json(),
+        "start": labelled.text(a.start),
+        "end": labelled.text(a.end),
+        "peak_at": labelled.text(a.peak_at),
     }
 
 

@@ -12,6 +12,8 @@ from rich.console import Console
 
 from codequal.config import Settings, load_settings
 from codequal.exceptions import ConfigError
+from codequal.runtime.startup import database_sentence
+from codequal.storage.db import Database, open_database
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,3 +57,16 @@ def output_console() -> Console:
     """
     console = Console()
     return console if console.is_terminal else Console(width=PIPED_WIDTH)
+
+
+def open_store(settings: Settings) -> Database:
+    """The configured database, migrated; on a damaged, unreadable or unreachable database
+    print one sentence saying what to fix and exit 2 (no traceback)."""
+    db = open_database(settings.resolved_database_url)
+    try:
+        db.migrate()
+    except Exception as exc:  # noqa: BLE001 - any failure here is the environment's
+        db.dispose()
+        click.echo(f"codequal: cannot use the database: {database_sentence(db, exc)}.", err=True)
+        sys.exit(EXIT_USAGE)
+    return db

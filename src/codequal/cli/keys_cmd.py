@@ -12,10 +12,9 @@ import click
 import orjson
 import sqlalchemy as sa
 
-from codequal.cli.common import EXIT_USAGE, config_options, settings_or_exit
+from codequal.cli.common import EXIT_USAGE, config_options, open_store, settings_or_exit
 from codequal.security.key_store import KINDS, KeyStore, ServiceKey
 from codequal.security.tokens import ALL_SCOPES, SCOPE_INGEST_WRITE, parse_scopes
-from codequal.storage.db import open_database
 from codequal.vocabulary import iso_timestamp
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,9 +53,8 @@ def _optional_scopes(
 @contextlib.contextmanager
 def _key_store(config_file: Path | None, data_dir: Path | None) -> Iterator[KeyStore]:
     settings = settings_or_exit(config_file, data_dir=data_dir)
-    db = open_database(settings.resolved_database_url)
+    db = open_store(settings)
     try:
-        db.migrate()
         yield KeyStore(db)
     except sa.exc.SQLAlchemyError as exc:
         # First line only: the rest is the SQL and its parameters.

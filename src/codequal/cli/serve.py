@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sys
+import tempfile
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -39,6 +41,9 @@ class _Server(uvicorn.Server):
         self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
 
 
+EXIT_STARTUP = 1  # the server could not start: the sentence on stderr says why
+
+
 @click.command()
 @config_options
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
@@ -56,9 +61,18 @@ def serve(
 ) -> None:
     """Run the CodeQual server (or one role of it, to scale API and workers apart)."""
     settings = settings_or_exit(config_file, data_dir=data_dir, host=host, port=port, role=role)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _writable_or_exit(settings.data_dir)
+    listener = _listen_or_exit(settings.host, settings.port)
+    failure: list[str] = []
+    servers: list[_Server] = []
+
+    def give_up(reason: str) -> None:  # start-up failed: stop serving, then exit non-zero
+        failure.append(reason)
+        for running in servers:
+            running.should_exit = True
+
     try:
-        app = create_app(settings, set_global_telemetry=True)
+        app = create_app(settings, set_global_telemetry=True, on_startup_failure=give_up)
     except ConfigError as exc:  # key material named by the settings is unusable
         click.echo(f"codequal: configuration error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
@@ -78,5 +92,44 @@ def serve(
         timeout_graceful_shutdown=int(settings.shutdown_timeout) or None,
     )
     server = _Server(config, app.state.codequal)
+    servers.append(server)
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)  # this process is the server's alone
-    server.run()  # builds the loop the config names
+    server.run(sockets=[listener])  # builds the loop the config names
+    if failure:
+        click.echo(f"codequal: start-up failed: {failure[0]}.", err=True)
+        sys.exit(EXIT_STARTUP)
+
+
+def _writable_or_exit(data_dir: Path) -> None:
+    """The data dir exists (created if need be) and this user can write in it."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        click.echo(
+            f"codequal: start-up failed: the data dir {data_dir} is not writable "
+            f"({exc.strerror or exc}): choose another with --data-dir or CODEQUAL_DATA_DIR, "
+            "or make it writable for this user.",
+            err=True,
+        )
+        sys.exit(EXIT_STARTUP)
+
+
+def _listen_or_exit(host: str, port: int) -> socket.socket:
+    """Bind before anything starts, so a port in use is one sentence, not a traceback."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        click.echo(
+            f"codequal: start-up failed: cannot listen on {host}:{port} ({exc.strerror or exc}): "
+            "stop the other process or choose another port with --port or CODEQUAL_PORT.",
+            err=True,
+        )
+        sys.exit(EXIT_STARTUP)
+    sock.set_inheritable(True)
+    return sock

@@ -17,8 +17,13 @@ from codequal.analytics.slo import (
     load_spec,
 )
 from codequal.cli.analytics_cmd import _emit_json, _period
-from codequal.cli.common import EXIT_USAGE, config_options, output_console, settings_or_exit
-from codequal.storage.db import open_database
+from codequal.cli.common import (
+    EXIT_USAGE,
+    config_options,
+    open_store,
+    output_console,
+    settings_or_exit,
+)
 from codequal.tsdb.promql import SeriesSource
 from codequal.tsdb.store import SampleStore
 
@@ -52,8 +57,7 @@ def status(
     """Each SLO's SLI, error budget remaining, burn rates and time to exhaustion."""
     window = None if since is None else f"{max(1, round(_period(since) / 60))}m"
     settings = settings_or_exit(config_file, data_dir=data_dir)
-    db = open_database(settings.resolved_database_url)
-    db.migrate()
+    db = open_store(settings)
     try:
         body = slo_status(SampleStore(db), time.time(), window)
     finally:

@@ -9,8 +9,7 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 
-from codequal.cli.common import EXIT_USAGE, config_options, settings_or_exit
-from codequal.storage.db import open_database
+from codequal.cli.common import EXIT_USAGE, config_options, open_store, settings_or_exit
 from codequal.tsdb.openmetrics import OpenMetricsError
 from codequal.tsdb.openmetrics_import import ImportReport, import_openmetrics
 
@@ -30,9 +29,8 @@ def import_file(config_file: Path | None, data_dir: Path | None, file: Path) -> 
     `promtool tsdb create-blocks-from openmetrics` reads). All or nothing: a file with a bad
     line is reported line by line and nothing is stored."""
     settings = settings_or_exit(config_file, data_dir=data_dir)
-    db = open_database(settings.resolved_database_url)
+    db = open_store(settings)
     try:
-        db.migrate()
         report = import_openmetrics(db, file)
     except OpenMetricsError as exc:
         _report_problems(file, exc)

@@ -50,12 +50,13 @@ OTLP = BodyLimit(compressed=20 * MiB, decompressed=64 * MiB)
 LOKI = BodyLimit(compressed=10 * MiB, decompressed=32 * MiB)
 
 
-def _size(n: int) -> str:
+def size_text(n: int) -> str:
+    """``10 MiB``, ``200 KiB``: a limit as error messages show it."""
     return f"{n // MiB} MiB" if n >= MiB and n % MiB == 0 else f"{n // KiB} KiB"
 
 
 def too_large(what: str, limit: int) -> IngestError:
-    return IngestError(413, f"{what} is larger than this endpoint's limit of {_size(limit)}")
+    return IngestError(413, f"{what} is larger than this endpoint's limit of {size_text(limit)}")
 
 
 def check_content_length(header: str | None, limit: BodyLimit) -> None:

@@ -1,5 +1,9 @@
 """The health report: every dependency checked now, plus what is reported but never fails the
-probe (notification channels, delivering sinks, this replica's leadership)."""
+probe (notification channels, delivering sinks, this replica's leadership).
+
+The ``startup`` check carries what ``/ready`` knows, so the two never disagree: a process that
+is not ready (starting, given up, shutting down) is not healthy either.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from codequal.vocabulary import iso_timestamp
 def health_data(runtime: Runtime) -> dict[str, Any]:
     """Run every check now; "healthy" when no enabled check failed."""
     results = {
+        "startup": _startup(runtime),
         "database": checks.check_database(runtime.db),
         "vectorDB": checks.check_vector_db(runtime.db),
         "deepWiki": checks.check_deepwiki(runtime.settings.resolved_deepwiki_dir),
@@ -40,6 +45,17 @@ def health_data(runtime: Runtime) -> dict[str, Any]:
         if healthy and any(v["status"] != "ok" for v in sinks.values()):
             body["status"] = "degraded"  # still 200: a slow Loki must not fail the probe
     return body
+
+
+def _startup(runtime: Runtime) -> checks.CheckResult:
+    """What /ready knows: started, still starting (and why not yet), given up, shutting down."""
+    if runtime.is_ready():
+        return checks.CheckResult("ok", None, "started")
+    if runtime.shutting_down:
+        return checks.CheckResult("error", None, "shutting down")
+    if runtime.failed:
+        return checks.CheckResult("error", None, f"start-up failed: {runtime.startup_error}")
+    return checks.CheckResult("error", None, runtime.startup_error or "starting")
 
 
 def _sink_health(runtime: Runtime) -> dict[str, dict[str, Any]]:

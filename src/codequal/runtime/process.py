@@ -11,8 +11,12 @@ here.
 from __future__ import annotations
 
 import gc
+import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import redis
 
@@ -23,6 +27,14 @@ from codequal.analysis.service import AnalysisService
 from codequal.analytics.anomaly_service import AnomalyService
 from codequal.config import Settings
 from codequal.runtime.leadership import Leadership
+from codequal.runtime.startup import (
+    StartupFailed,
+    database_sentence,
+    is_transient,
+    one_line,
+    part_sentence,
+    unreachable_sentence,
+)
 from codequal.runtime.wiring import (
     build_alerting,
     build_analysis,
@@ -34,6 +46,7 @@ from codequal.storage.db import Database, open_database
 from codequal.telemetry.setup import Telemetry
 
 STARTUP_RETRY_SECONDS = 2.0
+_T = TypeVar("_T")
 
 
 class NotStarted(RuntimeError):
@@ -68,7 +81,10 @@ class Runtime:
         self.started: Started | None = None
         self.ready = threading.Event()
         self.shutting_down = False
-        self.startup_error: str | None = None
+        self.startup_error: str | None = None  # why /ready says 503, while retrying or for good
+        self.failed = False  # start-up gave up: this process will not become ready
+        # Called with each retry's reason before telemetry exists (stderr by default).
+        self.notice: Callable[[str], None] = _to_stderr
 
     # -- what exists once started ---------------------------------------------------------------
     def _require(self) -> Started:
@@ -104,31 +120,42 @@ class Runtime:
     ) -> None:
         """Migrate (retrying while the database is unreachable), then start every part.
 
-        Returns early, having started nothing, when ``stop`` is set while it still retries.
-        With ``start_workers``, the role decides the rest: ``all`` and ``worker`` run the
-        analysis workers and campaign for the leader's duties; ``api`` does neither, and only
-        scrapes its own metrics into the history.
+        Returns having started nothing when ``stop`` is set while it still retries. Raises
+        :class:`StartupFailed` with one sentence for the operator when start-up cannot go on;
+        ``/ready`` then says why. With ``start_workers``, the role decides the rest: ``all``
+        and ``worker`` run the analysis workers and campaign for the leader's duties; ``api``
+        does neither, and only scrapes its own metrics into the history.
         """
-        if not self._migrate(stop):
-            return
-        telemetry = setup_telemetry(self.settings, self.db, set_global=set_global)
-        analysis = build_analysis(self.settings, self.db, telemetry)
+        try:
+            if self._migrate(stop):
+                self._start_parts(set_global, start_workers)
+        except StartupFailed as exc:
+            self.startup_error, self.failed = str(exc), True
+            raise
+
+    def _start_parts(self, set_global: bool, start_workers: bool) -> None:
+        telemetry = _step("telemetry", lambda: setup_telemetry(
+            self.settings, self.db, set_global=set_global
+        ))  # fmt: skip
+        analysis = _step(
+            "the analysis pipeline", lambda: build_analysis(self.settings, self.db, telemetry)
+        )
         self.alerting.attach(telemetry)
         anomalies = AnomalyService(self.alerting.history.store, self.db, self.alerting.notifier)
         leadership = None
         works = start_workers and self.settings.role != "api"
         if works:
-            leadership = self._campaign(telemetry, anomalies)
+            leadership = _step("leader election", lambda: self._campaign(telemetry, anomalies))
             anomalies.start()
         else:
             self.alerting.set_active(False)  # never leads: no rules, notices or retention here
         if start_workers:
-            self.alerting.start()
+            _step("alerting", self.alerting.start)
             if self.remote_write is not None:
                 self.remote_write.start()
         COLLECTOR.attach(analysis.deepwiki, self.db)
         if works:
-            analysis.start()
+            _step("the analysis workers", analysis.start)
         self.started = Started(telemetry, analysis, anomalies, leadership)
         self.startup_error = None
         if set_global:
@@ -146,12 +173,23 @@ class Runtime:
         )
 
     def _migrate(self, stop: threading.Event) -> bool:
+        """Apply the migrations; retry only an unreachable database, up to the start-up timeout."""
+        timeout = self.settings.startup_timeout
+        give_up = time.monotonic() + timeout
         while not stop.is_set():
             try:
                 self.db.migrate()
                 return True
-            except Exception as exc:  # noqa: BLE001 - keep serving probes and try again
-                self.startup_error = f"database migration failed: {exc}"[:500]
+            except Exception as exc:
+                if not is_transient(self.db, exc):
+                    raise StartupFailed(database_sentence(self.db, exc)) from exc
+                if time.monotonic() >= give_up:
+                    raise StartupFailed(unreachable_sentence(self.db, timeout, exc)) from exc
+                self.startup_error = f"database not reachable yet: {one_line(exc)}"
+                self.notice(
+                    f"codequal: {self.startup_error}; retrying in {STARTUP_RETRY_SECONDS:g} s "
+                    f"(giving up after {timeout:g} s, CODEQUAL_STARTUP_TIMEOUT)"
+                )
             stop.wait(STARTUP_RETRY_SECONDS)
         return False
 
@@ -194,3 +232,15 @@ class Runtime:
         if self.redis is not None:
             self.redis.close()
         self.db.dispose()
+
+
+def _step(part: str, run: Callable[[], _T]) -> _T:
+    """Run one start-up step; anything it raises becomes a StartupFailed naming the part."""
+    try:
+        return run()
+    except Exception as exc:
+        raise StartupFailed(part_sentence(part, exc)) from exc
+
+
+def _to_stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

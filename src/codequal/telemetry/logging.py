@@ -304,6 +304,10 @@ def build_logger(
     return logger.bind(**initial) if initial else logger
 
 
+# Libraries whose INFO lines are one per HTTP request (see install_stdlib_bridge).
+CHATTY_CLIENT_LIBRARIES = ("httpx", "httpcore", "urllib3", "hpack")
+
+
 class StdlibBridge(logging.Handler):
     """Routes stdlib ``logging`` records (uvicorn, libraries) into the same pipeline."""
 
@@ -349,6 +353,11 @@ def install_stdlib_bridge(bridge: StdlibBridge) -> None:
         lib.propagate = True
     # Requests are logged by our middleware with their trace id; uvicorn's copy is noise.
     logging.getLogger("uvicorn.access").disabled = True
+    # HTTP clients log a line per request at INFO. Our own sinks push with them, so each push
+    # logged a line that the next push exported: telemetry feeding itself, four pushes a second
+    # per sink on an idle server. Their warnings and errors still come through.
+    for name in CHATTY_CLIENT_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, bridge.level))
 
 
 def uninstall_stdlib_bridge() -> None:

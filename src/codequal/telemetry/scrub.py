@@ -38,6 +38,8 @@ _SECRET_VALUES: tuple[tuple[re.Pattern[str], str], ...] = (
         rf"\1{FILTERED}",
     ),
     (re.compile(r"(\b[a-zA-Z][\w+.-]{0,30}://[^\s:/?#@]*:)[^\s@/?#]+@"), rf"\1{FILTERED}@"),
+    # A userinfo with no password is a token or a DSN key (https://ghp_x@github.com/...).
+    (re.compile(r"(\b[a-zA-Z][\w+.-]{0,30}://)[^\s:/?#@\[]{8,}@"), rf"\1{FILTERED}@"),
     (
         re.compile(
             # No leading \w* (client_secret= still matches at "secret="): it would backtrack

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -48,16 +49,49 @@ def test_scan_json_has_the_windows_with_their_numbers(tmp_path: Path) -> None:
     payload = json.loads(out)
     assert (payload["detector"], payload["samples"]) == ("latency_drift", 600)
     [window] = payload["anomalies"]
-    assert window["start"] == "2024-05-02T09:20:00.000Z"
+    assert window["start"] == str(T0 + 400 * 300)  # sample 400, as written in the file
     assert window["band"][0] is None  # one-sided: no lower bound
     assert window["score"] > 2 and window["baseline"] > 50
     assert window["status"] == "closed"
 
 
 def test_scan_of_quiet_data_says_so(tmp_path: Path) -> None:
-    code, out, _ = run("scan", str(write_latency(tmp_path / "p99.csv", spike_at=None)))
+    # Three days that repeat the same daily shape: nothing new, nothing to report.
+    rows = [f"{T0 + i * 300},{100 + 50 * math.sin(2 * math.pi * i / 288):.3f}" for i in range(864)]
+    path = tmp_path / "daily.csv"
+    path.write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    code, out, _ = run("scan", str(path))
     assert code == 0
-    assert "robust_z: 600 samples" in out and "no anomalies" in out
+    assert "envelope: 864 samples" in out and "no anomalies" in out
+
+
+def test_scan_json_dates_each_anomaly_at_detection_as_written_in_the_file(tmp_path: Path) -> None:
+    rows = [
+        f"2024-05-0{d} {h:02d}:{m:02d}:00,{100 + (m % 10) / 10}"
+        for d in (1, 2)
+        for h in range(24)
+        for m in range(60)
+    ]
+    rows[2000] = "2024-05-02 09:20:00,900"  # after a day of learning
+    path = tmp_path / "per-minute.csv"
+    path.write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    code, out, _ = run("scan", str(path), "--json")
+    assert code == 0
+    [found] = json.loads(out)["anomalies"]
+    assert found["start"] == found["end"] == "2024-05-02 09:20:00"  # as written in the file
+    assert (found["detector"], found["direction"]) == ("envelope", "up")
+    assert found["score"] > 1 and "Detected at" in found["explanation"]
+
+
+def test_repeated_timestamps_are_averaged_by_default_and_refused_on_request(
+    tmp_path: Path,
+) -> None:
+    path = write_latency(tmp_path / "p99.csv")
+    path.write_text(path.read_text() + f"{T0 + 300},61.0\n")
+    code, out, _ = run("scan", str(path), "--json")
+    assert code == 0 and json.loads(out)["samples"] == 600
+    code, _, err = run("scan", str(path), "--duplicates", "error")
+    assert code == 2 and "repeats line 3" in err
 
 
 def test_bad_csv_exits_2_with_the_line_number(tmp_path: Path) -> None:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from codequal.analytics.anomaly.csvio import CSVError, parse_series, parse_timestamp, read_series
+from codequal.analytics.anomaly.csvio import (
+    CSVError,
+    parse_labelled,
+    parse_series,
+    parse_timestamp,
+    read_series,
+)
 
 T = 1_714_557_600.0  # 2024-05-01T10:00:00Z
 
@@ -77,10 +83,6 @@ def test_blank_lines_comments_quotes_and_nan_are_accepted() -> None:
         (["2024-05-01T10:00:00Z,1", "tomorrow,2"], "line 2: timestamp 'tomorrow' is neither"),
         (["2024-05-01T10:00:00Z,1", "2024-05-01T10:05:00Z"], "line 2: expected 2 or 3 fields"),
         (["2024-05-01T10:00:00Z,1", "2024-05-01T10:05:00Z,1,9"], "line 2: expected 2 fields"),
-        (
-            [f"{T},1", f"{T + 1},2", f"{T},3"],
-            "line 3: timestamp 2024-05-01T10:00:00.000Z repeats line 1",
-        ),
         ([f"{T},0.1,-4"], "line 1: events must be a count >= 0"),
         (["timestamp,value"], "no data rows"),
         ([], "no data rows"),
@@ -101,3 +103,19 @@ def test_read_series_tolerates_an_excel_byte_order_mark(tmp_path: Path) -> None:
     path = tmp_path / "export.csv"
     path.write_bytes("\ufefftimestamp,value\r\n2024-05-01 10:00:00,7\r\n".encode())
     assert read_series(path).values == (7.0,)
+
+
+def test_a_repeated_timestamp_is_refused_with_duplicates_error() -> None:
+    with pytest.raises(
+        CSVError, match=r"line 3: timestamp 2024-05-01T10:00:00\.000Z repeats line 1"
+    ):
+        parse_series([f"{T},1", f"{T + 1},2", f"{T},3"], duplicates="error")
+
+
+def test_a_repeated_timestamp_is_averaged_by_default_and_kept_last_on_request() -> None:
+    # A local-time export across a DST change writes the repeated hour's rows twice.
+    lines = ["timestamp,value", "2015-10-25 02:30:00,4", "2015-10-25 02:30:00,8", f"{T},1"]
+    averaged = parse_labelled(lines)
+    assert averaged.series.values[0] == 6.0 and len(averaged.series.values) == 2
+    assert averaged.text(averaged.series.timestamps[0]) == "2015-10-25 02:30:00"
+    assert parse_series(lines, duplicates="last").values[0] == 8.0

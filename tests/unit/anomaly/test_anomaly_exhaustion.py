@@ -115,3 +115,11 @@ def test_a_full_resource_is_reported_even_without_growth() -> None:
 def test_invalid_parameters_say_what_to_fix(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         ExhaustionParams(**{field: value})
+
+
+def test_a_series_above_capacity_is_not_in_its_unit_and_gets_no_verdict() -> None:
+    # A count that touches 1.0 among values in the hundreds is not a ratio that is full.
+    values = [150.0 + (i % 5) for i in range(100)] + [1.0, 1.0, 120.0]
+    s = TimeSeries.of([T0 + 60 * i for i in range(len(values))], values)
+    assert detect_exhaustion(s, s.timestamps[-1], MEMORY) == []
+    assert forecast(s, s.timestamps[-1], MEMORY) is None

@@ -2,7 +2,8 @@
 
 Each detector explains its verdict (baseline, band, score) and follows the same rules: no
 verdict without a minimum history and traffic, and a shift that persists becomes the new
-normal. ``DETECTORS`` holds them by name; ``csvio`` reads exported series for backtests.
+normal. ``envelope`` is the general-purpose streaming detector and the default;
+``DETECTORS`` holds them by name; ``csvio`` reads exported series for backtests.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from codequal.analytics.anomaly.base import (
     TimeSeries,
 )
 from codequal.analytics.anomaly.baseline import ScanParams
+from codequal.analytics.anomaly.envelope import EnvelopeParams, EnvelopeState, detect_envelope
 from codequal.analytics.anomaly.exhaustion import (
     DISK,
     MEMORY,
@@ -26,10 +28,11 @@ from codequal.analytics.anomaly.exhaustion import (
 )
 from codequal.analytics.anomaly.failure_rate import FailureRateParams, detect_failure_rate
 from codequal.analytics.anomaly.latency_drift import LatencyDriftParams, detect_latency_drift
-from codequal.analytics.anomaly.registry import DETECTORS, BoundDetector
+from codequal.analytics.anomaly.registry import DEFAULT_DETECTOR, DETECTORS, BoundDetector
 from codequal.analytics.anomaly.robust_z import RobustZParams, detect_robust_z
 
 __all__ = [
+    "DEFAULT_DETECTOR",
     "DETECTORS",
     "DISK",
     "MEMORY",
@@ -37,6 +40,8 @@ __all__ = [
     "BoundDetector",
     "Detector",
     "Direction",
+    "EnvelopeParams",
+    "EnvelopeState",
     "ExhaustionParams",
     "FailureRateParams",
     "Forecast",
@@ -46,6 +51,7 @@ __all__ = [
     "SeriesError",
     "Status",
     "TimeSeries",
+    "detect_envelope",
     "detect_exhaustion",
     "detect_failure_rate",
     "detect_latency_drift",

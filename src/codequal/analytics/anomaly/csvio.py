@@ -5,6 +5,11 @@ traffic behind the value (what the minimum-traffic rule needs). Timestamps are I
 ``T`` or a space, with or without a UTC offset (naive means UTC), or Unix seconds. A header
 row is optional; blank lines and ``#`` comments are skipped. Values may be ``NaN`` (gaps, as
 PromQL exports 0/0). Anything else stops the read with the line number and what to fix.
+
+A timestamp that repeats (an export in local time across a DST change writes one hour twice)
+is handled by ``duplicates``: ``mean`` (the default) averages the rows of that time, value and
+events alike, since each is a real measurement and neither row order nor position says which
+is right; ``last`` keeps the last row in the file; ``error`` refuses the file.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import math
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from codequal.analytics.anomaly.base import TimeSeries
 from codequal.exceptions import InvalidInput
@@ -22,6 +27,9 @@ from codequal.vocabulary import iso_timestamp
 
 # Unix seconds are ten digits until 2286; a thirteen-digit number is milliseconds.
 _MAX_UNIX_SECONDS = 1e11
+
+Duplicates = Literal["error", "last", "mean"]
+DUPLICATES: tuple[Duplicates, ...] = ("error", "last", "mean")
 
 
 class CSVError(InvalidInput):
@@ -37,16 +45,40 @@ class _Row(NamedTuple):
     t: float
     value: float
     weight: float | None
+    text: str  # the timestamp as written
 
 
-def read_series(path: Path) -> TimeSeries:
+class Labelled(NamedTuple):
+    """A series read from a file, with each timestamp as the file writes it."""
+
+    series: TimeSeries
+    texts: dict[float, str]
+
+    def text(self, t: float) -> str:
+        """The file's own spelling of timestamp ``t`` (ISO 8601 for a time not in the file)."""
+        return self.texts.get(t) or iso_timestamp(t)
+
+
+def read_series(path: Path, duplicates: Duplicates = "mean") -> TimeSeries:
     """The series in a CSV file (``utf-8``, an Excel BOM tolerated)."""
+    return read_labelled(path, duplicates).series
+
+
+def read_labelled(path: Path, duplicates: Duplicates = "mean") -> Labelled:
+    """The series in a CSV file with the file's timestamp texts."""
     with path.open(encoding="utf-8-sig", newline="") as f:
-        return parse_series(f)
+        return parse_labelled(f, duplicates)
 
 
-def parse_series(lines: Iterable[str]) -> TimeSeries:
+def parse_series(lines: Iterable[str], duplicates: Duplicates = "mean") -> TimeSeries:
     """The series in CSV text, sorted by time; :class:`CSVError` on the first bad row."""
+    return parse_labelled(lines, duplicates).series
+
+
+def parse_labelled(lines: Iterable[str], duplicates: Duplicates = "mean") -> Labelled:
+    """The series in CSV text with its timestamp texts; :class:`CSVError` on a bad row."""
+    if duplicates not in DUPLICATES:
+        raise ValueError(f"duplicates must be one of {DUPLICATES}, not {duplicates!r}")
     rows: list[_Row] = []
     width: int | None = None
     reader = csv.reader(lines)
@@ -62,7 +94,8 @@ def parse_series(lines: Iterable[str]) -> TimeSeries:
         rows.append(_parse_row(cells, line, width))
     if not rows:
         raise CSVError("no data rows; expected lines like 2024-05-01T10:00:00Z,0.02")
-    return _to_series(rows)
+    rows = _merge_duplicates(rows, duplicates)
+    return Labelled(_to_series(rows), {r.t: r.text for r in rows})
 
 
 def _is_header(cells: list[str]) -> bool:
@@ -93,7 +126,7 @@ def _parse_row(cells: list[str], line: int, width: int) -> _Row:
     weight = _number(cells[2], "events", line) if len(cells) == 3 else None
     if weight is not None and not (math.isfinite(weight) and weight >= 0):
         raise CSVError(f"events must be a count >= 0, not {cells[2]!r}", line)
-    return _Row(line, t, value, weight)
+    return _Row(line, t, value, weight, cells[0])
 
 
 def _number(text: str, what: str, line: int) -> float:
@@ -126,13 +159,32 @@ def parse_timestamp(text: str) -> float:
     return parsed.timestamp()
 
 
-def _to_series(rows: list[_Row]) -> TimeSeries:
-    seen: dict[float, int] = {}
+def _merge_duplicates(rows: list[_Row], duplicates: Duplicates) -> list[_Row]:
+    """One row per timestamp, as ``duplicates`` says; in time order."""
+    groups: dict[float, list[_Row]] = {}
     for row in rows:
-        if row.t in seen:
-            raise CSVError(f"timestamp {iso_timestamp(row.t)} repeats line {seen[row.t]}", row.line)
-        seen[row.t] = row.line
-    rows.sort(key=lambda r: r.t)
+        group = groups.setdefault(row.t, [])
+        if group and duplicates == "error":
+            raise CSVError(
+                f"timestamp {iso_timestamp(row.t)} repeats line {group[0].line} "
+                "(pass --duplicates last or mean to accept it)",
+                row.line,
+            )
+        group.append(row)
+    merged = [g[-1] if len(g) == 1 or duplicates == "last" else _mean(g) for g in groups.values()]
+    return sorted(merged, key=lambda r: r.t)
+
+
+def _mean(group: list[_Row]) -> _Row:
+    # NaN rows are gaps: they only count when every row of the time is one.
+    finite = [r for r in group if math.isfinite(r.value)] or group
+    value = sum(r.value for r in finite) / len(finite)
+    weights = [r.weight for r in group if r.weight is not None]
+    weight = sum(weights) / len(weights) if weights else None
+    return group[0]._replace(value=value, weight=weight)
+
+
+def _to_series(rows: list[_Row]) -> TimeSeries:
     weights = None if rows[0].weight is None else [r.weight or 0.0 for r in rows]
     return TimeSeries(
         tuple(r.t for r in rows),

@@ -5,7 +5,10 @@ room (capacity - current value) over the fitted slope. The sample is anomalous w
 under ``horizon``: 30 minutes for memory, the configured horizon for the DeepWiki disk. A fit
 that explains little of the variation (r² under ``min_r_squared``) is not a trend, so then
 only a resource already at capacity is reported. Level-shift adaptation does not apply: a
-resource that fills up does not become fine by staying full.
+resource that fills up does not become fine by staying full. A series with any sample above
+``capacity`` gets no verdict: a resource cannot be fuller than full, so the series is not in
+the capacity's unit (bytes, or a count, judged against the default ratio 1.0) and every
+forecast from it would be noise.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ class Forecast(NamedTuple):
 def forecast(series: TimeSeries, now: float, params: ExhaustionParams = MEMORY) -> Forecast | None:
     """The fit at the last sample at or before ``now``, or None with too little history."""
     series = upto(series, now)
-    if not series.timestamps:
+    if not series.timestamps or not in_capacity_unit(series, params.capacity):
         return None
     return _forecast_at(series.timestamps, series.values, len(series.timestamps) - 1, params)
 
@@ -102,6 +105,11 @@ def _forecast_at(
     return Forecast(value, slope, r_squared, left)
 
 
+def in_capacity_unit(series: TimeSeries, capacity: float) -> bool:
+    """No sample above ``capacity``: the series can be a use of that capacity."""
+    return not any(v > capacity for v in series.values if math.isfinite(v))
+
+
 def _fit(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
     """Least-squares slope and r² (a flat line fits perfectly but has no trend: r² 0)."""
     n = len(points)
@@ -120,6 +128,8 @@ def detect_exhaustion(
 ) -> list[Anomaly]:
     """Windows where the resource would be full within ``horizon`` at its current growth."""
     series = upto(series, now)
+    if not in_capacity_unit(series, params.capacity):
+        return []
     runs = RunBuilder(params.merge_gap)
     forecasts: dict[int, Forecast] = {}
     for i, t in enumerate(series.timestamps):

@@ -5,7 +5,9 @@ the baseline is 2 %, so when the traffic behind a sample is known the count must
 unlikely under the baseline: the binomial chance of that many failures or more must be under
 ``max_p_value``. Samples with fewer than ``min_traffic`` events get no verdict at all. A zero
 baseline (no failures yet) is floored at ``min_baseline``: otherwise the first failure would
-be an infinite spike.
+be an infinite spike. When the traffic is unknown there is no such test, and a ratio that
+doubles is ordinary for a noisy one: the sample must then also be above every ratio of its
+baseline.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def _judge(params: FailureRateParams, value: float, weight: float | None, h: His
         # Half a failure below the first count that is unlikely enough, as a ratio.
         critical = critical_count(weight, floor, params.max_p_value)
         high = max(high, (critical - 0.5) / weight)
+    elif weight is None:
+        high = max(high, *h.values)
     return Judgement(baseline, -math.inf, high, value / floor)
 
 

@@ -1,7 +1,11 @@
 """Latency drift: the p99 duration is more than 1.5x the p99 expected at this time.
 
 The expected p99 is the median of earlier p99 samples, at the same hour of week or day when
-the history covers enough periods (latency follows load), else over a trailing window.
+the history covers enough periods (latency follows load), else over a trailing window. A p99
+that is 1.5x its median is ordinary for a jittery service: the sample must also be above
+every p99 of that baseline, so what was already seen there at this hour is not drift. A
+baseline that is not a positive duration (0 s of idle steps, or a series that is no latency
+at all) gives no verdict: a ratio to it means nothing.
 """
 
 from __future__ import annotations
@@ -46,8 +50,10 @@ def detect_latency_drift(
 
 def _judge(params: LatencyDriftParams, value: float, weight: float | None, h: History) -> Judgement:
     expected = statistics.median(h.values)
-    score = value / expected if expected > 0 else (math.inf if value > 0 else 0.0)
-    return Judgement(expected, -math.inf, params.factor * expected, score)
+    if not expected > 0:
+        return Judgement(expected, -math.inf, math.inf, 0.0)
+    high = max(params.factor * expected, *h.values)
+    return Judgement(expected, -math.inf, high, value / expected)
 
 
 def _explain(params: LatencyDriftParams, p: Judged) -> str:
@@ -55,7 +61,7 @@ def _explain(params: LatencyDriftParams, p: Judged) -> str:
     return (
         f"p99 duration {num(p.value)} s at {iso_timestamp(p.t)} is {j.score:.3g}x the "
         f"expected p99 {num(j.expected)} s (median of the {p.basis}); alert above {num(j.high)} s "
-        f"({params.factor:g}x expected)."
+        f"({params.factor:g}x expected, and above every p99 of that baseline)."
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from codequal.analytics.anomaly.base import Anomaly, Detector, TimeSeries
+from codequal.analytics.anomaly.envelope import EnvelopeParams, detect_envelope
 from codequal.analytics.anomaly.exhaustion import DISK, MEMORY, detect_exhaustion
 from codequal.analytics.anomaly.failure_rate import FailureRateParams, detect_failure_rate
 from codequal.analytics.anomaly.latency_drift import LatencyDriftParams, detect_latency_drift
@@ -30,6 +31,12 @@ class BoundDetector(Generic[P]):
 
 
 _ALL: tuple[Detector, ...] = (
+    BoundDetector(
+        "envelope",
+        "leaves the envelope of its own past extremes (value, 8/32-sample means, daily profile)",
+        EnvelopeParams(),
+        detect_envelope,
+    ),
     BoundDetector(
         "failure_rate",
         "failure ratio above 2x its baseline, with enough traffic to mean it",
@@ -63,3 +70,5 @@ _ALL: tuple[Detector, ...] = (
 )
 
 DETECTORS: dict[str, Detector] = {d.name: d for d in _ALL}
+# What ``codequal anomaly scan`` and the service's general series use.
+DEFAULT_DETECTOR = "envelope"

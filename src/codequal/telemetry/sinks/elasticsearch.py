@@ -15,6 +15,7 @@ import httpx
 import orjson
 
 from codequal.exceptions import DeliveryError
+from codequal.redaction import redact_url
 from codequal.telemetry.sinks.context import SinkContext
 from codequal.telemetry.sinks.spool import (
     DeliveringSink,
@@ -99,7 +100,7 @@ class ElasticsearchSink(DeliveringSink):
                 headers={"Content-Type": NDJSON},
             )
         except httpx.HTTPError as exc:
-            raise DeliveryError(f"_bulk to {self._url} failed: {exc!r}") from exc
+            raise DeliveryError(f"_bulk to {redact_url(self._url)} failed: {exc!r}") from exc
         check_response(response)
         try:
             answer = orjson.loads(response.content)

@@ -16,6 +16,7 @@ import httpx
 import orjson
 
 from codequal.exceptions import DeliveryError
+from codequal.redaction import redact_url
 from codequal.telemetry.sinks.context import SinkContext
 from codequal.telemetry.sinks.spool import (
     DeliveringSink,
@@ -86,7 +87,7 @@ class LokiSink(DeliveringSink):
                 self._url, content=body, headers={"Content-Type": "application/json"}
             )
         except httpx.HTTPError as exc:
-            raise DeliveryError(f"Loki push to {self._url} failed: {exc!r}") from exc
+            raise DeliveryError(f"Loki push to {redact_url(self._url)} failed: {exc!r}") from exc
         check_response(response)
         return SendResult([])
 

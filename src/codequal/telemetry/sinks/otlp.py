@@ -38,6 +38,7 @@ from opentelemetry.util.re import parse_env_headers
 
 from codequal import __version__
 from codequal.exceptions import DeliveryError
+from codequal.redaction import redact_url
 from codequal.telemetry.sinks.context import SinkContext
 from codequal.telemetry.sinks.spool import DeliveringSink, Record, SendResult
 
@@ -304,7 +305,7 @@ class OtlpLogSink(DeliveringSink):
         try:
             response = self._client.post(self._url, content=body, headers=self._headers)
         except httpx.HTTPError as exc:
-            raise DeliveryError(f"OTLP logs to {self._url} failed: {exc!r}") from exc
+            raise DeliveryError(f"OTLP logs to {redact_url(self._url)} failed: {exc!r}") from exc
         if response.status_code == 413 and len(records) > 1:
             return self._split(records)
         result = outcome(response, len(records) - len(bad), self._now())

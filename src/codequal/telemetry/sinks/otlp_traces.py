@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from codequal import __version__
 from codequal.exceptions import DeliveryError
+from codequal.redaction import redact_url
 from codequal.telemetry._worker import BatchWorker
 from codequal.telemetry.metrics import SINK_ERRORS, SINK_QUEUE_DROPPED
 from codequal.telemetry.sinks.otlp import (
@@ -166,7 +167,7 @@ class OtlpSpanSink(DeliveringSink):
         try:
             response = self._client.post(self._url, content=body, headers=self._headers)
         except httpx.HTTPError as exc:
-            raise DeliveryError(f"OTLP traces to {self._url} failed: {exc!r}") from exc
+            raise DeliveryError(f"OTLP traces to {redact_url(self._url)} failed: {exc!r}") from exc
         if response.status_code == 413 and len(records) > 1:
             return self._split(records)
         return outcome(response, len(records), self._now())
