@@ -142,3 +142,11 @@ def test_q_is_answered_from_the_search_index(database: Database) -> None:
             rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {literal}")
             plan = "\n".join(str(r) for r in rows)
             assert "VIRTUAL TABLE INDEX" in plan and "log_search" in plan
+
+
+def test_q_with_a_nul_or_fts_syntax_is_plain_text(database: Database) -> None:
+    store = LogStore(database)
+    searchable(store)
+    for hostile in ("[\U000f731a\x00,", 'a" OR "b', "NEAR(a b)", "x*", "\x00\x00\x00"):
+        assert texts(store, hostile) == []
+    assert texts(store, "e_n") == ["action 5"]

@@ -130,6 +130,9 @@ class LogStore:
     def _matches(self, text: str) -> sa.ColumnElement[bool]:
         """Entries whose action, error or fields hold ``text`` (any case), through the search
         index of migration 0010: FTS5 trigrams on SQLite, a pg_trgm GIN index on PostgreSQL."""
+        # Stored text never holds NUL (ingest replaces it), and neither FTS5 nor PostgreSQL
+        # takes one in a query.
+        text = text.replace("\x00", "\ufffd")
         if self._db.dialect == "postgresql":
             return _PG_SEARCH_TEXT.ilike(f"%{_escape_like(text)}%", escape="\\")
         if len(text) >= TRIGRAM:
