@@ -133,6 +133,17 @@ class Settings(BaseSettings):
     # -- the analysis pipeline -----------------------------------------------------------------
     max_concurrent_analyses: int = Field(default=2, ge=1, le=64)
     agent_timeout: Duration = Field(default=300.0, gt=0)
+    # The whole analysis (clone, agents, report); agents that run past it are stopped.
+    analysis_timeout: Duration = Field(default=900.0, gt=0)
+    # One tool run on one file: a file a tool hangs on is skipped and the rest analysed.
+    file_timeout: Duration = Field(default=60.0, gt=0)
+    exclude: str | None = None  # comma-separated gitignore-style patterns never analysed
+    # -- repository policy for analyses submitted over the API (the CLI reads what its user can)
+    repository_roots: str | None = None  # comma-separated directories local paths may be under
+    allow_private_repositories: bool = False  # loopback / private / link-local hosts allowed
+    allow_ssh_repositories: bool = False  # ssh:// and user@host:path URLs allowed
+    clone_timeout: Duration = Field(default=300.0, gt=0)  # the whole clone
+    clone_connect_timeout: Duration = Field(default=10.0, gt=0)  # until the remote answers
     llm_base_url: str | None = None  # an OpenAI-compatible API, e.g. https://api.openai.com/v1
     llm_model: str = "gpt-4o-mini"
     llm_api_key: SecretStr | None = None
@@ -231,11 +242,14 @@ _ALLOWED = {
     "public_dashboard": "true or false",
     "auth_failures_per_minute": "a whole number of at least 1",
     "max_concurrent_analyses": "a whole number from 1 to 64",
+    "allow_private_repositories": "true or false",
+    "allow_ssh_repositories": "true or false",
 }
 _DURATIONS = (
     "log_flush_interval", "shutdown_timeout", "startup_timeout", "long_running_seconds",
     "scrape_interval", "tsdb_retention_days", "rule_interval", "tsdb_flush_interval",
     "alert_group_wait", "alert_group_interval", "alert_repeat_interval", "agent_timeout",
+    "analysis_timeout", "file_timeout", "clone_timeout", "clone_connect_timeout",
 )  # fmt: skip
 _LIMITS = {
     "log_flush_interval": "above 0", "shutdown_timeout": "0 or more", "startup_timeout": "above 0",
@@ -243,7 +257,8 @@ _LIMITS = {
     "tsdb_retention_days": "above 0 (a number alone is days)", "rule_interval": "1s or more",
     "tsdb_flush_interval": "1s or more", "alert_group_wait": "0 or more",
     "alert_group_interval": "above 0", "alert_repeat_interval": "above 0",
-    "agent_timeout": "above 0",
+    "agent_timeout": "above 0", "analysis_timeout": "above 0", "file_timeout": "above 0",
+    "clone_timeout": "above 0", "clone_connect_timeout": "above 0",
 }  # fmt: skip
 _ALLOWED.update({name: f"{DURATION_HINT}, {_LIMITS[name]}" for name in _DURATIONS})
 

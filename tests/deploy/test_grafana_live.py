@@ -75,6 +75,14 @@ POISONED_BY_NO_TRAFFIC = True
 
 # A panel query that has no data in a healthy run, with the reason; asserted empty on both sides.
 EMPTY_WHEN_HEALTHY = {
+    (
+        "slo:period_error_budget_remaining:ratio\n* on (sloth_id, sloth_service, sloth_slo)\n"
+        "slo:time_period:days * 86400\n/ on (sloth_id, sloth_service, sloth_slo)\n"
+        "(slo:current_burn_rate:ratio > 0)"
+    ): (
+        "no SLO burns its budget in a healthy run: the round's missing ref and unreachable "
+        "repository are the caller's mistakes, rejected rather than failed"
+    ),
     "sum by (service) (rate(codequal_errors_total[1m]))": (
         "codequal_errors_total counts exceptions CodeQual captures (bugs); a healthy run has "
         "none, and failed analyses are counted by codequal_analysis_failed_total instead"
@@ -327,11 +335,11 @@ class Stack:
     codequal: Side
     prometheus: Side
     repo: Path
-    unreachable: str  # a repository URL whose clone fails: a DeepWiki error
+    unreachable: str  # a repository URL whose clone fails: rejected as unreachable
     volume_bytes: float  # the size of the DeepWiki workspace's (tmpfs) volume
 
     def analyses(self) -> list[dict[str, str]]:
-        """A round: each mode completes, one ref is missing, one clone fails."""
+        """A round: each mode completes, one ref is missing, one clone fails (both rejected)."""
         local = f"file://{self.repo}"
         return [
             {"repositoryUrl": local, "base": "main", "head": "feature", "mode": "quick"},
@@ -357,7 +365,7 @@ class Stack:
                 ).json()["status"]
                 for i in ids
             ]
-            return all(s in ("completed", "failed") for s in states)
+            return all(s in ("completed", "partial", "failed", "rejected") for s in states)
 
         eventually(finished, within, "the analyses finished")
 
@@ -389,6 +397,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "CODEQUAL_TSDB_FLUSH_INTERVAL": "1",
         "CODEQUAL_LOG_LEVEL": "warn",
         "CODEQUAL_LLM_API_KEY": "sk-test",
+        # The repository is a local path, the unreachable one a loopback https URL.
+        "CODEQUAL_REPOSITORY_ROOTS": str(tmp),
+        "CODEQUAL_ALLOW_PRIVATE_REPOSITORIES": "true",
     }
     with contextlib.ExitStack() as cleanup:
         cleanup.callback(shutil.rmtree, volume, ignore_errors=True)
@@ -434,7 +445,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             return False
 
         eventually(ready, 90, "codequal serve and prometheus ready")
-        unreachable = f"http://127.0.0.1:{free_port()}/gone.git"
+        unreachable = f"https://127.0.0.1:{free_port()}/gone.git"
         size = shutil.disk_usage(volume).total
         yield Stack(codequal, prom, make_repo(tmp), unreachable, size)
 
@@ -521,10 +532,10 @@ def test_every_panel_query_returns_the_same_data_from_codequal_and_prometheus(
     # before the measured round moves the counters.
     stack.run_round(within=120)
     stack.both_see("sum(codequal_analysis_started_total)", 5, 20)
-    stack.both_see('max(codequal_deepwiki_analyses{status="failed"})', 2, 20)
+    stack.both_see('max(codequal_deepwiki_analyses{status="rejected"})', 2, 20)
     warm = time.time()
     stack.run_round(within=120)
-    stack.both_see('max(codequal_deepwiki_analyses{status="failed"})', 4, 20)
+    stack.both_see('max(codequal_deepwiki_analyses{status="rejected"})', 4, 20)
     stack.both_see("sum(codequal_analysis_started_total)", 10, 20)
     # More history since the warm-up, watched on Prometheus, whose scrapes do not move
     # CodeQual's API counters.

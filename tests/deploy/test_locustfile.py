@@ -179,6 +179,7 @@ def load_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoadRun]:
         "CODEQUAL_JWT_SECRET": JWT_SECRET,
         "CODEQUAL_LOG_FORMAT": "json",
         "CODEQUAL_LOG_LEVEL": "warn",
+        "CODEQUAL_REPOSITORY_ROOTS": str(tmp),  # the analysed repository is a local path
     }
     dsn = cli_output(env, "keys", "create", "--sentry-dsn", "--name", "loadtest")
     scopes = ["--scope", "monitoring:read", "--scope", "analyses:write", "--scope", "ingest:write"]

@@ -51,7 +51,7 @@ class Server:
 
     base: str
     repo: Path
-    analyses: dict[str, str] = field(default_factory=dict)  # "completed" / "failed" -> id
+    analyses: dict[str, str] = field(default_factory=dict)  # "completed" / "rejected" -> id
     data_dir: Path | None = None  # where its SQLite database lives
 
     def token(self, *scopes: str) -> str:
@@ -173,7 +173,7 @@ def submit(server: Server, head: str) -> str:
 def wait_finished(server: Server, analysis_id: str) -> str:
     def finished() -> str | None:
         status = server.get(f"/api/analyses/{analysis_id}", "monitoring:read")["status"]
-        return status if status in {"completed", "failed"} else None
+        return status if status in {"completed", "partial", "failed", "rejected"} else None
 
     status: str = eventually(
         finished, ANALYSIS_SECONDS, f"analysis {analysis_id} to finish", every=0.1
@@ -195,15 +195,16 @@ def _readable(server: Server, path: str) -> bool:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server with one completed and one failed analysis, both with traces and logs."""
+    """A server with one completed and one rejected analysis (a ref that does not exist),
+    both with traces and logs."""
     root = tmp_path_factory.mktemp("e2e")
     data_dir = root / "data"
     data_dir.mkdir()
-    process, base = start_server(data_dir)
+    process, base = start_server(data_dir, CODEQUAL_REPOSITORY_ROOTS=str(root))
     try:
         seeding = Server(base, make_repo(root))
         analyses = {}
-        for expected, head in (("completed", "feature"), ("failed", "no-such-ref")):
+        for expected, head in (("completed", "feature"), ("rejected", "no-such-ref")):
             analysis_id = submit(seeding, head)
             assert wait_finished(seeding, analysis_id) == expected, process.output()
             analyses[expected] = analysis_id

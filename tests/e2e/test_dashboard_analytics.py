@@ -4,6 +4,7 @@ through the Prometheus API, the anomalies the scanner stored)."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -42,23 +43,32 @@ HOUR = 3600.0
 @pytest.fixture(scope="module")
 def analytics_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One completed and two failed analyses: a counter only shows a rate from its second
-    increment, so two failures make analysis-success burn its budget visibly."""
+    increment, so two failures make analysis-success burn its budget visibly.
+
+    A ref that does not exist is the caller's mistake and burns nothing, so the failures are
+    the service's own: the DeepWiki workspace is replaced by a file, as a broken volume would
+    leave it, and put back after.
+    """
     root = tmp_path_factory.mktemp("e2e-analytics")
     data_dir = root / "data"
     data_dir.mkdir()
-    process, base = start_server(data_dir, **FAST_HISTORY)
+    process, base = start_server(data_dir, CODEQUAL_REPOSITORY_ROOTS=str(root), **FAST_HISTORY)
     try:
         seeding = Server(base, make_repo(root), data_dir=data_dir)
-        for expected, head in (("completed", "feature"), ("failed", "no-such-ref")):
-            assert wait_finished(seeding, submit(seeding, head)) == expected, process.output()
+        assert wait_finished(seeding, submit(seeding, "feature")) == "completed", process.output()
+        workspace = data_dir / "deepwiki"
+        shutil.rmtree(workspace)
+        workspace.write_text("not a directory")
+        assert wait_finished(seeding, submit(seeding, "feature")) == "failed", process.output()
         # The second failure must land in a later scrape than the first, or the failure
         # counter's series would start at 2 and never show a rate.
         eventually(
-            lambda: instant(seeding, "codequal_analysis_failed_total == 1"),
+            lambda: instant(seeding, 'codequal_analysis_failed_total{error_type="deepwiki"} == 1'),
             ANALYSIS_SECONDS,
             "the first failure in the metric history",
         )
-        assert wait_finished(seeding, submit(seeding, "no-such-ref-either")) == "failed"
+        assert wait_finished(seeding, submit(seeding, "feature")) == "failed"
+        workspace.unlink()
         yield seeding
     finally:
         stop_server(process)

@@ -149,7 +149,7 @@ def test_a_valid_token_unlocks_failures_traces_and_logs(server: Server, web: Bro
     failure.get_by_role("link", name="logs").click()
     expect(page.locator("#detail table.logs")).to_contain_text("analysis started")
     failure.get_by_role("link", name="trace").click()
-    expect(page.locator("#detail-title")).to_contain_text(server.analyses["failed"])
+    expect(page.locator("#detail-title")).to_contain_text(server.analyses["rejected"])
     expect(page.locator("#detail .span-tree .span-name").first).to_have_text("analyze-pr")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)

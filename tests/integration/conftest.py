@@ -52,6 +52,15 @@ CYCLE_B = (
 )
 
 
+@pytest.fixture(autouse=True)
+def repositories_under_tmp(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server analyses local paths only under CODEQUAL_REPOSITORY_ROOTS: the tests'
+    repositories live under pytest's temporary directory, so that is the root."""
+    monkeypatch.setenv("CODEQUAL_REPOSITORY_ROOTS", str(tmp_path_factory.getbasetemp()))
+
+
 @dataclass(frozen=True)
 class PlantedRepo:
     path: Path

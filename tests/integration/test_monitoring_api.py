@@ -64,11 +64,14 @@ def test_public_dashboard_shows_aggregates_and_nothing_identifying(
     response = client.get("/api/monitoring/public/dashboard")
     assert response.status_code == 200
     body = response.json()
+    # The unknown ref is the caller's mistake: rejected, and not held against the success rate.
     assert body["analyses"]["lastHour"] == {
         "total": 2,
         "completed": 1,
-        "failed": 1,
-        "successRate": 0.5,
+        "partial": 0,
+        "failed": 0,
+        "rejected": 1,
+        "successRate": 1.0,
     }
     assert set(body["p95DurationByMode"]) == {"quick"}
     assert body["deepwiki"]["diskStatus"] in {"ok", "warning", "critical", "emergency"}
@@ -101,9 +104,10 @@ def test_dashboard_needs_a_token_and_adds_the_detail(
         client.get("/api/monitoring/dashboard", headers=bearer("ingest:write")).status_code == 403
     )
     body = client.get("/api/monitoring/dashboard", headers=READ).json()
-    (failure,) = body["recentFailures"]
-    assert failure["errorType"] == "unknown_ref"
-    assert failure["repositoryUrl"] == str(planted_repo.path)
+    assert body["recentFailures"] == []  # a ref that does not exist is not a service failure
+    (rejected,) = body["recentRejected"]
+    assert (rejected["status"], rejected["errorType"]) == ("rejected", "unknown_ref")
+    assert rejected["repositoryUrl"] == str(planted_repo.path)
     assert body["activeAnalysesDetail"] == []
     assert "analyses" in body and "series" in body
     assert body["firingAlerts"] == []  # nothing evaluated yet: the workers are not started

@@ -151,19 +151,24 @@ def test_second_analysis_reuses_the_fresh_repository_profile(
     assert second["summary"]["profile"]["primaryLanguage"] == "Python"
 
 
-def test_unknown_ref_fails_the_analysis_with_a_typed_error(
+def test_unknown_ref_rejects_the_analysis_with_a_typed_reason_not_a_failure(
     service: AnalysisService, planted_repo: PlantedRepo
 ) -> None:
-    before = sample("codequal_analysis_failed_total", mode="quick", error_type="unknown_ref")
+    # A ref that does not exist is the caller's mistake: rejected, never a service failure.
+    before = sample("codequal_analysis_rejected_total", reason="unknown_ref")
+    failed = sample("codequal_analysis_failed_total", mode="quick", error_type="unknown_ref")
     analysis_id = service.submit(
         AnalysisRequest(str(planted_repo.path), "main", "no-such-branch", "quick")
     )
     record = service.pool.run_one(analysis_id)
-    assert record is not None and record.status == "failed"
+    assert record is not None and record.status == "rejected"
     assert record.error_type == "unknown_ref"
+    assert record.to_report()["reason"] == "unknown_ref"
     assert "no-such-branch" in (record.error_message or "")
-    after = sample("codequal_analysis_failed_total", mode="quick", error_type="unknown_ref")
-    assert after == before + 1
+    assert sample("codequal_analysis_rejected_total", reason="unknown_ref") == before + 1
+    assert (
+        sample("codequal_analysis_failed_total", mode="quick", error_type="unknown_ref") == failed
+    )
 
 
 def test_a_job_left_running_by_a_dead_process_is_picked_up_again(
@@ -227,12 +232,17 @@ def test_api_rejects_a_bad_repository_and_a_bad_mode_with_clear_errors(
     app = app_for(tmp_path, database_url)
     with TestClient(app, headers=ALL) as client:
         assert app.state.codequal.wait_ready(30)
-        missing = client.post(
-            "/api/analyses",
-            json={"repositoryUrl": str(tmp_path / "nowhere"), "base": "a", "head": "b"},
-        )
-        assert missing.status_code == 400
-        assert "does not exist" in missing.json()["detail"]
+        # Outside CODEQUAL_REPOSITORY_ROOTS a path is refused whether or not it exists, and
+        # the answer says nothing about this server's files.
+        answers = [
+            client.post("/api/analyses", json={"repositoryUrl": path, "base": "a", "head": "b"})
+            for path in ("/nonexistent-repo-xyz", "/etc", "file:///etc")
+        ]
+        assert {a.status_code for a in answers} == {400}
+        assert len({a.json()["detail"] for a in answers}) == 1
+        detail = answers[0].json()["detail"]
+        assert "CODEQUAL_REPOSITORY_ROOTS" in detail
+        assert not any(word in detail for word in ("exist", "git repository", "/etc"))
         bad_mode = client.post(
             "/api/analyses",
             json={"repositoryUrl": str(tmp_path), "base": "a", "head": "b", "mode": "fast"},

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from codequal.analysis import agents
-from codequal.analysis.agents.base import AgentError, AgentInput, Finding
+from codequal.analysis.agents.base import AgentError, AgentInput, AgentResult, Finding
 from codequal.analysis.service import AnalysisService
 from codequal.analysis.store import AnalysisRequest, KnowledgeStore
 from codequal.config import load_settings
@@ -25,12 +25,16 @@ from .conftest import PlantedRepo
 
 class Crashing:
     provider = "local"
+    ceiling = "high"
 
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def run(self, inp: AgentInput) -> list[Finding]:
+    def review(self, inp: AgentInput) -> AgentResult:
         raise AgentError(self.name, "tool exited with status 2")
+
+    def run(self, inp: AgentInput) -> list[Finding]:
+        return list(self.review(inp).findings)
 
 
 class FakeOpenAI(BaseHTTPRequestHandler):
@@ -85,7 +89,7 @@ def run(service: AnalysisService, repo: PlantedRepo, mode: str) -> dict[str, Any
     return record.to_report()
 
 
-def test_a_crashing_agent_fails_its_step_not_the_analysis(
+def test_a_crashing_agent_fails_its_step_and_makes_the_analysis_partial(
     database: Database, tmp_path: Path, planted_repo: PlantedRepo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(agents.AGENTS, "performance", Crashing("performance"))
@@ -94,7 +98,8 @@ def test_a_crashing_agent_fails_its_step_not_the_analysis(
         report = run(service, planted_repo, "comprehensive")
     finally:
         telemetry.shutdown(10)
-    assert report["status"] == "completed"
+    assert report["status"] == "partial"  # a report, but it says what it could not read
+    assert report["coverage"]["agents"]["performance"]["status"] == "failed"
     (error,) = report["summary"]["agentErrors"].items()
     assert error[0] == "performance" and "tool exited with status 2" in error[1]
     assert "agent:performance" in report["timings"]

@@ -81,13 +81,13 @@ def test_an_unreachable_database_is_retried_saying_why_then_given_up(tmp_path: P
     url = f"postgresql+psycopg://codequal:hunter2@127.0.0.1:{free_port()}/none"
     result, took = serve(
         tmp_path, "--port", str(free_port()), CODEQUAL_DATABASE_URL=url,
-        CODEQUAL_STARTUP_TIMEOUT="3s",
+        CODEQUAL_STARTUP_TIMEOUT="1s",
     )  # fmt: skip
     assert result.returncode == 1 and took < WITHIN
     retries = [line for line in result.stderr.splitlines() if "retrying in" in line]
     assert retries and all("Connection refused" in line for line in retries)
     sentence = one_sentence(result.stderr)
-    assert "was not reachable for 3 s" in sentence and "CODEQUAL_STARTUP_TIMEOUT" in sentence
+    assert "was not reachable for 1 s" in sentence and "CODEQUAL_STARTUP_TIMEOUT" in sentence
     assert "hunter2" not in result.stderr
 
 

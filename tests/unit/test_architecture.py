@@ -19,7 +19,7 @@ PACKAGE = SRC / "codequal"
 
 # Lowest first. A module may import its own package and anything on a lower layer.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"", "vocabulary", "exceptions", "retry"}),  # "" is codequal/__init__.py
+    frozenset({"", "vocabulary", "exceptions", "retry", "redaction"}),  # "" is codequal/__init__.py
     frozenset({"config"}),
     frozenset({"storage"}),
     frozenset({"security", "telemetry"}),

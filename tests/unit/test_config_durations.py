@@ -11,7 +11,8 @@ from codequal.vocabulary import parse_duration
 DURATION_SETTINGS = (
     "log_flush_interval", "shutdown_timeout", "startup_timeout", "long_running_seconds",
     "scrape_interval", "rule_interval", "tsdb_flush_interval", "alert_group_wait",
-    "alert_group_interval", "alert_repeat_interval", "agent_timeout",
+    "alert_group_interval", "alert_repeat_interval", "agent_timeout", "analysis_timeout",
+    "file_timeout", "clone_timeout", "clone_connect_timeout",
 )  # fmt: skip
 
 

@@ -14,7 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from codequal.analysis.deepwiki import DeepWiki
-from codequal.analysis.store import AnalysisStore
+from codequal.analysis.store import STATUSES, AnalysisStore
 from codequal.storage.db import Database
 from codequal.telemetry.metrics import DEEPWIKI_AVAILABILITY, REGISTRY
 
@@ -108,7 +108,7 @@ def _status_family(counts: dict[str, int]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(
         "codequal_deepwiki_analyses", "Analyses in the database by status.", labels=["status"]
     )
-    for status in ("queued", "running", "completed", "failed"):
+    for status in STATUSES:
         family.add_metric([status], float(counts.get(status, 0)))
     return family
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from codequal.analysis import repo
+from codequal.analysis.policy import Remote
 from codequal.analysis.store import CleanupLog
 from codequal.telemetry.metrics import DEEPWIKI_ERRORS, repository_label
 
@@ -45,6 +46,7 @@ MANIFESTS = frozenset(
 
 class DeepWikiError(repo.RepositoryError):
     error_type = "deepwiki"
+    client_error = False  # our workspace, not the caller's repository
 
 
 class DiskFullError(DeepWikiError):
@@ -163,19 +165,30 @@ class DeepWiki:
         self._disk_usage = disk_usage or _disk_usage
         self.worker_alive: Callable[[], bool] = lambda: True
 
-    def checkout(self, analysis_id: str, source: str) -> Path:
-        """Clone ``source`` for one analysis; typed errors counted by type and repository."""
-        dest = self.workspace / analysis_id / "repo.git"
+    def checkout(
+        self,
+        analysis_id: str,
+        remote: Remote,
+        timeout: float = 300.0,
+        connect_timeout: float = 10.0,
+    ) -> Path:
+        """Clone ``remote`` for one analysis into a clean workspace entry (what an earlier
+        attempt of a requeued job left is removed first); typed errors counted by type and
+        repository."""
+        entry = self.workspace / analysis_id
+        if entry.exists():
+            self._remove(entry, "previous-attempt")
+        dest = entry / "repo.git"
         try:
             self.workspace.mkdir(parents=True, exist_ok=True)
-            repo.clone(source, dest)
+            repo.clone(remote, dest, timeout, connect_timeout)
         except OSError as exc:
-            self._count(exc, source)
+            self._count(exc, remote.source)
             if exc.errno == errno.ENOSPC:
                 raise DiskFullError(f"DeepWiki workspace is full: {exc}") from exc
             raise DeepWikiError(f"DeepWiki workspace error: {exc}") from exc
         except repo.RepositoryError as exc:
-            self._count(exc, source)
+            self._count(exc, remote.source)
             raise
         return dest
 

@@ -1,88 +1,52 @@
 """The plan's ``analyzePR``: knowledge store → DeepWiki → agents → aggregate → report.
 
 Every step is a span under one ``analyze-pr`` trace, every log line in it carries the trace id,
-and the catalogue metrics are updated from what really happened.
+and the catalogue metrics are updated from what really happened. An analysis ends
+``completed``, ``partial`` (a report, but something was not read: see :mod:`.coverage`),
+``failed`` (the service failed) or ``rejected`` (the caller's mistake: a bad ref, a repository
+that cannot be reached or is refused).
 """
 
 from __future__ import annotations
 
+import contextvars
+import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from opentelemetry.trace import Status, StatusCode
 
-from codequal.analysis import repo
+from codequal.analysis import exclude, repo
 from codequal.analysis.agents import AGENTS, MODE_AGENTS, choose_mode
-from codequal.analysis.agents.base import SEVERITIES, AgentError, AgentInput, Finding
+from codequal.analysis.agents.base import SEVERITIES, AgentInput, ChangedFile, Finding, Skip
 from codequal.analysis.costs import InfraPrices, Measured, PricingTable, cost_breakdown
+from codequal.analysis.coverage import Coverage
+from codequal.analysis.credentials import CredentialBox, without_userinfo
 from codequal.analysis.deepwiki import DeepWiki, profile_tree
 from codequal.analysis.knowledge import freshness
+from codequal.analysis.observe import observe_outcome
+from codequal.analysis.policy import Remote, RepositoryPolicy, RepositoryRefused
 from codequal.analysis.providers import LLMProvider, ProviderError
-from codequal.analysis.store import MODES, AnalysisRecord, KnowledgeStore, Outcome
+from codequal.analysis.store import AnalysisRecord, KnowledgeStore, Outcome
+from codequal.analysis.supervisor import AgentProgress, AgentRun, run_agent
 from codequal.exceptions import AnalysisError
 from codequal.telemetry import context
 from codequal.telemetry.metrics import (
     ACTIVE_ANALYSES,
     AGENT_EXECUTION,
-    ANALYSIS_COMPLETED,
     ANALYSIS_COST,
     ANALYSIS_COST_OVER_THRESHOLD,
-    ANALYSIS_DURATION,
-    ANALYSIS_FAILED,
     ANALYSIS_STARTED,
-    CRITICAL_FINDINGS,
-    REPOSITORIES_ANALYZED,
-    organization_label,
-    repository_label,
 )
 from codequal.telemetry.setup import Telemetry
 
 StepListener = Callable[[str], None]
 T = TypeVar("T")
-
-
-# The failure kinds the pipeline raises (AnalysisFailed / the error_type of repository,
-# DeepWiki and provider errors), for zero-initialised counters.
-KNOWN_ERROR_TYPES = (
-    "error",
-    "internal",
-    "repository",
-    "clone_failed",
-    "unknown_ref",
-    "timeout",
-    "deepwiki",
-    "disk_full",
-    "llm_provider",
-)
-
-
-def initialise_counters(providers: Sequence[str] = ()) -> None:
-    """Create the analysis counters' series at 0 for every mode and known failure kind, the
-    duration histogram's for every mode, size class and outcome, the agent timing and cost
-    histograms' for every agent, and every mode with each LLM
-    ``providers`` (and "none").
-
-    A counter series that first appears already at 1 hides that increment from ``rate()`` and
-    ``increase()``, so the first failure of a kind would never reach the failure-rate alert or
-    the success SLO. Prometheus's advice: initialise the series you know of to zero.
-    """
-    for name, agent in AGENTS.items():
-        AGENT_EXECUTION.labels(agent=name, provider=agent.provider)
-    for mode in MODES:
-        for provider in ("none", *providers):
-            ANALYSIS_COST.labels(mode=mode, provider=provider)
-        ANALYSIS_STARTED.labels(mode=mode)
-        ANALYSIS_COMPLETED.labels(mode=mode)
-        # The latency SLO's rate() needs the histogram before its first analysis, too.
-        for size in ("small", "medium", "large", "huge", "unknown"):
-            for status in ("completed", "failed"):
-                ANALYSIS_DURATION.labels(mode=mode, repository_size=size, status=status)
-        for error_type in KNOWN_ERROR_TYPES:
-            ANALYSIS_FAILED.labels(mode=mode, error_type=error_type)
 
 
 class AnalysisFailed(AnalysisError):
@@ -99,6 +63,8 @@ class _Run:
 
     record: AnalysisRecord
     on_step: StepListener
+    on_agent: AgentProgress | None
+    deadline: float  # monotonic: when the whole analysis must end
     timings: dict[str, float] = field(default_factory=dict)
     mode: str | None = None
     mode_reason: str | None = None
@@ -107,6 +73,8 @@ class _Run:
     agent_errors: dict[str, str] = field(default_factory=dict)
     llm: dict[str, Any] | None = None
     diff: dict[str, Any] | None = None  # size of the change and the mode `auto` would pick
+    coverage: Coverage | None = None
+    notes: list[str] = field(default_factory=list)  # what the reader should know
 
 
 @dataclass
@@ -121,8 +89,21 @@ class Orchestrator:
     cost_alert: float | None = None  # CODEQUAL_ANALYSIS_COST_ALERT: dollars per analysis
     clock: Callable[[], float] = time.time
     background: Callable[[Callable[[], None]], None] = lambda fn: fn()
+    analysis_timeout: float = 900.0
+    file_timeout: float = 60.0
+    exclude: tuple[str, ...] = ()
+    policy: RepositoryPolicy = field(default_factory=RepositoryPolicy.permissive)
+    clone_timeout: float = 300.0
+    connect_timeout: float = 10.0
+    credentials: CredentialBox | None = None  # opens what AnalysisService.sealed sealed
+    max_parallel: int = field(default_factory=lambda: os.cpu_count() or 1)
 
-    def run(self, record: AnalysisRecord, on_step: StepListener = lambda _s: None) -> Outcome:
+    def run(
+        self,
+        record: AnalysisRecord,
+        on_step: StepListener = lambda _s: None,
+        on_agent: AgentProgress | None = None,
+    ) -> Outcome:
         """Run one analysis to an Outcome; never raises for analysis failures."""
         tracer = self.telemetry.tracing.tracer
         attributes: dict[str, str | int] = {
@@ -131,7 +112,7 @@ class Orchestrator:
             "analysis.mode": record.requested_mode,
             "analysis.id": record.id,
         }
-        run = _Run(record, on_step)
+        run = _Run(record, on_step, on_agent, time.monotonic() + self.analysis_timeout)
         ANALYSIS_STARTED.labels(mode=record.requested_mode).inc()
         ACTIVE_ANALYSES.inc()
         start = time.perf_counter()
@@ -147,7 +128,7 @@ class Orchestrator:
             ):
                 outcome = self._run_traced(run, span)
                 trace_id = format(span.get_span_context().trace_id, "032x")
-            outcome = Outcome(**{**outcome.__dict__, "trace_id": trace_id})
+            outcome = replace(outcome, trace_id=trace_id)
             return self._finish(run, outcome, unit.usage, time.perf_counter() - start)
         finally:
             ACTIVE_ANALYSES.dec()
@@ -157,9 +138,12 @@ class Orchestrator:
         log.info("analysis started", mode=run.record.requested_mode, attempt=run.record.attempts)
         try:
             findings = self._pipeline(run)
-        except (AnalysisFailed, repo.RepositoryError) as exc:
+        except (AnalysisFailed, RepositoryRefused, repo.RepositoryError) as exc:
             error_type = getattr(exc, "error_type", "error")
             span.set_status(Status(StatusCode.ERROR, str(exc)))
+            if isinstance(exc, RepositoryRefused) or getattr(exc, "client_error", False):
+                log.warning("analysis rejected", reason=error_type, detail=str(exc))
+                return self._outcome(run, "rejected", [], error_type=error_type, message=str(exc))
             span.record_exception(exc)
             log.error("analysis failed", error=exc, error_type=error_type)
             return self._outcome(run, "failed", [], error_type=error_type, message=str(exc))
@@ -169,21 +153,22 @@ class Orchestrator:
             return self._outcome(run, "failed", [], error_type="internal", message=str(exc))
         finally:
             self._step(run, "cleanup", lambda: self.deepwiki.release(run.record.id))
+        gaps = self._gaps(run)
+        status = "partial" if gaps else "completed"
+        new = sum(1 for f in findings if f.new)
         span.set_attribute("analysis.effective_mode", run.mode or "")
-        span.set_attribute("analysis.findings", len(findings))
-        log.info("analysis completed", findings=len(findings), mode=run.mode)
-        return self._outcome(run, "completed", findings)
+        span.set_attribute("analysis.findings", new)
+        log.info(f"analysis {status}", findings=new, mode=run.mode, gaps=gaps)
+        return self._outcome(run, status, findings)
 
     def _pipeline(self, run: _Run) -> list[Finding]:
         record = run.record
-        source = self._step(
-            run, "resolve-repository", lambda: repo.normalise_source(record.repository_url)
-        )
+        remote = self._step(run, "resolve-repository", lambda: self._remote(record))
         known = self._step(
             run, "check-vector-db", lambda: self.knowledge.get(record.repository_url)
         )
         state = freshness(known.analysed_at if known else None, self.clock())
-        repo_dir = self._step(run, "clone", lambda: self.deepwiki.checkout(record.id, source))
+        repo_dir = self._step(run, "clone", lambda: self._clone(run, record.id, remote))
         base_sha = repo.resolve(repo_dir, record.base)
         head_sha = repo.resolve(repo_dir, record.head)
         diff = self._step(run, "diff", lambda: repo.diff(repo_dir, base_sha, head_sha))
@@ -192,11 +177,18 @@ class Orchestrator:
         if run.profile is None:
             run.profile = self._step(run, "trigger-deepwiki", lambda: self._deepwiki(run, head_dir))
         elif state == "stale":
-            self.background(lambda: self._refresh(record.repository_url, source))
+            self.background(lambda: self._refresh(record.repository_url, remote))
         run.mode, run.mode_reason = self._mode(run, record.requested_mode, diff)
-        inp = AgentInput(head_dir, self._base_dir(record.id), diff.changed, self.agent_timeout)
-        findings = self._step(run, "agents", lambda: self._agents(run, inp))
-        findings = self._step(run, "aggregate", lambda: aggregate(findings))
+        changed, own = self._scope(run, head_dir, diff)
+        inp = AgentInput(
+            head_dir, self._base_dir(record.id), changed, self.agent_timeout,
+            diffs=diff.files, file_timeout=self.file_timeout,
+        )  # fmt: skip
+        runs = self._step(run, "agents", lambda: self._agents(run, inp))
+        run.coverage = Coverage.of(diff.changed, runs, own)
+        findings = self._step(
+            run, "aggregate", lambda: aggregate([f for r in runs for f in r.result.findings])
+        )
         if run.mode == "deep":
             self._step(run, "report", lambda: self._report(run, findings, diff))
         return findings
@@ -210,6 +202,18 @@ class Orchestrator:
                 return fn()
             finally:
                 run.timings[name] = run.timings.get(name, 0.0) + time.perf_counter() - start
+
+    def _remote(self, record: AnalysisRecord) -> Remote:
+        remote = self.policy.check(without_userinfo(record.repository_url))
+        if remote.kind == "local":  # a path: say plainly when it is not a repository
+            return replace(remote, source=repo.normalise_source(remote.source))
+        if record.credentials is not None and self.credentials is not None:
+            remote = replace(remote, credentials=self.credentials.open(record.credentials))
+        return remote
+
+    def _clone(self, run: _Run, analysis_id: str, remote: Remote) -> Path:
+        budget = min(self.clone_timeout, max(1.0, run.deadline - time.monotonic()))
+        return self.deepwiki.checkout(analysis_id, remote, budget, self.connect_timeout)
 
     def _trees(self, analysis_id: str, repo_dir: Path, diff: repo.Diff) -> Path:
         self.deepwiki.tree(analysis_id, repo_dir, diff.base_sha, "base")
@@ -230,11 +234,13 @@ class Orchestrator:
             )
         return profile
 
-    def _refresh(self, repository_url: str, source: str) -> None:
+    def _refresh(self, repository_url: str, remote: Remote) -> None:
         """Re-profile a stale repository in its own workspace entry."""
         refresh_id = f"refresh-{uuid.uuid4().hex[:12]}"
         try:
-            repo_dir = self.deepwiki.checkout(refresh_id, source)
+            repo_dir = self.deepwiki.checkout(
+                refresh_id, remote, self.clone_timeout, self.connect_timeout
+            )
             head = self.deepwiki.tree(refresh_id, repo_dir, "HEAD", "head")
             self.knowledge.put(repository_url, profile_tree(head), self.clock())
         except Exception as exc:  # noqa: BLE001 - a failed refresh leaves the stale profile
@@ -251,39 +257,76 @@ class Orchestrator:
             "autoMode": auto,
             "autoReason": reason,
         }
-        if requested != "auto":
-            return requested, f"requested {requested}"
-        return auto, reason
+        mode, why = (auto, reason) if requested == "auto" else (requested, f"requested {requested}")
+        if mode == "deep" and self.provider is None:
+            note = (
+                "deep mode writes its summary with an LLM and none is configured "
+                "(CODEQUAL_LLM_BASE_URL), so it ran as comprehensive, without a summary"
+            )
+            run.notes.append(note)
+            self.telemetry.logger("orchestrator").warning("deep mode without an LLM", note=note)
+            return "comprehensive", f"{why}; {note}"
+        return mode, why
 
-    def _agents(self, run: _Run, inp: AgentInput) -> list[Finding]:
-        found: list[Finding] = []
-        for name in MODE_AGENTS[run.mode or "quick"]:
-            found.extend(self._agent(run, name, inp))
-        return found
+    def _scope(
+        self, run: _Run, head_dir: Path, diff: repo.Diff
+    ) -> tuple[tuple[ChangedFile, ...], list[Skip]]:
+        """The changed files agents read: not binary, not excluded by configuration."""
+        rules = exclude.load(head_dir, self.exclude)
+        if rules.problem:
+            run.notes.append(rules.problem)
+        keep: list[ChangedFile] = []
+        own: list[Skip] = []
+        for changed in diff.changed:
+            file_diff = diff.files.get(changed.path)
+            if rules.excludes(changed.path):
+                own.append(
+                    Skip(changed.path, "excluded", "matches an exclude pattern", "-", "info")
+                )
+            elif file_diff is not None and file_diff.binary and changed.status != "deleted":
+                own.append(Skip(changed.path, "binary", "git reports binary content", "-", "info"))
+            else:
+                keep.append(changed)
+        return tuple(keep), own
 
-    def _agent(self, run: _Run, name: str, inp: AgentInput) -> list[Finding]:
+    def _agents(self, run: _Run, inp: AgentInput) -> list[AgentRun]:
+        names = MODE_AGENTS[run.mode or "quick"]
+        workers = max(1, min(len(names), self.max_parallel))
+        with ThreadPoolExecutor(workers, thread_name_prefix="cq-agent") as pool:
+            # Each agent's span and log context come from this thread's context.
+            futures = [
+                pool.submit(contextvars.copy_context().run, self._agent, run, name, inp)
+                for name in names
+            ]
+            runs = [f.result() for f in futures]
+        for result in runs:
+            if result.name == "security" and result.error is not None:
+                # no verdict is better than a clean-looking one
+                error = result.error
+                raise AnalysisFailed(f"agent_{type(error).__name__}", str(error))
+        return runs
+
+    def _agent(self, run: _Run, name: str, inp: AgentInput) -> AgentRun:
         agent = AGENTS[name]
+        deadline = min(time.monotonic() + self.agent_timeout, run.deadline)
+        budget = max(0.0, deadline - time.monotonic())
         tracer = self.telemetry.tracing.tracer
-        start = time.perf_counter()
         with tracer.start_as_current_span(f"agent {name}", attributes={"agent": name}) as span:
-            try:
-                return agent.run(inp)
-            except AgentError as exc:
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-                if name == "security":  # no verdict is better than a clean-looking one
-                    raise AnalysisFailed(f"agent_{type(exc).__name__}", str(exc)) from exc
-                run.agent_errors[name] = f"{type(exc).__name__}: {exc}"
-                self.telemetry.logger("orchestrator").warning("agent failed", agent=name, error=exc)
-                return []
-            finally:
-                elapsed = time.perf_counter() - start
-                run.timings[f"agent:{name}"] = elapsed
-                AGENT_EXECUTION.labels(agent=name, provider=agent.provider).observe(elapsed)
+            result = run_agent(agent, replace(inp, timeout=budget), deadline, run.on_agent)
+            if result.error is not None:
+                span.set_status(Status(StatusCode.ERROR, str(result.error)))
+                run.agent_errors[name] = f"{type(result.error).__name__}: {result.error}"
+                self.telemetry.logger("orchestrator").warning(
+                    "agent failed", agent=name, error=result.error
+                )
+        run.timings[f"agent:{name}"] = result.seconds
+        AGENT_EXECUTION.labels(agent=name, provider=agent.provider).observe(result.seconds)
+        return result
 
     def _report(self, run: _Run, findings: list[Finding], diff: repo.Diff) -> None:
         if self.provider is None or self.pricing is None:
             return
-        prompt = summary_prompt(run.record, findings, diff)
+        prompt = summary_prompt(run.record, [f for f in findings if f.new], diff)
         try:
             done = self.provider.complete("You review pull requests concisely.", prompt)
         except ProviderError as exc:
@@ -301,6 +344,12 @@ class Orchestrator:
         }
 
     # -- outcome and metrics -------------------------------------------------------------------
+    def _gaps(self, run: _Run) -> list[str]:
+        gaps = run.coverage.gaps() if run.coverage is not None else []
+        if "report" in run.agent_errors:
+            gaps.append(f"the LLM summary could not be written: {run.agent_errors['report']}")
+        return gaps
+
     def _outcome(
         self,
         run: _Run,
@@ -310,12 +359,17 @@ class Orchestrator:
         error_type: str | None = None,
         message: str | None = None,
     ) -> Outcome:
+        new = [f for f in findings if f.new]
         summary = {
-            "counts": severity_counts(findings),
+            "counts": severity_counts(new),
+            "existingCounts": severity_counts([f for f in findings if not f.new]),
             "diff": run.diff,
             "agentErrors": run.agent_errors,
             "profile": run.profile,
             "llmSummary": run.llm["summary"] if run.llm else None,
+            "coverage": run.coverage.to_dict() if run.coverage is not None else None,
+            "partialReasons": self._gaps(run) if status == "partial" else [],
+            "notes": run.notes,
         }
         return Outcome(
             status=status,
@@ -323,7 +377,7 @@ class Orchestrator:
             mode_reason=run.mode_reason,
             timings=run.timings,
             cost={},
-            findings=[f.to_dict() for f in findings],
+            findings=[f.to_record() for f in findings],
             summary=summary,
             error_type=error_type,
             error_message=message,
@@ -343,38 +397,17 @@ class Orchestrator:
             analysis=measured, deepwiki=run.deepwiki_measured, prices=self.prices, llm=llm
         )
         run.timings["total"] = wall
-        self._observe(run, outcome, cost, wall)
-        return Outcome(**{**outcome.__dict__, "cost": cost, "timings": run.timings})
+        mode = run.mode or run.record.requested_mode
+        provider = (cost.get("llm") or {}).get("provider", "none")
+        self.observe_cost(mode, provider, cost["total"])
+        observe_outcome(run.record, outcome, mode, run.profile or {}, wall)
+        return replace(outcome, cost=cost, timings=run.timings)
 
     def observe_cost(self, mode: str, provider: str, total: float) -> None:
         """Record one analysis's cost, and count it if it is over CODEQUAL_ANALYSIS_COST_ALERT."""
         ANALYSIS_COST.labels(mode=mode, provider=provider).observe(total)
         if self.cost_alert is not None and total > self.cost_alert:
             ANALYSIS_COST_OVER_THRESHOLD.labels(mode=mode, provider=provider).inc()
-
-    def _observe(self, run: _Run, outcome: Outcome, cost: dict[str, Any], wall: float) -> None:
-        record = run.record
-        mode = run.mode or record.requested_mode
-        size = (run.profile or {}).get("sizeClass", "unknown")
-        ANALYSIS_DURATION.labels(mode=mode, repository_size=size, status=outcome.status).observe(
-            wall
-        )
-        provider = (cost.get("llm") or {}).get("provider", "none")
-        self.observe_cost(mode, provider, cost["total"])
-        if outcome.status == "failed":
-            ANALYSIS_FAILED.labels(
-                mode=record.requested_mode, error_type=outcome.error_type or "error"
-            ).inc()
-            return
-        ANALYSIS_COMPLETED.labels(mode=record.requested_mode).inc()
-        language = (run.profile or {}).get("primaryLanguage", "unknown")
-        REPOSITORIES_ANALYZED.labels(
-            organization=organization_label(record.repository_url), language=language
-        ).inc()
-        repository = repository_label(record.repository_url)
-        for finding in outcome.findings:
-            if finding["severity"] == "critical":
-                CRITICAL_FINDINGS.labels(type=finding["rule"], repository=repository).inc()
 
 
 def aggregate(findings: list[Finding]) -> list[Finding]:

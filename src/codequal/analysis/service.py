@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from codequal.analysis.credentials import CredentialBox, split_credentials
 from codequal.analysis.deepwiki import DeepWiki
 from codequal.analysis.jobs import WorkerPool
 from codequal.analysis.orchestrator import Orchestrator
 from codequal.analysis.store import AnalysisRequest, AnalysisStore
+from codequal.exceptions import AnalysisError
 
 SWEEP_INTERVAL = 300.0
 
@@ -22,13 +24,24 @@ class AnalysisService:
     orchestrator: Orchestrator
     pool: WorkerPool
     _stop: threading.Event
+    credentials: CredentialBox | None = None  # seals the credentials a repository URL holds
 
     def start(self) -> None:
         self.pool.start()
         threading.Thread(target=self._sweeper, name="cq-deepwiki-sweep", daemon=True).start()
 
+    def sealed(self, request: AnalysisRequest) -> AnalysisRequest:
+        """``request`` with the credentials of its URL taken out (shown as ``***``) and
+        sealed for the worker that clones."""
+        shown, found = split_credentials(request.repository_url)
+        if found is None:
+            return request
+        if self.credentials is None:
+            raise AnalysisError("this server cannot keep repository credentials")
+        return replace(request, repository_url=shown, credentials=self.credentials.seal(found))
+
     def submit(self, request: AnalysisRequest) -> str:
-        analysis_id = self.store.create(request, time.time())
+        analysis_id = self.store.create(self.sealed(request), time.time())
         self.pool.wake()
         return analysis_id
 

@@ -23,7 +23,10 @@ from codequal.storage.db import Database
 from codequal.storage.schema import analyses, deepwiki_cleanups, findings, knowledge_entries
 from codequal.telemetry.metrics import VECTORDB_LATENCY
 
-STATUSES = ("queued", "running", "completed", "failed")
+#: ``partial``: a report, but an agent failed or a file was not read (the coverage says which);
+#: ``rejected``: the caller's mistake (a bad ref, a repository unreachable or refused).
+STATUSES = ("queued", "running", "completed", "partial", "failed", "rejected")
+FINISHED = ("completed", "partial", "failed", "rejected")
 MODES = ("quick", "comprehensive", "deep", "auto")
 
 
@@ -35,6 +38,7 @@ class AnalysisRequest:
     mode: str = "auto"
     pr_number: int | None = None
     user_id: str | None = None
+    credentials: str | None = field(default=None, repr=False)  # sealed (credentials.py)
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ class AnalysisRecord:
     cost_total: float | None
     summary: dict[str, Any] | None
     findings: list[dict[str, Any]] = field(default_factory=list)
+    # The sealed credentials of the repository URL, until the analysis ends (never reported).
+    credentials: str | None = field(default=None, repr=False)
 
     @property
     def request(self) -> AnalysisRequest:
@@ -74,9 +80,13 @@ class AnalysisRecord:
             self.user_id,
         )
 
-    def to_report(self) -> dict[str, Any]:
-        """The JSON report: API body and ``codequal analyze --json``."""
-        return {
+    def to_report(self, all_findings: bool = False) -> dict[str, Any]:
+        """The JSON report: API body and ``codequal analyze --format json``.
+
+        ``findings`` are the ones the PR introduced; with ``all_findings`` the ones on code it
+        did not touch follow under ``existingFindings`` (the summary counts both).
+        """
+        report = {
             "id": self.id,
             "repositoryUrl": self.repository_url,
             "base": self.base,
@@ -86,6 +96,7 @@ class AnalysisRecord:
             "mode": self.mode,
             "modeReason": self.mode_reason,
             "status": self.status,
+            "reason": self.error_type if self.status == "rejected" else None,
             "step": self.step,
             "traceId": self.trace_id,
             "createdAt": self.created_at,
@@ -100,15 +111,23 @@ class AnalysisRecord:
             "timings": self.timings or {},
             "cost": self.cost or {"total": 0.0},
             "summary": self.summary,
-            "findings": self.findings,
+            "coverage": (self.summary or {}).get("coverage"),
+            "findings": [_item(f) for f in self.findings if f.get("new", True)],
         }
+        if all_findings:
+            report["existingFindings"] = [_item(f) for f in self.findings if not f.get("new", True)]
+        return report
+
+
+def _item(finding: dict[str, Any]) -> dict[str, Any]:
+    return {k: finding[k] for k in _FINDING_KEYS}
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What the orchestrator hands back for one analysis."""
 
-    status: str  # completed | failed
+    status: str  # completed | partial | failed | rejected
     mode: str | None
     mode_reason: str | None
     timings: dict[str, float]
@@ -121,6 +140,9 @@ class Outcome:
 
 
 _FINDING_KEYS = ("severity", "file", "line", "rule", "message", "agent")
+# Stored beside the report keys: record key -> column.
+_FINDING_EXTRA = {"endLine": "end_line", "new": "is_new", "fingerprint": "fingerprint",
+                  "helpUri": "help_uri"}  # fmt: skip
 
 
 class AnalysisStore:
@@ -132,6 +154,7 @@ class AnalysisStore:
         row = {
             "id": analysis_id,
             "repository_url": request.repository_url,
+            "repository_secret": request.credentials,
             "base": request.base,
             "head": request.head,
             "pr_number": request.pr_number,
@@ -207,19 +230,14 @@ class AnalysisStore:
                     summary=outcome.summary,
                     error_type=outcome.error_type,
                     error_message=outcome.error_message,
+                    repository_secret=None,  # the credentials were needed to clone: no more
                     **({"trace_id": outcome.trace_id} if outcome.trace_id else {}),
                 )
             )
             write_stats(conn, analysis_id)
             conn.execute(findings.delete().where(findings.c.analysis_id == analysis_id))
             if outcome.findings:
-                conn.execute(
-                    findings.insert(),
-                    [
-                        {"analysis_id": analysis_id, **{k: f[k] for k in _FINDING_KEYS}}
-                        for f in outcome.findings
-                    ],
-                )
+                conn.execute(findings.insert(), [_row(analysis_id, f) for f in outcome.findings])
 
     def requeue_stale(self, now: float, stale_after: float) -> int:
         """Put back running jobs whose worker stopped heartbeating (it died); return how many."""
@@ -243,12 +261,13 @@ class AnalysisStore:
             row = conn.execute(sa.select(analyses).where(analyses.c.id == analysis_id)).first()
             if row is None:
                 return None
+            columns = [findings.c[k] for k in (*_FINDING_KEYS, *_FINDING_EXTRA.values())]
             rows = conn.execute(
-                sa.select(*[findings.c[k] for k in _FINDING_KEYS])
+                sa.select(*columns)
                 .where(findings.c.analysis_id == analysis_id)
                 .order_by(findings.c.id)
             )
-            found = [dict(r._mapping) for r in rows]
+            found = [_finding(r._mapping) for r in rows]
         return _record(row._mapping, found)
 
     def list(
@@ -279,9 +298,24 @@ class AnalysisStore:
         return rows, int(total)
 
 
+def _row(analysis_id: str, finding: dict[str, Any]) -> dict[str, Any]:
+    row = {"analysis_id": analysis_id, **{k: finding[k] for k in _FINDING_KEYS}}
+    for key, column in _FINDING_EXTRA.items():
+        row[column] = finding.get(key, True if key == "new" else None)
+    return row
+
+
+def _finding(row: Any) -> dict[str, Any]:
+    found = {k: row[k] for k in _FINDING_KEYS}
+    found.update({key: row[column] for key, column in _FINDING_EXTRA.items()})
+    found["new"] = bool(found["new"])
+    return found
+
+
 def _record(row: Any, found: list[dict[str, Any]]) -> AnalysisRecord:
     names = AnalysisRecord.__dataclass_fields__
-    return AnalysisRecord(**{k: row[k] for k in names if k != "findings"}, findings=found)
+    values = {k: row[k] for k in names if k not in ("findings", "credentials")}
+    return AnalysisRecord(**values, findings=found, credentials=row["repository_secret"])
 
 
 class KnowledgeStore:

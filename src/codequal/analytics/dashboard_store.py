@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -39,22 +39,30 @@ class Finished(NamedTuple):
     duration: float
 
 
+# Analyses that delivered a report; ``partial`` ones say what they could not read.
+DELIVERED = ("completed", "partial")
+
+
 def window_summary(rows: Iterable[Finished]) -> dict[str, Any]:
-    rows = list(rows)
-    completed = sum(1 for r in rows if r.status == "completed")
-    failed = len(rows) - completed
+    """Counts by outcome, and the success rate of the service: reports delivered over
+    reports delivered plus failures. A rejection (the caller's mistake) is no failure."""
+    counts = Counter(r.status for r in rows)
+    delivered = counts["completed"] + counts["partial"]
+    attempted = delivered + counts["failed"]
     return {
-        "total": len(rows),
-        "completed": completed,
-        "failed": failed,
-        "successRate": completed / len(rows) if rows else None,
+        "total": sum(counts.values()),
+        "completed": counts["completed"],
+        "partial": counts["partial"],
+        "failed": counts["failed"],
+        "rejected": counts["rejected"],
+        "successRate": delivered / attempted if attempted else None,
     }
 
 
 def p95_by_mode(rows: Iterable[Finished]) -> dict[str, float | None]:
     by_mode: dict[str, list[float]] = defaultdict(list)
     for r in rows:
-        if r.status == "completed":
+        if r.status in DELIVERED:
             by_mode[r.mode].append(r.duration)
     return {mode: percentile(v, 0.95) for mode, v in sorted(by_mode.items())}
 
@@ -92,7 +100,7 @@ def series(
         "p95DurationByMode": {
             mode: [
                 percentile(
-                    [r.duration for r in b if r.mode == mode and r.status == "completed"], 0.95
+                    [r.duration for r in b if r.mode == mode and r.status in DELIVERED], 0.95
                 )
                 for b in buckets
             ]
@@ -108,7 +116,7 @@ class DashboardQueries:
     def finished_since(self, since: float) -> list[Finished]:
         t = analyses
         stmt = sa.select(t.c.finished_at, t.c.status, t.c.mode, t.c.requested_mode, t.c.started_at)
-        # Only completed and failed analyses have a finish time; filtering on status too would
+        # Only finished analyses have a finish time; filtering on status too would
         # lead SQLite to the status index and a scan of every analysis ever finished.
         stmt = stmt.where(t.c.finished_at >= since).order_by(t.c.finished_at)
         with self._db.engine.connect() as conn:
@@ -139,12 +147,14 @@ class DashboardQueries:
                 ).scalar_one()
             )
 
-    def recent_failures(self, limit: int = 10) -> list[dict[str, Any]]:
+    def recent_failures(self, limit: int = 10, status: str = "failed") -> list[dict[str, Any]]:
+        """The last analyses that ended ``status`` (failed, rejected or partial), newest first,
+        with the summary that says what a partial one could not read."""
         t = analyses
         stmt = (
             sa.select(t.c.id, t.c.repository_url, t.c.mode, t.c.error_type, t.c.error_message,
-                      t.c.finished_at, t.c.trace_id)
-            .where(t.c.status == "failed")
+                      t.c.finished_at, t.c.trace_id, t.c.status, t.c.summary)
+            .where(t.c.status == status)
             .order_by(t.c.finished_at.desc())
             .limit(limit)
         )  # fmt: skip

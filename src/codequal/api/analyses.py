@@ -12,14 +12,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from codequal.analysis.collector import DEEPWIKI_REGISTRY, snapshot
-from codequal.analysis.repo import RepositoryError, normalise_source
-from codequal.analysis.store import AnalysisRequest
+from codequal.analysis.credentials import without_userinfo
+from codequal.analysis.policy import RepositoryPolicy, RepositoryRefused
+from codequal.analysis.repo import ref_problem
+from codequal.analysis.sarif import to_sarif
+from codequal.analysis.store import AnalysisRecord, AnalysisRequest
 from codequal.api.errors import FastJSONResponse, error_response
 from codequal.api.openapi import PROMETHEUS_TEXT
 from codequal.api.params import MAX_OFFSET
 from codequal.runtime.process import Runtime
 
-Guard = Callable[[str], Any]
+Guard = Callable[..., Any]
+READ_SCOPE = "monitoring:read"
+WRITE_SCOPE = "analyses:write"
 
 
 class AnalysisIn(BaseModel):
@@ -32,10 +37,19 @@ class AnalysisIn(BaseModel):
     mode: Literal["quick", "comprehensive", "deep", "auto"] = "auto"
 
 
-def analyses_router(state: Runtime, require: Guard) -> APIRouter:
+def may_read(principal: Any, record: AnalysisRecord) -> bool:
+    """``monitoring:read`` reads every analysis; an ``analyses:write`` principal reads the
+    ones it submitted (its token's subject), which is how a CI job polls its own."""
+    if principal.has(READ_SCOPE):
+        return True
+    return record.user_id is not None and record.user_id == principal.subject
+
+
+def analyses_router(state: Runtime, require: Guard, policy: RepositoryPolicy) -> APIRouter:
     router = APIRouter(prefix="/api/analyses", tags=["analyses"])
-    writer = Annotated[Any, Depends(require("analyses:write"))]
-    reader = Annotated[Any, Depends(require("monitoring:read"))]
+    writer = Annotated[Any, Depends(require(WRITE_SCOPE))]
+    reader = Annotated[Any, Depends(require(READ_SCOPE))]
+    reader_or_owner = Annotated[Any, Depends(require(READ_SCOPE, WRITE_SCOPE))]
 
     @router.post("", status_code=202, summary="Queue an analysis (scope analyses:write)")
     def submit(body: AnalysisIn, principal: writer) -> Any:
@@ -43,9 +57,14 @@ def analyses_router(state: Runtime, require: Guard) -> APIRouter:
         if service is None:
             return error_response(503, "not ready", "the analysis workers are starting")
         try:
-            normalise_source(body.repository_url)
-        except RepositoryError as exc:
-            return error_response(400, "invalid repository", str(exc))
+            policy.check(without_userinfo(body.repository_url))
+        except RepositoryRefused as exc:  # says which rule, never what is on this server
+            return error_response(400, "repository not accepted", str(exc))
+        for ref in (body.base, body.head):
+            if (problem := ref_problem(ref)) is not None:
+                return error_response(
+                    400, "invalid ref", f"ref {ref!r} is not a valid git ref: {problem}"
+                )
         user = getattr(principal, "subject", None)
         analysis_id = service.submit(
             AnalysisRequest(
@@ -57,18 +76,32 @@ def analyses_router(state: Runtime, require: Guard) -> APIRouter:
             status_code=202,
         )
 
-    @router.get("/{analysis_id}", summary="Status, timings, findings and cost of one analysis")
-    def get(analysis_id: str, _: reader) -> Any:
+    @router.get(
+        "/{analysis_id}",
+        summary="Status, timings, coverage, findings and cost of one analysis "
+        "(monitoring:read, or analyses:write for the analyses its subject submitted)",
+    )
+    def get(
+        analysis_id: str,
+        principal: reader_or_owner,
+        format: Literal["json", "sarif"] = "json",
+        all_findings: Annotated[bool, Query(alias="allFindings")] = False,
+    ) -> Any:
         service = state.started.analysis if state.started else None
         record = service.store.get(analysis_id) if service is not None else None
-        if record is None:
+        if record is None or not may_read(principal, record):
             return error_response(404, "analysis not found", analysis_id)
-        return FastJSONResponse(record.to_report())
+        if format == "sarif":
+            return FastJSONResponse(
+                to_sarif(record, all_findings), media_type="application/sarif+json"
+            )
+        return FastJSONResponse(record.to_report(all_findings))
 
     @router.get("", summary="List analyses, newest first, with filters and paging")
     def list_(
         _: reader,
-        status: Literal["queued", "running", "completed", "failed"] | None = None,
+        status: Literal["queued", "running", "completed", "partial", "failed", "rejected"]
+        | None = None,
         repository: Annotated[str | None, Query(alias="repositoryUrl")] = None,
         mode: Literal["quick", "comprehensive", "deep"] | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,

@@ -39,6 +39,7 @@ from codequal.exceptions import ConfigError
 from codequal.runtime.health import health_data
 from codequal.runtime.process import Runtime
 from codequal.runtime.startup import StartupFailed
+from codequal.runtime.wiring import repository_policy
 from codequal.telemetry.metrics import REGISTRY
 
 
@@ -132,7 +133,7 @@ def _install_api(app: FastAPI, runtime: Runtime, auth: Authenticator) -> None:
     app.add_middleware(TelemetryMiddleware, state=runtime, shortcut=shortcut)
     app.add_middleware(BodyLimitMiddleware)  # outermost: before auth, parsing and telemetry
     _add_probe_routes(app, runtime, auth)
-    app.include_router(analyses_router(runtime, auth.require))
+    app.include_router(analyses_router(runtime, auth.require, repository_policy(settings)))
     app.include_router(deepwiki_router(runtime, auth.require))
     app.include_router(monitoring)
     app.include_router(analytics_router(runtime, auth.require))

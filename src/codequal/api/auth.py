@@ -150,13 +150,18 @@ class Authenticator:
         """Answer this module's errors in the API's error shape, with their headers."""
         app.add_exception_handler(AuthHTTPError, auth_error_handler)
 
-    def require(self, scope: str) -> Callable[..., Awaitable[Principal]]:
-        """A dependency that authenticates the request and demands ``scope``."""
-        if scope not in ALL_SCOPES:
-            raise ValueError(f"unknown scope {scope!r}: valid scopes are {', '.join(ALL_SCOPES)}")
+    def require(self, scope: str, *alternatives: str) -> Callable[..., Awaitable[Principal]]:
+        """A dependency that authenticates the request and demands ``scope``, or any one of
+        ``alternatives`` (the route then decides what each may see)."""
+        scopes = (scope, *alternatives)
+        for name in scopes:
+            if name not in ALL_SCOPES:
+                raise ValueError(
+                    f"unknown scope {name!r}: valid scopes are {', '.join(ALL_SCOPES)}"
+                )
 
         # Declares the bearer scheme (and the scope) in OpenAPI; the header is read in authorize.
-        declared = Security(self._bearer, scopes=[scope])
+        declared = Security(self._bearer, scopes=list(scopes))
 
         async def dependency(
             request: Request, _credentials: HTTPAuthorizationCredentials | None = declared
@@ -164,22 +169,26 @@ class Authenticator:
             # A JWT is checked on the event loop: it is CPU work (once per token, then a cache
             # hit), cheaper than the hop to a worker thread. A service key is a database read.
             if _is_service_key(request.headers.get("authorization")):
-                return await run_in_threadpool(self.authorize, request, scope)
-            return self.authorize(request, scope)
+                return await run_in_threadpool(self.authorize, request, *scopes)
+            return self.authorize(request, *scopes)
 
         return dependency
 
-    def authorize(self, request: Request, scope: str) -> Principal:
-        """The request's principal if it holds ``scope``; raises AuthHTTPError otherwise."""
+    def authorize(self, request: Request, scope: str, *alternatives: str) -> Principal:
+        """The request's principal if it holds ``scope`` (or one of ``alternatives``); raises
+        AuthHTTPError otherwise."""
         principal = self._guarded(request, self._verify)
-        if not principal.has(scope):
-            self._count(request, "scope", f"{principal.subject} lacks {scope}")
+        scopes = (scope, *alternatives)
+        if not any(principal.has(name) for name in scopes):
+            wanted = " or ".join(scopes)
+            self._count(request, "scope", f"{principal.subject} lacks {wanted}")
             granted = ", ".join(sorted(principal.scopes)) or "none"
+            challenge = f'{REALM}, error="insufficient_scope", scope="{" ".join(scopes)}"'
             raise AuthHTTPError(
                 403,
                 "forbidden",
-                f"this endpoint needs the {scope} scope; the credential grants {granted}",
-                {"WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="{scope}"'},
+                f"this endpoint needs the {wanted} scope; the credential grants {granted}",
+                {"WWW-Authenticate": challenge},
             )
         request.state.principal = principal
         return principal

@@ -257,25 +257,40 @@ def _private(state: Runtime, queries: DashboardQueries, long_running: float) -> 
         }
         for a in queries.active()
     ]
-    failures = [
-        {
-            "id": f["id"],
-            "repositoryUrl": f["repository_url"],
-            "mode": f["mode"],
-            "errorType": f["error_type"],
-            "errorMessage": f["error_message"],
-            "finishedAt": iso_timestamp(f["finished_at"]),
-            "traceId": f["trace_id"],
-        }
-        for f in queries.recent_failures()
-    ]
+    failures = [_ended(f) for f in queries.recent_failures()]
+    rejected = [_ended(f) for f in queries.recent_failures(status="rejected")]
+    partial = [_ended(f) for f in queries.recent_failures(status="partial")]
     store = state.started.telemetry.error_store if state.started is not None else None
     top = store.list_issues(status="unresolved", limit=10, order="count") if store else []
     return {
         "activeAnalysesDetail": active,
         "recentFailures": failures,
+        "recentRejected": rejected,
+        "recentPartial": partial,
         "topErrors": [i.to_dict() for i in top],
         "firingAlerts": _firing(state),
+    }
+
+
+def _ended(row: dict[str, Any]) -> dict[str, Any]:
+    """One failed, rejected or partial analysis; a partial one with what it did not read."""
+    summary = row["summary"] or {}
+    coverage = summary.get("coverage") or {}
+    return {
+        "id": row["id"],
+        "repositoryUrl": row["repository_url"],
+        "mode": row["mode"],
+        "status": row["status"],
+        "errorType": row["error_type"],
+        "errorMessage": row["error_message"],
+        "partialReasons": summary.get("partialReasons") or [],
+        "coverage": {
+            "filesChanged": coverage.get("filesChanged"),
+            "filesAnalysed": coverage.get("filesAnalysed"),
+            "filesSkipped": len({s["file"] for s in coverage.get("skipped", [])}),
+        },
+        "finishedAt": iso_timestamp(row["finished_at"]),
+        "traceId": row["trace_id"],
     }
 
 

@@ -1,4 +1,10 @@
-"""``codequal analyze``: run the pipeline on a repository in-process (or on a server)."""
+"""``codequal analyze``: run the pipeline on a repository in-process (or on a server).
+
+Exit codes: 0 done; 1 a new finding at or above ``--fail-on`` (or a file or agent the analysis
+could not read that could hide one); 2 the input cannot be used (a path that is not a
+repository, a ref that does not exist: the analysis is rejected); 3 the analysis failed;
+4 the analysis is partial (an agent failed or a file was not read) unless ``--allow-partial``.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +14,16 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 import click
-import httpx
 import orjson
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from codequal.analysis.agents.base import parse_severity, severity_at_least
-from codequal.analysis.repo import RepositoryError, normalise_source, resolve
-from codequal.analysis.store import AnalysisRequest
-from codequal.cli.common import (
-    EXIT_USAGE,
-    config_options,
-    open_store,
-    output_console,
-    settings_or_exit,
-)
+from codequal.analysis.repo import RepositoryError, check_ref, normalise_source, resolve
+from codequal.analysis.sarif import to_sarif
+from codequal.analysis.store import AnalysisRecord, AnalysisRequest
+from codequal.cli.analyze_output import print_github, print_text
+from codequal.cli.analyze_progress import StepProgress
+from codequal.cli.analyze_remote import fail, remote_analysis
+from codequal.cli.common import EXIT_USAGE, config_options, open_store, settings_or_exit
 from codequal.config import Settings
 from codequal.runtime.wiring import build_analysis, setup_telemetry
 from codequal.vocabulary import FINDING_SEVERITIES
@@ -31,6 +31,8 @@ from codequal.vocabulary import FINDING_SEVERITIES
 SEVERITIES = FINDING_SEVERITIES
 EXIT_FINDINGS = 1
 EXIT_ANALYSIS_FAILED = 3  # the pipeline itself failed (an agent crashed, the disk filled)
+EXIT_PARTIAL = 4  # a report, but something was not read; --allow-partial accepts it
+FORMATS = ("text", "json", "sarif", "github")
 
 
 @click.command()
@@ -44,12 +46,25 @@ EXIT_ANALYSIS_FAILED = 3  # the pipeline itself failed (an agent crashed, the di
     show_default=True,
 )
 @click.option("--pr-number", type=int, default=None)
-@click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default=None,
+    help="text (default), json (the report), sarif (SARIF 2.1.0) or github (annotations).",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option(
+    "--all-findings", is_flag=True,
+    help="Also report findings on lines the change did not touch (existing ones).",
+)  # fmt: skip
+@click.option(
+    "--allow-partial", is_flag=True,
+    help="Exit 0 (not 4) when an agent failed or a file could not be analysed.",
+)  # fmt: skip
 @click.option(
     "--fail-on",
     type=click.Choice(SEVERITIES),
     default=None,
-    help="Exit 1 when a finding at or above this severity exists.",
+    help="Exit 1 when a new finding at or above this severity exists, or when a file or "
+    "agent the analysis could not read could hide one.",
 )
 @click.option("--server", default=None, help="Submit to a running CodeQual at this URL.")
 @click.option("--token", envvar="CODEQUAL_TOKEN", default=None, help="Bearer token for --server.")
@@ -61,7 +76,10 @@ def analyze(  # click passes every option by name
     head: str,
     mode: str,
     pr_number: int | None,
+    fmt: str | None,
     as_json: bool,
+    all_findings: bool,
+    allow_partial: bool,
     fail_on: str | None,
     server: str | None,
     token: str | None,
@@ -69,68 +87,90 @@ def analyze(  # click passes every option by name
     data_dir: Path | None,
 ) -> None:
     """Analyse the changes from BASE to HEAD in REPOSITORY (a path, file:// or https URL)."""
+    if as_json and fmt not in (None, "json"):
+        fail(f"--json and --format {fmt} ask for two formats; give one")
+    fmt = "json" if as_json else fmt or "text"
     request = AnalysisRequest(repository, base, head, mode, pr_number)
     if server:
-        report = _remote(server, token, request)
+        report, sarif = remote_analysis(server, token, request, fmt == "sarif", all_findings)
     else:
         settings = settings_or_exit(config_file, data_dir=data_dir)
-        _check_refs(request)
-        report = _local(settings, request, progress=sys.stderr.isatty() and not as_json)
-    if as_json:
-        click.echo(
-            orjson.dumps(
-                report, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
-            ).decode()
-        )
+        _check_input(request)
+        record = _local(settings, request, progress=True)
+        report = record.to_report(all_findings)
+        sarif = to_sarif(record, all_findings) if fmt == "sarif" else None
+    _print(report, sarif, fmt, all_findings)
+    sys.exit(exit_code(report, fail_on, allow_partial))
+
+
+def _print(report: dict[str, Any], sarif: dict[str, Any] | None, fmt: str, all_: bool) -> None:
+    if fmt == "text":
+        print_text(report, all_)
+    elif fmt == "github":
+        print_github(report, all_)
     else:
-        _print_report(report)
-    if report["status"] == "failed":
-        sys.exit(EXIT_USAGE if _is_input_error(report) else EXIT_ANALYSIS_FAILED)
-    if fail_on is not None:
-        threshold = parse_severity(fail_on)
-        if any(severity_at_least(f["severity"], threshold) for f in report["findings"]):
-            sys.exit(EXIT_FINDINGS)
+        data = sarif if fmt == "sarif" else report
+        option = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+        click.echo(orjson.dumps(data, default=str, option=option).decode())
 
 
-def _fail(message: str) -> None:
-    click.echo(f"codequal: {message}", err=True)
-    sys.exit(EXIT_USAGE)
+def exit_code(report: dict[str, Any], fail_on: str | None, allow_partial: bool) -> int:
+    """The exit status for a finished report (see the module docstring)."""
+    status = report["status"]
+    if status == "rejected":
+        error = report.get("error") or {}
+        click.echo(f"codequal: {error.get('message', 'the analysis was rejected')}", err=True)
+        return EXIT_USAGE
+    if status == "failed":
+        return EXIT_ANALYSIS_FAILED
+    if fail_on is not None and over_threshold(report, parse_severity(fail_on)):
+        return EXIT_FINDINGS
+    if status == "partial" and not allow_partial:
+        return EXIT_PARTIAL
+    return 0
 
 
-def _check_refs(request: AnalysisRequest) -> None:
+def over_threshold(report: dict[str, Any], threshold: Any) -> bool:
+    """A new finding at or above ``threshold``, or a gap that could hide one."""
+    if any(severity_at_least(f["severity"], threshold) for f in report["findings"]):
+        return True
+    coverage = report.get("coverage") or {}
+    hidden = [s["couldHide"] for s in coverage.get("skipped", []) if s.get("couldHide")]
+    hidden += [a["couldHide"] for a in coverage.get("agents", {}).values() if a.get("couldHide")]
+    return any(severity_at_least(h, threshold) for h in hidden)
+
+
+def _check_input(request: AnalysisRequest) -> None:
     """Catch a bad path or ref before any work, with a sentence saying what to fix."""
     try:
+        check_ref(request.base)
+        check_ref(request.head)
         source = normalise_source(request.repository_url)
         if not source.startswith(("http://", "https://", "ssh://", "git://")):
             resolve(Path(source), request.base)
             resolve(Path(source), request.head)
     except RepositoryError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
-def _is_input_error(report: dict[str, Any]) -> bool:
-    error = report.get("error") or {}
-    return error.get("type") in ("repository", "unknown_ref", "clone_failed")
-
-
-def _local(settings: Settings, request: AnalysisRequest, *, progress: bool) -> dict[str, Any]:
+def _local(settings: Settings, request: AnalysisRequest, *, progress: bool) -> AnalysisRecord:
     settings = settings.model_copy(update={"log_format": "json"})
     db = open_store(settings)
     # Logs go to the store only: stdout carries the report, stderr the progress.
     telemetry = setup_telemetry(
         settings, db, console=cast(BinaryIO, _NullStream()), bridge_stdlib=False
     )
-    service = build_analysis(settings, db, telemetry)
-    analysis_id = service.store.create(request, time.time())
+    service = build_analysis(settings, db, telemetry, local_user=True)
+    analysis_id = service.store.create(service.sealed(request), time.time())
     try:
         record = service.store.claim(service.pool.worker_id, time.time(), analysis_id)
         assert record is not None
-        with _StepProgress(progress) as on_step:
-            outcome = service.orchestrator.run(record, on_step)
+        with StepProgress(enabled=progress) as listener:
+            outcome = service.orchestrator.run(record, listener.step, listener.agent)
         service.store.finish(analysis_id, outcome, time.time())
         stored = service.store.get(analysis_id)
         assert stored is not None
-        return stored.to_report()
+        return stored
     finally:
         telemetry.shutdown(10)
         db.dispose()
@@ -145,77 +185,3 @@ class _NullStream:
 
     def isatty(self) -> bool:
         return False
-
-
-class _StepProgress:
-    """A spinner per step on a terminal; nothing otherwise."""
-
-    def __init__(self, enabled: bool) -> None:
-        self._enabled = enabled
-        self._progress: Progress | None = None
-        self._task: Any = None
-
-    def __enter__(self) -> Any:
-        if not self._enabled:
-            return lambda _step: None
-        self._progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-            console=Console(stderr=True), transient=True,
-        )  # fmt: skip
-        self._progress.start()
-        self._task = self._progress.add_task("starting", total=None)
-        return self._update
-
-    def _update(self, step: str) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, description=step)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-
-def _remote(server: str, token: str | None, request: AnalysisRequest) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    body = {
-        "repositoryUrl": request.repository_url,
-        "base": request.base,
-        "head": request.head,
-        "mode": request.mode,
-        "prNumber": request.pr_number,
-    }
-    with httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=30) as client:
-        try:
-            response = client.post("/api/analyses", json=body)
-        except httpx.HTTPError as exc:
-            _fail(f"cannot reach {server}: {exc}")
-        if response.status_code != 202:
-            _fail(f"the server refused the analysis ({response.status_code}): {response.text}")
-        url = response.json()["url"]
-        deadline = time.monotonic() + 3600
-        while time.monotonic() < deadline:
-            report: dict[str, Any] = client.get(url).json()
-            if report["status"] in ("completed", "failed"):
-                return report
-            time.sleep(1)
-    _fail("the analysis did not finish within an hour")
-    raise AssertionError  # unreachable
-
-
-def _print_report(report: dict[str, Any]) -> None:
-    console = output_console()
-    status = report["status"]
-    console.print(
-        f"[bold]{status}[/] · mode {report.get('mode')} ({report.get('modeReason')}) · "
-        f"{len(report['findings'])} findings · ${report['cost'].get('total', 0):.6f}"
-    )
-    if report.get("error"):
-        console.print(f"[red]{report['error']['type']}: {report['error']['message']}[/]")
-    if not report["findings"]:
-        return
-    table = Table("severity", "file", "line", "rule", "agent", "message")
-    for f in report["findings"]:
-        table.add_row(
-            f["severity"], f["file"], str(f["line"] or ""), f["rule"], f["agent"], f["message"]
-        )
-    console.print(table)

@@ -28,9 +28,13 @@ from codequal.alerting.scheduler import RuleScheduler
 from codequal.alerting.service import AlertingService, CriticalLogFeed
 from codequal.alerting.store import AlertingStore
 from codequal.analysis.costs import DEFAULT_PRICING, InfraPrices, PricingTable
+from codequal.analysis.credentials import CredentialBox
 from codequal.analysis.deepwiki import DeepWiki
+from codequal.analysis.exclude import split_patterns
 from codequal.analysis.jobs import WorkerPool
-from codequal.analysis.orchestrator import Orchestrator, initialise_counters
+from codequal.analysis.observe import initialise_counters
+from codequal.analysis.orchestrator import Orchestrator
+from codequal.analysis.policy import RepositoryPolicy
 from codequal.analysis.providers import LLMProvider, OpenAICompatible
 from codequal.analysis.service import AnalysisService
 from codequal.analysis.store import AnalysisStore, CleanupLog, KnowledgeStore
@@ -38,6 +42,7 @@ from codequal.analytics.reports import compute_costs
 from codequal.analytics.slo import dump_rules, load_spec
 from codequal.config import Settings
 from codequal.exceptions import ConfigError
+from codequal.security.secret import load_or_create_secret
 from codequal.storage.db import Database
 from codequal.storage.kv import KeyValueStore
 from codequal.telemetry.metrics import REGISTRY
@@ -155,8 +160,31 @@ def build_provider(settings: Settings) -> LLMProvider | None:
     return OpenAICompatible(settings.llm_base_url, settings.llm_model, key)
 
 
-def build_analysis(settings: Settings, db: Database, telemetry: Telemetry) -> AnalysisService:
-    """Stores, DeepWiki, the orchestrator and its worker pool (started by the caller)."""
+def repository_policy(settings: Settings) -> RepositoryPolicy:
+    """What analyses submitted over the API may clone (CODEQUAL_REPOSITORY_ROOTS,
+    CODEQUAL_ALLOW_PRIVATE_REPOSITORIES, CODEQUAL_ALLOW_SSH_REPOSITORIES)."""
+    return RepositoryPolicy.from_settings(
+        settings.repository_roots,
+        settings.allow_private_repositories,
+        settings.allow_ssh_repositories,
+    )
+
+
+def credential_box(settings: Settings) -> CredentialBox:
+    """Seals repository credentials with a key derived from the signing secret every replica
+    shares (CODEQUAL_JWT_SECRET), or from the data dir's own secret on a single server."""
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    return CredentialBox(secret or load_or_create_secret(settings.data_dir))
+
+
+def build_analysis(
+    settings: Settings, db: Database, telemetry: Telemetry, *, local_user: bool = False
+) -> AnalysisService:
+    """Stores, DeepWiki, the orchestrator and its worker pool (started by the caller).
+
+    ``local_user``: the CLI, which may analyse whatever its user can read or reach; the server
+    applies the repository policy.
+    """
     provider = build_provider(settings)
     initialise_counters([provider.name] if provider is not None else [])
     deepwiki = DeepWiki(settings.resolved_deepwiki_dir, CleanupLog(db))
@@ -172,11 +200,19 @@ def build_analysis(settings: Settings, db: Database, telemetry: Telemetry) -> An
         agent_timeout=settings.agent_timeout,
         cost_alert=settings.analysis_cost_alert,
         background=in_thread,
+        analysis_timeout=settings.analysis_timeout,
+        file_timeout=settings.file_timeout,
+        exclude=split_patterns(settings.exclude),
+        policy=RepositoryPolicy.permissive() if local_user else repository_policy(settings),
+        clone_timeout=settings.clone_timeout,
+        connect_timeout=settings.clone_connect_timeout,
+        credentials=credential_box(settings),
     )
     store = AnalysisStore(db)
     pool = WorkerPool(store, orchestrator, size=settings.max_concurrent_analyses)
     deepwiki.worker_alive = pool.alive
-    return AnalysisService(store, deepwiki, orchestrator, pool, threading.Event())
+    box = orchestrator.credentials
+    return AnalysisService(store, deepwiki, orchestrator, pool, threading.Event(), box)
 
 
 def in_thread(fn: Callable[[], Any]) -> None:

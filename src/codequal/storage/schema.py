@@ -149,6 +149,8 @@ analyses = sa.Table(
     metadata,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("repository_url", sa.String(1000), nullable=False),
+    # Credentials taken out of the repository URL, sealed; erased when the analysis ends.
+    sa.Column("repository_secret", sa.Text),
     sa.Column("base", sa.String(250), nullable=False),
     sa.Column("head", sa.String(250), nullable=False),
     sa.Column("pr_number", sa.Integer),
@@ -198,6 +200,11 @@ findings = sa.Table(
     sa.Column("rule", sa.String(100), nullable=False),
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("agent", sa.String(50), nullable=False),
+    sa.Column("end_line", sa.Integer),
+    # False: on code the PR did not touch ("existing"), reported only when asked for.
+    sa.Column("is_new", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("fingerprint", sa.String(64)),
+    sa.Column("help_uri", sa.String(500)),
     sa.Index("ix_findings_analysis", "analysis_id"),
 )
 

@@ -42,12 +42,25 @@ ANALYSIS_STARTED = Counter(
     "codequal_analysis_started_total", "PR analyses started.", ["mode"], registry=REGISTRY
 )
 ANALYSIS_COMPLETED = Counter(
-    "codequal_analysis_completed_total", "PR analyses completed.", ["mode"], registry=REGISTRY
+    "codequal_analysis_completed_total",
+    "PR analyses that delivered a report (status completed or partial).",
+    ["mode"],
+    registry=REGISTRY,
 )
+# Failures of the service only: a caller's mistake (a ref that does not exist, a repository
+# that cannot be reached or is refused by policy) is counted in ANALYSIS_REJECTED instead,
+# so the failure-rate alert and the success SLO page for what operators can fix.
 ANALYSIS_FAILED = Counter(
     "codequal_analysis_failed_total",
-    "PR analyses failed, by error type.",
+    "PR analyses the service failed, by error type (client mistakes are rejected, not failed).",
     ["mode", "error_type"],
+    registry=REGISTRY,
+)
+ANALYSIS_REJECTED = Counter(
+    "codequal_analysis_rejected_total",
+    "PR analyses that started and were rejected for a client mistake, by reason "
+    "(unknown_ref, bad_ref, unreachable, refused, repository).",
+    ["reason"],
     registry=REGISTRY,
 )
 ANALYSIS_DURATION = Histogram(
@@ -324,6 +337,18 @@ Generated from `codequal.telemetry.metrics`; do not edit by hand. Regenerate wit
 Units are base units: seconds, bytes, ratios 0..1, dollars. The `repository` and
 `organization` labels are capped: the first `label_cap` (`CODEQUAL_LABEL_CAP`, default 50)
 distinct values get their own series, every later one is counted as `other`.
+
+Every analysis that starts (`codequal_analysis_started_total`) ends in exactly one of three
+counters. `codequal_analysis_completed_total` counts the ones that delivered a report, whether
+complete or `partial` (an agent failed or a file could not be read: the report says which).
+`codequal_analysis_failed_total` counts failures of the service (`error_type`: `internal`,
+`deepwiki`, `disk_full`, `llm_provider`, `timeout`, an agent's crash). A caller's mistake is
+not a failure: a ref that does not exist (`unknown_ref`), a ref git cannot parse (`bad_ref`),
+a repository that cannot be reached (`unreachable`) or that the repository policy refuses
+(`refused`) ends the analysis as `rejected` and counts in `codequal_analysis_rejected_total`.
+`HighFailureRate` and the `analysis-success` SLO divide failures by the analyses that were not
+rejected. A request refused at submission (HTTP 400: a local path over the API, a bad ref)
+never starts and is counted in neither: see `codequal_http_requests_total{status="400"}`.
 
 | name | type | labels | buckets | help |
 |---|---|---|---|---|

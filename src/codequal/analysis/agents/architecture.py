@@ -14,15 +14,20 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from codequal.analysis.agents.base import (
     AgentInput,
+    AgentResult,
     Deadline,
     Finding,
+    LocalAgent,
+    Severity,
     is_regular,
     read_text,
     sort_findings,
 )
+from codequal.analysis.agents.baseline import stamp
 
 AGENT = "architecture"
 
@@ -51,6 +56,7 @@ class Graph:
 
     modules: dict[str, Module] = field(default_factory=dict)
     edges: dict[str, dict[str, int]] = field(default_factory=dict)
+    unparsable: dict[str, str] = field(default_factory=dict)  # path -> why
 
 
 def module_for(rel: str) -> Module | None:
@@ -88,10 +94,17 @@ class _ImportVisitor(ast.NodeVisitor):
 
 def raw_imports(source: str) -> list[RawImport]:
     """Import statements of a module, unresolved; none when it does not parse."""
+    parsed = _parse_imports(source)
+    return parsed if isinstance(parsed, list) else []
+
+
+def _parse_imports(source: str) -> list[RawImport] | str:
+    """Import statements, or why the module does not parse."""
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return []
+    except (SyntaxError, ValueError) as exc:
+        line = getattr(exc, "lineno", None)
+        return f"{getattr(exc, 'msg', exc)}" + (f" at line {line}" if line else "")
     visitor = _ImportVisitor()
     visitor.visit(tree)
     return visitor.found
@@ -144,8 +157,8 @@ def _python_files(root: Path) -> list[Path]:
 
 def build_graph(
     root: Path,
-    cache: dict[bytes, list[RawImport]] | None = None,
-    tick: Callable[[], object] = lambda: None,
+    cache: dict[bytes, list[RawImport] | str] | None = None,
+    tick: Callable[[str], object] = lambda _path: None,
 ) -> Graph:
     """The import graph of a checked-out tree; ``cache`` shares parses between trees."""
     cache = {} if cache is None else cache
@@ -156,15 +169,18 @@ def build_graph(
         mod = module_for(rel)
         if mod is None or mod.name in graph.modules:
             continue  # e.g. a module both under src/ and at the top: the first one wins
-        tick()
+        tick(rel)
         text = read_text(root, rel)
         if text is None:
             continue
         digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
         if digest not in cache:
-            cache[digest] = raw_imports(text)
+            cache[digest] = _parse_imports(text)
+        parsed = cache[digest]
         graph.modules[mod.name] = mod
-        raw[mod.name] = cache[digest]
+        raw[mod.name] = parsed if isinstance(parsed, list) else []
+        if isinstance(parsed, str):
+            graph.unparsable[rel] = parsed
     for name, mod in graph.modules.items():
         edges = graph.edges.setdefault(name, {})
         for item in raw[name]:
@@ -294,31 +310,43 @@ def layer_findings(
 
 
 @dataclass(frozen=True)
-class ArchitectureAgent:
-    """Import-graph checks; ``layers`` as in :data:`DEFAULT_LAYERS`, highest first."""
+class ArchitectureAgent(LocalAgent):
+    """Import-graph checks; ``layers`` as in :data:`DEFAULT_LAYERS`, highest first.
 
+    Every finding is new: a cycle or layer violation base already had is not reported.
+    """
+
+    name: ClassVar[str] = AGENT
+    ceiling: ClassVar[Severity] = "high"
     layers: tuple[tuple[str, ...], ...] = DEFAULT_LAYERS
 
-    @property
-    def name(self) -> str:
-        return AGENT
-
-    @property
-    def provider(self) -> str:
-        return "local"
-
-    def run(self, inp: AgentInput) -> list[Finding]:
+    def review(self, inp: AgentInput) -> AgentResult:
         changed = {c.path for c in inp.present((".py",))}
         if not changed:
-            return []  # no Python changed: the PR cannot have added an import
+            return AgentResult()  # no Python changed: the PR cannot have added an import
         deadline = Deadline.start(AGENT, inp.timeout)
-        cache: dict[bytes, list[RawImport]] = {}
-        head = build_graph(inp.head_dir, cache, deadline.remaining)
-        base = (
-            Graph()
-            if inp.base_dir is None
-            else build_graph(inp.base_dir, cache, deadline.remaining)
-        )
+        cache: dict[bytes, list[RawImport] | str] = {}
+
+        def tick(path: str) -> None:
+            deadline.remaining()
+            inp.progress.begin(path, 0, 0)
+
+        head = build_graph(inp.head_dir, cache, tick)
+        base = Graph() if inp.base_dir is None else build_graph(inp.base_dir, cache, tick)
         findings = cycle_findings(head, base, changed)
         findings += layer_findings(head, base, changed, self.layers)
-        return sort_findings(findings)
+        skipped = [
+            self.skip(path, "syntax_error", f"ast: {why}")
+            for path, why in sorted(head.unparsable.items())
+            if path in changed
+        ]
+        done = tuple(sorted(changed - {s.path for s in skipped}))
+        stamped = [
+            f
+            for path in sorted({x.file for x in findings})
+            for f in stamp(
+                [x for x in findings if x.file == path],
+                (read_text(inp.head_dir, path) or "").splitlines(),
+            )
+        ]
+        return AgentResult(tuple(sort_findings(stamped)), done, tuple(skipped))

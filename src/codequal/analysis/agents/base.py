@@ -1,20 +1,25 @@
-"""What every analysis agent shares: the records that flow in and out, errors, tool runner.
+"""What every analysis agent shares: the records that flow in and out, errors, deadlines.
 
 An agent is one module behind :class:`Agent`: it receives the checked-out head and base trees
-of a pull request plus the changed files, and returns the findings the PR introduced.
+of a pull request plus the changed files, and returns an :class:`AgentResult`: every finding
+it made on the changed files (each marked new or existing), the files it read, and the files
+it could not read with the reason. :class:`LocalAgent` is the base the shipped agents share.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass
-from functools import cached_property
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
+from codequal.analysis.diffmap import FileDiff, diff_lines
 from codequal.exceptions import AnalysisError
 from codequal.vocabulary import FINDING_SEVERITIES, FindingSeverity
 
@@ -27,6 +32,13 @@ _RANK = {name: len(SEVERITIES) - i for i, name in enumerate(SEVERITIES)}
 
 # Larger files are generated or data; scanning them costs time and finds nothing useful.
 MAX_TEXT_BYTES = 1_000_000
+
+#: Why an agent did not read a changed file. The first four mean findings may be missing,
+#: which makes the analysis ``partial``; binary and excluded files are not source to review.
+SkipReason = Literal["syntax_error", "too_large", "tool_error", "timeout", "binary", "excluded"]
+INCOMPLETE_REASONS: frozenset[str] = frozenset(
+    {"syntax_error", "too_large", "tool_error", "timeout"}
+)
 
 
 def severity_at_least(a: Severity, b: Severity) -> bool:
@@ -44,7 +56,11 @@ def parse_severity(text: str) -> Severity:
 
 @dataclass(frozen=True)
 class Finding:
-    """One problem an agent found; ``line`` is None when it concerns the whole file."""
+    """One problem an agent found; ``line`` is None when it concerns the whole file.
+
+    ``end_line`` closes the range the tool reported; ``new`` is False for a finding on code
+    the PR did not touch ("existing"); ``fingerprint`` is its identity across commits.
+    """
 
     severity: Severity
     file: str
@@ -52,6 +68,10 @@ class Finding:
     rule: str
     message: str
     agent: str
+    end_line: int | None = None
+    new: bool = True
+    fingerprint: str = ""
+    help_uri: str | None = None
 
     def to_dict(self) -> dict[str, str | int | None]:
         """The report item: exactly severity, file, line, rule, message, agent."""
@@ -64,10 +84,38 @@ class Finding:
             "agent": self.agent,
         }
 
+    def to_record(self) -> dict[str, str | int | bool | None]:
+        """What the store keeps: the report item plus range, state, identity and help link."""
+        return {
+            **self.to_dict(),
+            "endLine": self.end_line,
+            "new": self.new,
+            "fingerprint": self.fingerprint,
+            "helpUri": self.help_uri,
+        }
 
-#: A finding with the key that says what it is about without its line number (e.g. rule, file
-#: and the line's content); base and head findings are compared by key.
-Keyed = tuple[Finding, Hashable]
+
+@dataclass(frozen=True)
+class Skip:
+    """A changed file an agent did not (fully) read; ``could_hide`` is the most severe
+    finding the agent could have reported in it."""
+
+    path: str
+    reason: SkipReason
+    detail: str
+    agent: str
+    could_hide: Severity
+
+    @property
+    def incomplete(self) -> bool:
+        return self.reason in INCOMPLETE_REASONS
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    findings: tuple[Finding, ...] = ()
+    analysed: tuple[str, ...] = ()
+    skipped: tuple[Skip, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,15 +134,31 @@ class ChangedFile:
         return self.old_path or self.path
 
 
+class Progress:
+    """Where an agent says which file it works on; the worker process forwards it to the
+    supervisor, which skips a file that holds a tool past its time."""
+
+    def begin(self, path: str | None, index: int, total: int) -> None:
+        """``path`` is None for a step that is not about one file (a tool over a batch)."""
+
+
 @dataclass(frozen=True)
 class AgentInput:
     """Checked-out trees of the PR's head and base (None for a new repository), the files the
-    PR changed, and the agent's time budget in seconds."""
+    PR changed, and the agent's time budget in seconds.
+
+    ``diffs`` holds git's hunks by head path (computed from the two trees when absent);
+    ``skip`` names files a previous attempt hung on; ``file_timeout`` bounds one tool run.
+    """
 
     head_dir: Path
     base_dir: Path | None
     changed: tuple[ChangedFile, ...]
     timeout: float
+    diffs: Mapping[str, FileDiff] | None = None
+    skip: frozenset[str] = frozenset()
+    file_timeout: float = 60.0
+    progress: Progress = field(default_factory=Progress)
 
     def present(self, suffixes: tuple[str, ...] = ()) -> list[ChangedFile]:
         """Changed regular files in head (deleted ones are ignored), optionally by suffix."""
@@ -102,9 +166,19 @@ class AgentInput:
             c
             for c in self.changed
             if c.status != "deleted"
+            and c.path not in self.skip
             and (not suffixes or c.path.endswith(suffixes))
             and is_regular(self.head_dir / c.path)
         ]
+
+    def diff_of(self, changed: ChangedFile, head: str) -> FileDiff:
+        """The hunks of one file: git's when the orchestrator passed them, else difflib's
+        between the two trees."""
+        if self.diffs is not None and changed.path in self.diffs:
+            return self.diffs[changed.path]
+        base = read_text(self.base_dir, changed.base_path)
+        old = [] if base is None else base.splitlines()
+        return diff_lines(old, head.splitlines(), changed.path, changed.base_path)
 
 
 class Agent(Protocol):
@@ -119,7 +193,32 @@ class Agent(Protocol):
     @property
     def provider(self) -> str: ...
 
+    @property
+    def ceiling(self) -> Severity: ...
+
+    def review(self, inp: AgentInput) -> AgentResult: ...
+
     def run(self, inp: AgentInput) -> list[Finding]: ...
+
+
+class LocalAgent:
+    """The shipped agents: named by a class attribute, no LLM provider, and ``run`` as the
+    new findings of ``review``."""
+
+    name: ClassVar[str]
+    #: The most severe finding the agent reports: what a file it skipped could hide.
+    ceiling: ClassVar[Severity]
+    provider: ClassVar[str] = "local"
+
+    def review(self, inp: AgentInput) -> AgentResult:
+        raise NotImplementedError
+
+    def run(self, inp: AgentInput) -> list[Finding]:
+        """The findings the PR introduced, in report order."""
+        return sort_findings(f for f in self.review(inp).findings if f.new)
+
+    def skip(self, path: str, reason: SkipReason, detail: str) -> Skip:
+        return Skip(path, reason, detail, self.name, self.ceiling)
 
 
 class AgentError(AnalysisError):
@@ -153,41 +252,6 @@ class Deadline:
         if left <= 0:
             raise AgentTimeout(self.agent, f"did not finish within {self.timeout:g} s")
         return left
-
-
-def run_tool(
-    args: Sequence[str],
-    cwd: Path,
-    timeout: float,
-    *,
-    agent: str,
-    ok_codes: tuple[int, ...] = (0,),
-) -> str:
-    """Run a tool without a shell and return its stdout.
-
-    Linters exit non-zero when they find something, so callers list the codes that mean
-    "ran fine" in ``ok_codes``; any other exit raises :class:`AgentError` with stderr.
-    """
-    tool = _tool_name(args)
-    try:
-        proc = subprocess.run(
-            list(args), cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise AgentTimeout(agent, f"{tool} did not finish within {timeout:.3g} s") from exc
-    except OSError as exc:
-        raise AgentError(agent, f"could not start {tool}: {exc}") from exc
-    if proc.returncode not in ok_codes:
-        stderr = proc.stderr.strip()[-2000:] or "(no stderr)"
-        raise AgentError(agent, f"{tool} exited with code {proc.returncode}: {stderr}")
-    return proc.stdout
-
-
-def _tool_name(args: Sequence[str]) -> str:
-    """``python -m bandit ...`` reads better in an error as ``bandit``."""
-    if len(args) >= 3 and args[1] == "-m":
-        return args[2]
-    return Path(args[0]).name
 
 
 def parse_name_status(text: str) -> tuple[ChangedFile, ...]:
@@ -225,20 +289,38 @@ def is_regular(path: Path) -> bool:
     return path.is_file() and not path.is_symlink()
 
 
-def read_text(root: Path | None, rel: str | None) -> str | None:
-    """A file's text, or None when it is missing, a symlink, binary or too large to be source."""
+@dataclass(frozen=True)
+class Unreadable:
+    """Why :func:`load_text` returned no text."""
+
+    reason: SkipReason
+    detail: str
+
+
+def load_text(root: Path | None, rel: str | None) -> str | Unreadable | None:
+    """A file's text; :class:`Unreadable` when it is binary or too large to be source; None
+    when it is missing or a symlink."""
     if root is None or rel is None:
         return None
     path = root / rel
     try:
-        if not is_regular(path) or path.stat().st_size > MAX_TEXT_BYTES:
+        if not is_regular(path):
             return None
+        size = path.stat().st_size
+        if size > MAX_TEXT_BYTES:
+            return Unreadable("too_large", f"{size} bytes, over the {MAX_TEXT_BYTES} read limit")
         data = path.read_bytes()
     except OSError:
         return None
     if b"\0" in data[:8192]:
-        return None
+        return Unreadable("binary", "binary content")
     return data.decode("utf-8", errors="replace")
+
+
+def read_text(root: Path | None, rel: str | None) -> str | None:
+    """A file's text, or None when it is missing, a symlink, binary or too large to be source."""
+    text = load_text(root, rel)
+    return text if isinstance(text, str) else None
 
 
 def normalise(line: str) -> str:
@@ -254,83 +336,81 @@ def line_at(text: str | None, line: int | None) -> str:
     return normalise(lines[line - 1]) if 0 < line <= len(lines) else ""
 
 
-def introduced(head: Iterable[Keyed], base: Iterable[Hashable]) -> list[Finding]:
-    """Head findings whose key base does not already have (a multiset difference), so code
-    that only moved is not reported again."""
-    seen = Counter(base)
-    new: list[Finding] = []
-    for finding, key in head:
-        if seen[key] > 0:
-            seen[key] -= 1
-        else:
-            new.append(finding)
-    return new
-
-
-@dataclass(frozen=True)
-class Target:
-    """One file handed to a tool: a changed file's head copy or its base copy."""
-
-    is_head: bool
-    root: Path
-    path: str
-    head_path: str
-
-    @cached_property
-    def text(self) -> str | None:
-        return read_text(self.root, self.path)
-
-
-def tool_targets(inp: AgentInput, suffixes: tuple[str, ...]) -> dict[str, Target]:
-    """Head and base copies of the changed files, keyed by resolved absolute path.
-
-    Tools get both trees in one run (one process start instead of two) and report each file
-    by the path they were given, which this maps back to the head path.
-    """
-    targets: dict[str, Target] = {}
-    for c in inp.present(suffixes):
-        targets[resolved(inp.head_dir / c.path)] = Target(True, inp.head_dir, c.path, c.path)
-        if inp.base_dir is not None and c.base_path is not None:
-            old = inp.base_dir / c.base_path
-            if is_regular(old):
-                targets[resolved(old)] = Target(False, inp.base_dir, c.base_path, c.path)
-    return targets
-
-
-def resolved(path: Path | str) -> str:
-    return str(Path(path).resolve())
-
-
-ToolReport = Callable[[list[str]], list[dict[str, object]]]
-
-
-def run_on_trees(
-    targets: dict[str, Target],
-    report: ToolReport,
-    to_finding: Callable[[dict[str, object], Target], Keyed],
-    batch: int = 200,
-) -> tuple[list[Keyed], list[Hashable]]:
-    """Run a tool over ``targets`` in batches; split its items into head findings and base keys.
-
-    ``report`` runs the tool on some absolute paths and returns its items, each naming its
-    file under ``"filename"``; batches keep command lines far below the OS argument limit.
-    """
-    head: list[Keyed] = []
-    base: list[Hashable] = []
-    paths = list(targets)
-    for start in range(0, len(paths), batch):
-        for item in report(paths[start : start + batch]):
-            target = targets.get(resolved(str(item.get("filename", ""))))
-            if target is None:  # not a file we passed: nothing to attribute it to
-                continue
-            finding, key = to_finding(item, target)
-            if target.is_head:
-                head.append((finding, key))
-            else:
-                base.append(key)
-    return head, base
-
-
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
     """Stable report order: by file, then line (file-level first), then rule."""
     return sorted(findings, key=lambda f: (f.file, f.line or 0, f.rule, f.message))
+
+
+#: A finding with the key that says what it is about without its line number (e.g. rule and
+#: dependency name); base and head findings are compared by key.
+Keyed = tuple[Finding, Hashable]
+
+
+def partition(
+    head: Iterable[Keyed], base: Iterable[Hashable]
+) -> tuple[list[Finding], list[Finding]]:
+    """Head findings whose key base does not already have (a multiset difference), and the
+    ones it does: (new, existing)."""
+    seen = Counter(base)
+    new: list[Finding] = []
+    existing: list[Finding] = []
+    for finding, key in head:
+        if seen[key] > 0:
+            seen[key] -= 1
+            existing.append(finding)
+        else:
+            new.append(finding)
+    return new, existing
+
+
+def introduced(head: Iterable[Keyed], base: Iterable[Hashable]) -> list[Finding]:
+    """The new half of :func:`partition`."""
+    return partition(head, base)[0]
+
+
+def run_tool(
+    args: Sequence[str],
+    cwd: Path,
+    timeout: float,
+    *,
+    agent: str,
+    ok_codes: tuple[int, ...] = (0,),
+) -> str:
+    """Run a tool without a shell and return its stdout.
+
+    Linters exit non-zero when they find something, so callers list the codes that mean
+    "ran fine" in ``ok_codes``; any other exit raises :class:`AgentError` with stderr. The
+    tool runs in its own process group, and on timeout the whole group is killed: a linter
+    that forks workers must not leave them running.
+    """
+    tool = _tool_name(args)
+    try:
+        proc = subprocess.Popen(
+            list(args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+    except OSError as exc:
+        raise AgentError(agent, f"could not start {tool}: {exc}") from exc
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        raise AgentTimeout(agent, f"{tool} did not finish within {timeout:.3g} s") from None
+    if proc.returncode not in ok_codes:
+        stderr = err.strip()[-2000:] or "(no stderr)"
+        raise AgentError(agent, f"{tool} exited with code {proc.returncode}: {stderr}")
+    return out
+
+
+def kill_group(proc: subprocess.Popen[Any]) -> None:
+    """SIGKILL a process started with ``start_new_session`` and everything it started."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+
+
+def _tool_name(args: Sequence[str]) -> str:
+    """``python -m bandit ...`` reads better in an error as ``bandit``."""
+    if len(args) >= 3 and args[1] == "-m":
+        return args[2]
+    return Path(args[0]).name

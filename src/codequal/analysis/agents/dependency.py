@@ -21,20 +21,26 @@ import json
 import re
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from codequal.analysis.agents.base import (
     AgentInput,
+    AgentResult,
     ChangedFile,
     Deadline,
     Finding,
     Keyed,
-    introduced,
+    LocalAgent,
+    Severity,
+    Skip,
+    partition,
     read_text,
     sort_findings,
 )
+from codequal.analysis.agents.baseline import stamp
+from codequal.analysis.agents.tools import read_each
 
 AGENT = "dependency"
 Kind = Literal["requirements", "pyproject", "package"]
@@ -311,43 +317,48 @@ def _emit(
 
 
 @dataclass(frozen=True)
-class DependencyAgent:
+class DependencyAgent(LocalAgent):
     """Offline manifest checks; nothing is fetched from a registry."""
 
-    @property
-    def name(self) -> str:
-        return AGENT
+    name: ClassVar[str] = AGENT
+    ceiling: ClassVar[Severity] = "medium"
 
-    @property
-    def provider(self) -> str:
-        return "local"
-
-    def run(self, inp: AgentInput) -> list[Finding]:
+    def review(self, inp: AgentInput) -> AgentResult:
         deadline = Deadline.start(AGENT, inp.timeout)
         touched = {c.path for c in inp.changed}
+        manifests = [c for c in inp.present() if manifest_kind(c.path) is not None]
         findings: list[Finding] = []
-        for changed in inp.present():
+        analysed: list[str] = []
+        skipped: list[Skip] = []
+        for changed, text in read_each(self, inp, manifests, skipped, deadline):
             kind = manifest_kind(changed.path)
-            if kind is None:
+            head_deps = parse_manifest(kind, text) if kind is not None else None
+            if kind is None or head_deps is None:
+                why = f"the {kind} manifest does not parse"
+                skipped.append(self.skip(changed.path, "syntax_error", why))
                 continue
-            deadline.remaining()
-            findings += self._manifest(inp, changed, kind, touched)
-        return sort_findings(findings)
+            found = self._manifest(inp, changed, kind, head_deps, touched)
+            findings += stamp(found, text.splitlines())
+            analysed.append(changed.path)
+        return AgentResult(tuple(sort_findings(findings)), tuple(analysed), tuple(skipped))
 
     def _manifest(
-        self, inp: AgentInput, changed: ChangedFile, kind: Kind, touched: set[str]
+        self,
+        inp: AgentInput,
+        changed: ChangedFile,
+        kind: Kind,
+        head_deps: list[Dependency],
+        touched: set[str],
     ) -> list[Finding]:
         path = changed.path
-        head_deps = parse_manifest(kind, read_text(inp.head_dir, path) or "")
-        if head_deps is None:
-            return []
         base_text = read_text(inp.base_dir, changed.base_path)
-        base_deps = parse_manifest(kind, base_text) if base_text is not None else []
+        base_deps = (parse_manifest(kind, base_text) if base_text is not None else []) or []
         head_locks = _locks(inp, path, kind, head=True)
         head = manifest_findings(path, kind, head_deps, head_locks)
-        old = manifest_findings(path, kind, base_deps or [], _locks(inp, changed.base_path, kind))
-        findings = introduced(head, (key for _, key in old))
-        if _declared(head_deps) != _declared(base_deps or []):
+        old = manifest_findings(path, kind, base_deps, _locks(inp, changed.base_path, kind))
+        new, existing = partition(head, (key for _, key in old))
+        findings = new + [replace(f, new=False) for f in existing]
+        if _declared(head_deps) != _declared(base_deps):
             parent = PurePosixPath(path).parent
             for lock in head_locks:
                 if str(parent / lock) not in touched:

@@ -9,18 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 from radon.complexity import cc_visit  # type: ignore[import-untyped]
 from radon.metrics import mi_visit  # type: ignore[import-untyped]
 
 from codequal.analysis.agents.base import (
     AgentInput,
+    AgentResult,
+    ChangedFile,
     Deadline,
     Finding,
+    LocalAgent,
     Severity,
+    Skip,
     read_text,
     sort_findings,
 )
+from codequal.analysis.agents.baseline import stamp
+from codequal.analysis.agents.tools import python2_hint, read_each
 
 AGENT = "performance"
 
@@ -38,6 +45,7 @@ class Block:
     name: str
     line: int
     complexity: int
+    end: int | None = None
 
 
 def blocks(source: str) -> dict[str, Block]:
@@ -61,7 +69,11 @@ def _flatten(item: object, prefix: str) -> Iterator[Block]:
             yield from _flatten(inner, f"{prefix}{name}.")
         return
     full = prefix + str(getattr(item, "fullname", name))
-    yield Block(full, int(getattr(item, "lineno", 0)), int(getattr(item, "complexity", 0)))
+    end = getattr(item, "endline", None)
+    yield Block(
+        full, int(getattr(item, "lineno", 0)), int(getattr(item, "complexity", 0)),
+        int(end) if end is not None else None,
+    )  # fmt: skip
     for closure in getattr(item, "closures", []):
         yield from _flatten(closure, f"{full}.")
 
@@ -74,14 +86,19 @@ def complexity_findings(
         now = blocks(head)
     except SyntaxError:
         return []  # codeQuality reports the syntax error itself
-    before = _safe_blocks(base)
+    return [f for f in assess_complexity(path, now, _safe_blocks(base), medium, high) if f.new]
+
+
+def assess_complexity(
+    path: str, now: dict[str, Block], before: dict[str, Block], medium: int, high: int
+) -> list[Finding]:
+    """Every function over the threshold; new when base had none of that name or a
+    simpler one, existing otherwise."""
     findings = []
     for block in now.values():
         if block.complexity <= medium:
             continue
         old = before.get(block.name)
-        if old is not None and old.complexity >= block.complexity:
-            continue
         severity: Severity = "high" if block.complexity > high else "medium"
         was = f", was {old.complexity} in base" if old else ""
         message = (
@@ -89,8 +106,11 @@ def complexity_findings(
             f"(threshold {medium}{was}); split it into smaller functions"
         )
         findings.append(
-            Finding(severity, path, block.line, "cyclomatic-complexity", message, AGENT)
-        )
+            Finding(
+                severity, path, block.line, "cyclomatic-complexity", message, AGENT,
+                end_line=block.end, new=old is None or old.complexity < block.complexity,
+            )
+        )  # fmt: skip
     return findings
 
 
@@ -115,42 +135,60 @@ def maintainability_findings(
     path: str, head: str, base: str | None, threshold: float = MI_LOW
 ) -> list[Finding]:
     """A changed file whose index is below ``threshold`` and lower than it was in base."""
+    return [f for f in assess_maintainability(path, head, base, threshold) if f.new]
+
+
+def assess_maintainability(
+    path: str, head: str, base: str | None, threshold: float
+) -> list[Finding]:
+    """The file-level finding when its index is below ``threshold``: new when base was
+    better (or absent), existing otherwise."""
     now = maintainability(head)
     if now is None or now >= threshold:
         return []
     before = maintainability(base) if base is not None else None
-    if before is not None and before <= now:
-        return []
     was = f", was {before:.1f} in base" if before is not None else ""
     message = f"maintainability index {now:.1f} is below {threshold:g}{was}"
-    return [Finding("low", path, None, "maintainability-index", message, AGENT)]
+    new = before is None or before > now
+    return [Finding("low", path, None, "maintainability-index", message, AGENT, new=new)]
 
 
 @dataclass(frozen=True)
-class PerformanceAgent:
-    """Complexity checks with radon's library API (no subprocess)."""
+class PerformanceAgent(LocalAgent):
+    """Complexity checks with radon's library API (no tool process of its own)."""
 
+    name: ClassVar[str] = AGENT
+    ceiling: ClassVar[Severity] = "high"
     cc_medium: int = CC_MEDIUM
     cc_high: int = CC_HIGH
     mi_low: float = MI_LOW
 
-    @property
-    def name(self) -> str:
-        return AGENT
-
-    @property
-    def provider(self) -> str:
-        return "local"
-
-    def run(self, inp: AgentInput) -> list[Finding]:
+    def review(self, inp: AgentInput) -> AgentResult:
         deadline = Deadline.start(AGENT, inp.timeout)
         findings: list[Finding] = []
-        for changed in inp.present((".py",)):
-            deadline.remaining()
-            head = read_text(inp.head_dir, changed.path)
-            if head is None:
+        analysed: list[str] = []
+        skipped: list[Skip] = []
+        files = inp.present((".py",))
+        for changed, head in read_each(self, inp, files, skipped, deadline):
+            try:
+                found = self._file(inp, changed, head)
+            except SyntaxError as exc:
+                detail = f"radon: {exc.msg} at line {exc.lineno}" + python2_hint(head)
+                skipped.append(self.skip(changed.path, "syntax_error", detail))
                 continue
-            base = read_text(inp.base_dir, changed.base_path)
-            findings += complexity_findings(changed.path, head, base, self.cc_medium, self.cc_high)
-            findings += maintainability_findings(changed.path, head, base, self.mi_low)
-        return sort_findings(findings)
+            findings += stamp(found, head.splitlines())
+            analysed.append(changed.path)
+        return AgentResult(tuple(sort_findings(findings)), tuple(analysed), tuple(skipped))
+
+    def _file(self, inp: AgentInput, changed: ChangedFile, head: str) -> list[Finding]:
+        now = blocks(head)
+        worth = any(b.complexity > self.cc_medium for b in now.values())
+        index = maintainability(head)
+        low = index is not None and index < self.mi_low
+        base = read_text(inp.base_dir, changed.base_path) if worth or low else None
+        found = assess_complexity(
+            changed.path, now, _safe_blocks(base), self.cc_medium, self.cc_high
+        )
+        if low:
+            found += assess_maintainability(changed.path, head, base, self.mi_low)
+        return found

@@ -1,8 +1,6 @@
-"""codeQuality agent: ruff on the changed Python files, reporting only new violations.
+"""codeQuality agent: ruff on the changed Python files.
 
-A violation is new when base has no violation of the same rule in the same file on a line
-with the same (whitespace-normalised) content; line numbers are not compared because an edit
-above shifts every line below it.
+A violation is new when it sits on a line the PR added or modified (see :mod:`.baseline`).
 """
 
 from __future__ import annotations
@@ -10,21 +8,18 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from typing import ClassVar
 
 from codequal.analysis.agents.base import (
     AgentError,
     AgentInput,
-    Deadline,
+    AgentResult,
     Finding,
-    Keyed,
+    LocalAgent,
     Severity,
-    introduced,
-    line_at,
-    run_on_trees,
     run_tool,
-    sort_findings,
-    tool_targets,
 )
+from codequal.analysis.agents.tools import ToolReport, lint_changed
 
 AGENT = "codeQuality"
 
@@ -43,63 +38,59 @@ def ruff_severity(rule: str) -> Severity:
 
 
 @dataclass(frozen=True)
-class QualityAgent:
+class QualityAgent(LocalAgent):
     """ruff with a fixed rule set; ``ruff_cmd`` is how ruff is started."""
 
+    name: ClassVar[str] = AGENT
+    ceiling: ClassVar[Severity] = "medium"
     ruff_cmd: tuple[str, ...] = (sys.executable, "-m", "ruff")
     select: str = SELECT
     ignore: str = IGNORE
 
-    @property
-    def name(self) -> str:
-        return AGENT
+    def review(self, inp: AgentInput) -> AgentResult:
+        return lint_changed(
+            self, inp, (".py", ".pyi"),
+            lambda paths, timeout: self._violations(paths, inp, timeout), _finding,
+        )  # fmt: skip
 
-    @property
-    def provider(self) -> str:
-        return "local"
-
-    def run(self, inp: AgentInput) -> list[Finding]:
-        deadline = Deadline.start(AGENT, inp.timeout)
-        targets = tool_targets(inp, (".py", ".pyi"))
-        head, base = run_on_trees(
-            targets,
-            lambda paths: self._violations(paths, inp, deadline),
-            lambda item, target: _finding(item, target.head_path, target.text),
-        )
-        return sort_findings(introduced(head, base))
-
-    def _violations(
-        self, paths: list[str], inp: AgentInput, deadline: Deadline
-    ) -> list[dict[str, object]]:
+    def _violations(self, paths: list[str], inp: AgentInput, timeout: float) -> ToolReport:
         args = [
-            *self.ruff_cmd,
-            "check",
-            "--output-format",
-            "json",
-            "--no-cache",
-            "--isolated",
-            "--select",
-            self.select,
-            "--ignore",
-            self.ignore,
-            *paths,
-        ]
+            *self.ruff_cmd, "check", "--output-format", "json", "--no-cache", "--isolated",
+            "--select", self.select, "--ignore", self.ignore, *paths,
+        ]  # fmt: skip
         # ruff exits 1 when it found violations; that is a successful run for us.
-        out = run_tool(args, inp.head_dir, deadline.remaining(), agent=AGENT, ok_codes=(0, 1))
+        out = run_tool(args, inp.head_dir, timeout, agent=AGENT, ok_codes=(0, 1))
         try:
             items = json.loads(out)
         except ValueError as exc:
             raise AgentError(AGENT, f"ruff printed no JSON report: {out[:200]!r}") from exc
         if not isinstance(items, list):
             raise AgentError(AGENT, f"ruff printed {type(items).__name__}, expected a list")
-        return [i for i in items if isinstance(i, dict)]
+        found = [i for i in items if isinstance(i, dict)]
+        # A file that does not parse got only the checks that need no syntax tree.
+        unread = {
+            str(i.get("filename")): f"ruff: {i.get('message', 'syntax error')}"
+            for i in found
+            if _rule(i) == "invalid-syntax"
+        }
+        return ToolReport(found, unread)
 
 
-def _finding(item: dict[str, object], rel: str, text: str | None) -> Keyed:
+def _rule(item: dict[str, object]) -> str:
     # ruff names syntax errors "invalid-syntax"; versions before 0.12 gave no code at all.
-    rule = str(item.get("code") or "invalid-syntax")
-    location = item.get("location")
-    line = int(location["row"]) if isinstance(location, dict) else None
+    return str(item.get("code") or "invalid-syntax")
+
+
+def _row(value: object) -> int | None:
+    return int(value["row"]) if isinstance(value, dict) and "row" in value else None
+
+
+def _finding(item: dict[str, object], rel: str) -> Finding:
+    rule = _rule(item)
     message = str(item.get("message", ""))
-    finding = Finding(ruff_severity(rule), rel, line, rule, message, AGENT)
-    return finding, (rule, rel, line_at(text, line))
+    url = item.get("url")
+    return Finding(
+        ruff_severity(rule), rel, _row(item.get("location")), rule, message, AGENT,
+        end_line=_row(item.get("end_location")),
+        help_uri=url if isinstance(url, str) and url.startswith("https://") else None,
+    )  # fmt: skip

@@ -1,7 +1,7 @@
 """security agent: bandit on changed Python files, a secret scanner on every changed text file.
 
-Only what the PR introduced is reported: a finding whose rule, file and line content already
-existed in the base tree is dropped, so moving old code around is not a new problem.
+Findings on lines the PR added or modified are its own; the rest are existing (see
+:mod:`.baseline`), so moving old code around is not a new problem.
 """
 
 from __future__ import annotations
@@ -11,25 +11,28 @@ import math
 import re
 import sys
 from collections import Counter
-from collections.abc import Hashable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from codequal.analysis.agents.base import (
     AgentError,
     AgentInput,
-    Deadline,
+    AgentResult,
+    ChangedFile,
     Finding,
     Keyed,
+    LocalAgent,
     Severity,
-    introduced,
-    line_at,
+    Skip,
+    normalise,
     read_text,
-    run_on_trees,
     run_tool,
     sort_findings,
-    tool_targets,
 )
+from codequal.analysis.agents.baseline import classify, needs_base
+from codequal.analysis.agents.tools import ToolReport, lint_changed, read_each
 
 AGENT = "security"
 
@@ -128,11 +131,12 @@ def scan_secrets(path: str, text: str) -> Iterator[Keyed]:
     config = Path(path).name.startswith(".env") or path.endswith(CONFIG_SUFFIXES)
     for number, line in enumerate(text.splitlines(), start=1):
         hit = _secret_on_line(line, config)
-        if hit is None:
-            continue
-        rule, message = hit
-        finding = Finding("critical", path, number, rule, message, AGENT)
-        yield finding, (rule, path, line_at(text, number))
+        if hit is not None:
+            rule, message = hit
+            yield (
+                Finding("critical", path, number, rule, message, AGENT),
+                (rule, path, normalise(line)),
+            )
 
 
 def bandit_severity(severity: str, confidence: str) -> Severity:
@@ -142,59 +146,69 @@ def bandit_severity(severity: str, confidence: str) -> Severity:
 
 
 @dataclass(frozen=True)
-class SecurityAgent:
+class SecurityAgent(LocalAgent):
     """bandit plus secret scanning; ``bandit_cmd`` is how bandit is started."""
 
+    name: ClassVar[str] = AGENT
+    ceiling: ClassVar[Severity] = "critical"
     bandit_cmd: tuple[str, ...] = (sys.executable, "-m", "bandit")
 
-    @property
-    def name(self) -> str:
-        return AGENT
-
-    @property
-    def provider(self) -> str:
-        return "local"
-
-    def run(self, inp: AgentInput) -> list[Finding]:
-        deadline = Deadline.start(AGENT, inp.timeout)
-        files = inp.present()
-        head: list[Keyed] = []
-        base: list[Hashable] = []
-        for changed in files:
-            deadline.remaining()
-            head.extend(_secrets_in(inp.head_dir, changed.path, changed.path))
-            base.extend(k for _, k in _secrets_in(inp.base_dir, changed.base_path, changed.path))
-        bandit_head, bandit_base = run_on_trees(
-            tool_targets(inp, (".py",)),
-            lambda paths: self._bandit_results(paths, inp, deadline),
-            lambda result, target: _bandit_finding(result, target.head_path, target.text),
+    def review(self, inp: AgentInput) -> AgentResult:
+        secrets = self._secrets(inp)
+        bandit = lint_changed(
+            self, inp, (".py",), lambda paths, timeout: self._bandit(paths, inp, timeout),
+            _bandit_finding, could_hide="high",
+        )  # fmt: skip
+        return AgentResult(
+            tuple(sort_findings(secrets.findings + bandit.findings)),
+            tuple(sorted(set(secrets.analysed) | set(bandit.analysed))),
+            secrets.skipped + bandit.skipped,
         )
-        head.extend(bandit_head)
-        base.extend(bandit_base)
-        return sort_findings(introduced(head, base))
 
-    def _bandit_results(
-        self, paths: list[str], inp: AgentInput, deadline: Deadline
-    ) -> list[dict[str, object]]:
+    def _secrets(self, inp: AgentInput) -> AgentResult:
+        findings: list[Finding] = []
+        analysed: list[str] = []
+        skipped: list[Skip] = []
+        for changed, text in read_each(self, inp, inp.present(), skipped):
+            findings += _classified_secrets(inp, changed, text)
+            analysed.append(changed.path)
+        return AgentResult(tuple(findings), tuple(analysed), tuple(skipped))
+
+    def _bandit(self, paths: list[str], inp: AgentInput, timeout: float) -> ToolReport:
         args = [*self.bandit_cmd, "-f", "json", "-q", "--skip", ",".join(BANDIT_SKIP), *paths]
         # bandit exits 1 when it found issues; that is a successful run for us.
-        out = run_tool(args, inp.head_dir, deadline.remaining(), agent=AGENT, ok_codes=(0, 1))
+        out = run_tool(args, inp.head_dir, timeout, agent=AGENT, ok_codes=(0, 1))
         try:
-            results = json.loads(out)["results"]
-        except (ValueError, KeyError, TypeError) as exc:
+            data = json.loads(out)
+            results, errors = data["results"], data.get("errors") or []
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise AgentError(AGENT, f"bandit printed no JSON report: {out[:200]!r}") from exc
-        return [r for r in results if isinstance(r, dict)]
+        unread = {
+            str(e.get("filename")): f"bandit: {e.get('reason')}"
+            for e in errors
+            if isinstance(e, dict)
+        }
+        return ToolReport([r for r in results if isinstance(r, dict)], unread)
 
 
-def _secrets_in(root: Path | None, rel: str | None, head_rel: str) -> list[Keyed]:
-    text = read_text(root, rel)
-    return [] if text is None else list(scan_secrets(head_rel, text))
+def _classified_secrets(inp: AgentInput, changed: ChangedFile, text: str) -> list[Finding]:
+    head = [f for f, _ in scan_secrets(changed.path, text)]
+    diff = inp.diff_of(changed, text)
+    base_text = read_text(inp.base_dir, changed.base_path) if needs_base(head, diff) else None
+    base = [f for f, _ in scan_secrets(changed.path, base_text)] if base_text else []
+    old_lines = base_text.splitlines() if base_text is not None else []
+    return classify(head, base, diff, text.splitlines(), old_lines)
 
 
-def _bandit_finding(result: dict[str, object], rel: str, text: str | None) -> Keyed:
+def _bandit_finding(result: dict[str, object], rel: str) -> Finding:
     line = int(str(result["line_number"]))
+    span = result.get("line_range")
+    end = max(int(n) for n in span) if isinstance(span, list) and span else line
     rule = str(result["test_id"])
     severity = bandit_severity(str(result["issue_severity"]), str(result["issue_confidence"]))
     message = f"{result['issue_text']} ({result['test_name']})"
-    finding = Finding(severity, rel, line, rule, message, AGENT)
-    return finding, (rule, rel, line_at(text, line))
+    info = result.get("more_info")
+    return Finding(
+        severity, rel, line, rule, message, AGENT, end_line=end,
+        help_uri=str(info) if isinstance(info, str) and info.startswith("https://") else None,
+    )  # fmt: skip

@@ -379,6 +379,8 @@
     setText(prefix + "-total", summary.total);
     setText(prefix + "-success", formatPercent(summary.successRate));
     setText(prefix + "-failed", summary.failed);
+    setText(prefix + "-partial", summary.partial);
+    setText(prefix + "-rejected", summary.rejected);
   }
 
   function renderP95(byMode) {
@@ -477,7 +479,7 @@
     $("private").hidden = data === null;
     if (data === null) {
       for (const id of ["alerts-table", "slo-table", "active-table", "failures-table",
-        "errors-table", "anomalies-table"]) $(id).replaceChildren();
+        "partial-table", "errors-table", "anomalies-table"]) $(id).replaceChildren();
       destroyChart("chart-burn");
       return;
     }
@@ -486,7 +488,8 @@
     renderBurn(analytics.burn);
     renderAnomalies(analytics.anomalies);
     renderActive(data.activeAnalysesDetail);
-    renderFailures(data.recentFailures);
+    renderFailures(data.recentFailures.concat(data.recentRejected || []));
+    renderPartial(data.recentPartial || []);
     renderTopErrors(data.topErrors);
   }
 
@@ -612,13 +615,27 @@
   }
 
   function renderFailures(items) {
-    const rows = items.map((f) => {
-      const error = el("td", f.errorType + (f.errorMessage ? ": " + f.errorMessage : ""), "error");
+    items.sort((a, b) => (a.finishedAt < b.finishedAt ? 1 : -1));
+    const rows = items.slice(0, 10).map((f) => {
+      const kind = f.status === "rejected" ? "rejected · " : "";
+      const error = el("td", kind + f.errorType + (f.errorMessage ? ": " + f.errorMessage : ""),
+        "error");
       error.title = f.errorMessage || "";
       return row([formatWhen(f.finishedAt), f.repositoryUrl, f.mode, error,
         analysisLinks(f.id, f.traceId)]);
     });
     $("failures-table").replaceChildren(...(rows.length ? rows : [emptyRow(5, "no failures")]));
+  }
+
+  function renderPartial(items) {
+    const rows = items.map((p) => {
+      const c = p.coverage;
+      const shown = c.filesAnalysed + " of " + c.filesChanged + " files, " + c.filesSkipped +
+        " skipped";
+      return row([formatWhen(p.finishedAt), p.repositoryUrl, p.mode, shown,
+        p.partialReasons.join("; "), analysisLinks(p.id, p.traceId)]);
+    });
+    $("partial-table").replaceChildren(...(rows.length ? rows : [emptyRow(6, "none")]));
   }
 
   function renderTopErrors(items) {
