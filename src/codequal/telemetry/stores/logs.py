@@ -45,7 +45,7 @@ _COLUMNS = (
 )
 
 
-# The searched text of migration 0010, written as its index and trigger write it.
+# The searched text of migration 0012, written as its index and backfill write it.
 TRIGRAM = 3
 _PG_SEARCH_TEXT = sa.literal_column(
     "left(log_entries.action || E'\\n' || coalesce(log_entries.error::text, '') || E'\\n' "
@@ -129,7 +129,7 @@ class LogStore:
 
     def _matches(self, text: str) -> sa.ColumnElement[bool]:
         """Entries whose action, error or fields hold ``text`` (any case), through the search
-        index of migration 0010: FTS5 trigrams on SQLite, a pg_trgm GIN index on PostgreSQL."""
+        index of migration 0012: FTS5 trigrams on SQLite, a pg_trgm GIN index on PostgreSQL."""
         # Stored text never holds NUL (ingest replaces it), and neither FTS5 nor PostgreSQL
         # takes one in a query.
         text = text.replace("\x00", "\ufffd")

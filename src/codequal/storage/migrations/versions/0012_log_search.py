@@ -11,8 +11,8 @@ JSON, its first 8 KiB, matched as a case-insensitive substring through an index:
 - PostgreSQL: a GIN trigram index (pg_trgm) over the same text, which ``ILIKE '%q%'`` uses.
   A word index (tsvector) would not find ``ion 3`` in ``action 3``, which ``q`` always found.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-07
 """
 
@@ -23,8 +23,8 @@ import logging
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
