@@ -124,7 +124,8 @@ def main() -> None:
                   f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
         port = free_port()
         env = {**os.environ, "CODEQUAL_DATA_DIR": str(data), "CODEQUAL_JWT_SECRET": SECRET,
-               "CODEQUAL_LOG_LEVEL": "warn", "CODEQUAL_LOG_FORMAT": "json"}  # fmt: skip
+               "CODEQUAL_LOG_LEVEL": "warn", "CODEQUAL_LOG_FORMAT": "json",
+               "CODEQUAL_OTLP_GRPC_PORT": "0"}  # fmt: skip
         server = subprocess.Popen(
             [sys.executable, "-m", "codequal", "serve", "--port", str(port)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -95,8 +95,9 @@ class Server:
 def serving(data_dir: Path) -> Iterator[Server]:
     """``codequal serve`` as its own process: its CPU is not shared with the clients' here."""
     port = free_port()
-    env = {**os.environ, "CODEQUAL_DATA_DIR": str(data_dir), "CODEQUAL_JWT_SECRET": SECRET,
-           "CODEQUAL_LOG_LEVEL": "warn"}  # fmt: skip
+    # OTLP/gRPC off unless the caller chose a port: 4317 may be taken on this machine.
+    env = {"CODEQUAL_OTLP_GRPC_PORT": "0", **os.environ, "CODEQUAL_DATA_DIR": str(data_dir),
+           "CODEQUAL_JWT_SECRET": SECRET, "CODEQUAL_LOG_LEVEL": "warn"}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "codequal", "serve", "--port", str(port)],
         env=env,

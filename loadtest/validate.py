@@ -152,6 +152,8 @@ def start_replica(name: str, port: int, tmp: Path, env: dict[str, str]) -> Repli
             "CODEQUAL_HOST": "127.0.0.1",
             "CODEQUAL_INSTANCE": name,
             "CODEQUAL_LOG_FORMAT": "json",
+            # Two replicas on one machine: OTLP/gRPC's 4317 could be bound only once.
+            "CODEQUAL_OTLP_GRPC_PORT": "0",
         },
         stdout=(tmp / f"{name}.log").open("wb"),
         stderr=subprocess.STDOUT,

@@ -18,6 +18,11 @@ PG_ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("CODEQUAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
+# A test server must never bind OTLP/gRPC's well-known port 4317, which a real collector or
+# another test run on this machine may hold: servers (in process, and `codequal serve`
+# subprocesses, which inherit this) start without it, and gRPC tests pass a free port.
+os.environ.setdefault("CODEQUAL_OTLP_GRPC_PORT", "0")
+
 REQUIRE_SERVICES = os.environ.get("CODEQUAL_REQUIRE_SERVICES") == "1"
 
 

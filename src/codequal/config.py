@@ -46,11 +46,13 @@ def days(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(seconds)]
 Days = Annotated[float, BeforeValidator(days)]
 LogFormat = Literal["json", "console", "auto"]
+# What a process runs: everything, the HTTP API and ingest only, or the analysis workers only.
+Role = Literal["all", "api", "worker"]
 
 # Words that mark a setting as secret: masked by `codequal config show`, never logged.
 SECRET_HINTS = (
     "secret", "password", "token", "dsn", "api_key", "database_url", "redis_url",
-    "webhook_url", "smtp_url", "routing_key",
+    "webhook_url", "smtp_url", "routing_key", "remote_write_url",
 )  # fmt: skip
 
 
@@ -83,6 +85,14 @@ class Settings(BaseSettings):
     elasticsearch_url: str | None = None  # and bulk-indexed here, into codequal-logs-YYYY.MM.DD
     deepwiki_dir: Path | None = None
     label_cap: int = Field(default=50, ge=1, le=10_000)
+    # `api` serves HTTP and ingest without analysis workers; `worker` runs the workers and the
+    # leader's duties and serves only probes and /metrics. Both share one PostgreSQL.
+    role: Role = "all"
+    # OTLP over gRPC (traces, logs, metrics) on this port of CODEQUAL_HOST; 0 turns it off.
+    otlp_grpc_port: int = Field(default=4317, ge=0, le=65535)
+    # Every sample the metric history stores is also shipped here (Prometheus remote write 1.0,
+    # spooled on disk while the receiver is down): Prometheus, Mimir, Thanos, VictoriaMetrics.
+    remote_write_url: str | None = None
 
     # -- authentication (see codequal.security) ----------------------------------------------
     jwt_secret: SecretStr | None = None  # HS256; generated into the data dir when unset
@@ -158,6 +168,20 @@ class Settings(BaseSettings):
             return "warn" if value == "warning" else value
         return value
 
+    @field_validator("role", mode="before")
+    @classmethod
+    def _normalise_role(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("remote_write_url")
+    @classmethod
+    def _check_remote_write_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(
+                "must be an http:// or https:// URL, such as http://prometheus:9090/api/v1/write"
+            )
+        return value
+
     @field_validator("log_format", mode="before")
     @classmethod
     def _normalise_format(cls, value: Any) -> Any:
@@ -212,6 +236,8 @@ _ALLOWED = {
     "port": "a whole number from 1 to 65535",
     "log_level": "one of debug, info, warn, error, critical",
     "log_format": "one of json, console, auto",
+    "role": "one of all, api, worker",
+    "otlp_grpc_port": "a whole number from 0 (off) to 65535",
     "database_url": "a URL such as postgresql+psycopg://user@host:5432/db or sqlite:///path.db",
     "log_queue_size": "a whole number of at least 10",
     "log_batch_size": "a whole number of at least 1",

@@ -33,6 +33,7 @@ from tests.deploy.conftest import (
 SERVICES = {
     "codequal-1",
     "codequal-2",
+    "codequal-worker",
     "postgres",
     "prometheus",
     "alertmanager",
@@ -84,6 +85,22 @@ def test_the_stack_has_every_service_and_two_codequal_replicas_on_postgresql() -
     # Separate data dirs: a shared one would mix the replicas' workspaces and spools.
     data = [found[name]["volumes"][0].split(":")[0] for name in REPLICAS]
     assert len(set(data)) == len(REPLICAS)
+
+
+def test_api_replicas_and_the_worker_run_their_roles_on_one_database() -> None:
+    found = services()
+    for name in REPLICAS:
+        assert found[name]["environment"]["CODEQUAL_ROLE"] == "api"
+    worker = found["codequal-worker"]
+    env = worker["environment"]
+    assert env["CODEQUAL_ROLE"] == "worker"
+    assert (
+        env["CODEQUAL_DATABASE_URL"] == found[REPLICAS[0]]["environment"]["CODEQUAL_DATABASE_URL"]
+    )
+    assert env["CODEQUAL_LOKI_URL"] == "http://loki:3100"
+    assert "networks" not in worker  # not behind the `codequal` alias: it serves no API
+    data = {found[name]["volumes"][0].split(":")[0] for name in (*REPLICAS, "codequal-worker")}
+    assert len(data) == len(REPLICAS) + 1
 
 
 def test_codequal_is_wired_to_loki_and_elasticsearch_as_log_sinks() -> None:

@@ -46,12 +46,15 @@ ENDPOINT_FIELDS = {
 
 
 def manifests() -> dict[str, dict[str, Any]]:
-    """kind -> resource (one of each kind here)."""
+    """kind -> resource (one of each kind here); the workers' Deployment is "Deployment/worker"."""
     found: dict[str, dict[str, Any]] = {}
     for path in sorted(KUBERNETES.glob("*.yaml")):
         for doc in load_yaml_documents(path):
-            assert doc["kind"] not in found, f"second {doc['kind']} in {path.name}"
-            found[doc["kind"]] = doc
+            kind = doc["kind"]
+            if doc["metadata"]["labels"].get("app.kubernetes.io/component") == "worker":
+                kind = f"{kind}/worker"
+            assert kind not in found, f"second {kind} in {path.name}"
+            found[kind] = doc
     return found
 
 
@@ -59,13 +62,13 @@ def core_manifests() -> list[tuple[str, dict[str, Any]]]:
     return [(kind, doc) for kind, doc in manifests().items() if kind != "ServiceMonitor"]
 
 
-def pod() -> dict[str, Any]:
-    spec: dict[str, Any] = manifests()["Deployment"]["spec"]["template"]["spec"]
+def pod(deployment: str = "Deployment") -> dict[str, Any]:
+    spec: dict[str, Any] = manifests()[deployment]["spec"]["template"]["spec"]
     return spec
 
 
-def container() -> dict[str, Any]:
-    containers = pod()["containers"]
+def container(deployment: str = "Deployment") -> dict[str, Any]:
+    containers = pod(deployment)["containers"]
     assert len(containers) == 1
     result: dict[str, Any] = containers[0]
     return result
@@ -92,7 +95,8 @@ def test_the_strict_schema_check_catches_a_misspelled_field() -> None:
 
 def test_the_manifests_are_a_deployment_service_configmap_pdb_and_servicemonitor() -> None:
     assert set(manifests()) == {
-        "Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "ServiceMonitor",
+        "Deployment", "Deployment/worker", "Service", "ConfigMap", "PodDisruptionBudget",
+        "ServiceMonitor",
     }  # fmt: skip
 
 
@@ -110,6 +114,19 @@ def test_the_secret_is_referenced_and_never_committed() -> None:
 def test_the_configmap_holds_only_codequal_settings() -> None:
     unknown = [key for key in manifests()["ConfigMap"]["data"] if not known_setting(key)]
     assert not unknown, unknown
+
+
+def test_the_api_and_the_workers_run_their_roles_and_only_the_api_gets_traffic() -> None:
+    assert container()["args"][-2:] == ["--role", "api"]
+    assert container("Deployment/worker")["args"][-2:] == ["--role", "worker"]
+    worker = manifests()["Deployment/worker"]["spec"]["template"]
+    service = manifests()["Service"]["spec"]["selector"]
+    assert not service.items() <= worker["metadata"]["labels"].items()
+    assert worker["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    # Same image, settings, secret and hardening as the API.
+    for key in ("image", "envFrom", "securityContext", "volumeMounts", "livenessProbe"):
+        assert container("Deployment/worker")[key] == container()[key], key
+    assert pod("Deployment/worker")["securityContext"] == pod()["securityContext"]
 
 
 def test_the_container_runs_hardened() -> None:

@@ -40,14 +40,14 @@ def test_prometheus_yml_names_the_paths_compose_mounts_into_the_prometheus_conta
     assert TOKEN_IN_CONTAINER in PROMETHEUS_YML.read_text(encoding="utf-8")
 
 
-def test_prometheus_scrapes_both_replicas_with_the_metrics_token() -> None:
+def test_prometheus_scrapes_every_replica_and_the_worker_with_the_metrics_token() -> None:
     jobs = {job["job_name"]: job for job in prometheus_config()["scrape_configs"]}  # type: ignore[attr-defined]
     codequal = jobs["codequal"]
     assert codequal["metrics_path"] == "/metrics"
     assert codequal["authorization"]["credentials_file"] == TOKEN_IN_CONTAINER
     targets = {t for group in codequal["static_configs"] for t in group["targets"]}
-    assert targets == {"codequal-1:8080", "codequal-2:8080"}
-    assert set(compose()["services"]) >= {"codequal-1", "codequal-2"}
+    assert targets == {"codequal-1:8080", "codequal-2:8080", "codequal-worker:8080"}
+    assert set(compose()["services"]) >= {"codequal-1", "codequal-2", "codequal-worker"}
 
 
 def promtool_check_config(tmp_path: Path, generated: Path | None) -> str:

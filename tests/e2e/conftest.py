@@ -116,7 +116,9 @@ def start_server(data_dir: Path, **env: str) -> tuple[_Process, str]:
     port = free_port()
     # Only the variables set here: a developer's CODEQUAL_* settings must not leak in.
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CODEQUAL_")}
-    clean |= {"CODEQUAL_DATA_DIR": str(data_dir), "CODEQUAL_JWT_SECRET": SECRET} | env
+    # Never OTLP/gRPC's 4317: another server (or test) on this machine may hold it.
+    clean |= {"CODEQUAL_DATA_DIR": str(data_dir), "CODEQUAL_JWT_SECRET": SECRET,
+              "CODEQUAL_OTLP_GRPC_PORT": "0"} | env  # fmt: skip
     log = data_dir / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

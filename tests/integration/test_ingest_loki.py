@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
+import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import cramjam
 import httpx
+import logging_loki
 import orjson
 import pytest
 
 from codequal.ingest.logproto import PushRequest
+from codequal.security.key_store import KeyStore
 from codequal.telemetry.stores.logs import LogQuery, LogStore
 
 from .test_ingest_server import INGEST, READ, Server, run_server
@@ -131,3 +136,91 @@ def test_a_label_set_exactly_at_the_limits_is_accepted(server: Server) -> None:
     labels = {f"l{i}": "v" for i in range(14)} | {"job": "v" * 2048}
     assert push(server, {"streams": [{"stream": labels, "values": [["1", "ok"]]}]}).is_success
     assert len(logs(server, service="v" * 100)) == 1  # the service column keeps 100 characters
+
+
+# -- the clients operators run: python-logging-loki sends Basic auth and a `severity` label --
+def loki_logger(server: Server, name: str, auth: tuple[str, str]) -> logging.Logger:
+    handler = logging_loki.LokiHandler(
+        url=f"{server.base}{PUSH}", tags={"service": "billing"}, auth=auth, version="1"
+    )
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    return logger
+
+
+def test_python_logging_loki_with_basic_auth_and_its_severity_label(server: Server) -> None:
+    record, key = KeyStore(server.state.db).create("billing-logs", ["ingest:write"])
+    logger = loki_logger(server, "billing.basic", (record.key_id, key))
+    logger.warning("invoice %s is overdue", "i-7")
+    logger.error("charge failed")
+    tenant = loki_logger(server, "billing.tenant", ("tenant-1", key))  # user: a tenant name
+    tenant.debug("retrying")
+    rows = logs(server, service="billing")
+    assert sorted((r["level"], r["action"]) for r in rows) == [
+        ("debug", "retrying"),
+        ("error", "charge failed"),
+        ("warn", "invoice i-7 is overdue"),
+    ]
+    assert rows[0]["metadata"]["labels"]["logger"].startswith("billing.")
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [("0123456789abcdef", "cq_0123456789abcdef_wrong"), ("user", "not-a-key"), ("user", "")],
+)
+def test_wrong_basic_credentials_are_401(server: Server, auth: tuple[str, str]) -> None:
+    logger = loki_logger(server, f"billing.wrong.{auth[0]}", auth)
+    handler = logger.handlers[0]
+    failures: list[BaseException] = []
+    handler.handleError = lambda _record: failures.append(sys.exc_info()[1])  # type: ignore[method-assign,assignment]
+    logger.error("refused")
+    assert len(failures) == 1 and "401" in str(failures[0])
+    assert logs(server, service="billing") == []
+
+
+def test_a_key_id_user_must_match_the_password_key(server: Server) -> None:
+    _, key = KeyStore(server.state.db).create("one", ["ingest:write"])
+    other, _ = KeyStore(server.state.db).create("two", ["ingest:write"])
+    raw = base64.b64encode(f"{other.key_id}:{key}".encode()).decode()
+    answer = httpx.post(
+        f"{server.base}{PUSH}",
+        content=orjson.dumps({"streams": [{"stream": {"job": "x"}, "values": [["1", "l"]]}]}),
+        headers={"Authorization": f"Basic {raw}", "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 401
+    assert "key id" in answer.json()["detail"]
+
+
+def test_structured_metadata_level_wins_over_the_stream_label(server: Server) -> None:
+    body = {
+        "streams": [
+            {
+                "stream": {"service": "cart", "severity": "info"},
+                "values": [
+                    [str(T0), "from metadata", {"detected_level": "error"}],
+                    [str(T0 + 1), "from the label"],
+                ],
+            }
+        ]
+    }
+    assert push(server, body).status_code == 204
+    levels = {r["action"]: r["level"] for r in logs(server, service="cart")}
+    assert levels == {"from metadata": "error", "from the label": "info"}
+
+
+def test_monitoring_logs_q_finds_text_in_fields_not_only_the_action(server: Server) -> None:
+    body = {
+        "streams": [
+            {
+                "stream": {"service": "deepwiki", "level": "error"},
+                "values": [[str(T0), "clone failed", {"exception": "CloneError: repo gone"}]],
+            }
+        ]
+    }
+    assert push(server, body).status_code == 204
+    found = httpx.get(
+        f"{server.base}/api/monitoring/logs", params={"q": "cloneerror"}, headers=READ
+    ).json()
+    assert [item["action"] for item in found["items"]] == ["clone failed"]

@@ -41,11 +41,20 @@ INGEST_PATHS = ("/api/{project_id}/envelope/", "/api/{project_id}/store/", "/v1/
                 "/v1/logs", "/loki/api/v1/push")  # fmt: skip
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a second listener, such as OTLP/gRPC)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def has_ingest_routes(app: FastAPI) -> bool:
     return any(getattr(route, "path", None) == "/loki/api/v1/push" for route in app.routes)
 
 
-def ingest_settings(data_dir: Path, database_url: str, port: int = 8080) -> Settings:
+def ingest_settings(
+    data_dir: Path, database_url: str, port: int = 8080, **overrides: object
+) -> Settings:
     return load_settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -53,6 +62,7 @@ def ingest_settings(data_dir: Path, database_url: str, port: int = 8080) -> Sett
         host="127.0.0.1",
         port=port,
         log_format="json",
+        **overrides,
     )
 
 
@@ -95,14 +105,15 @@ class Server:
 
 
 @contextlib.contextmanager
-def run_server(data_dir: Path, database_url: str) -> Iterator[Server]:
-    """``codequal serve``'s app under uvicorn on 127.0.0.1, in a thread, until the block ends."""
+def run_server(data_dir: Path, database_url: str, **overrides: object) -> Iterator[Server]:
+    """``codequal serve``'s app under uvicorn on 127.0.0.1, in a thread, until the block ends;
+    ``overrides`` are settings (``otlp_grpc_port=...``)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     # Listening before uvicorn starts: early connections wait in the backlog, no polling needed.
     sock.listen(128)
     port = int(sock.getsockname()[1])
-    settings = ingest_settings(data_dir, database_url, port)
+    settings = ingest_settings(data_dir, database_url, port, **overrides)
     app = ingest_app(settings)
     server = uvicorn.Server(
         uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", log_level="warning")

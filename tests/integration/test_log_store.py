@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 from codequal.storage import Database
+from codequal.storage.schema import log_entries
 from codequal.telemetry.logging import ErrorInfo, LogEntry, LogPipeline, build_logger
 from codequal.telemetry.sinks.store import StoreSink
 from codequal.telemetry.stores.alerts import AlertEventStore
@@ -84,3 +87,66 @@ def test_pipeline_store_sink_persists_and_critical_lines_become_alert_events(
     )
     assert alert["payload"]["service"] == "deepwiki"
     assert alert["payload"]["metadata"] == {"free_bytes": 0}
+
+
+# -- q: the message, the error and the fields, through the search index ----------------------
+def searchable(store: LogStore) -> None:
+    store.write(
+        [
+            entry(1, "error", error=ErrorInfo("CloneError", "repository gone", "Traceback...")),
+            entry(2, metadata={"repository": "octo/widgets", "step": "deepwiki"}),
+            entry(3, metadata={"labels": {"job": "billing"}, "line": "x" * 600 + " tail-marker"}),
+            LogEntry(1_004.0, "info", "svc", "4" * 32, "Cloning octo/widgets took 3 s"),
+            entry(5, metadata={"note": "100% done_now"}),
+        ]
+    )
+
+
+def texts(store: LogStore, q: str) -> list[str]:
+    return [r["action"] for r in store.query(LogQuery(text=q))]
+
+
+def test_q_searches_the_message_error_and_fields_in_any_case(database: Database) -> None:
+    store = LogStore(database)
+    searchable(store)
+    assert texts(store, "CloneError") == ["action 1"]  # the error's type
+    assert texts(store, "REPOSITORY GONE") == ["action 1"]  # its message, any case
+    assert texts(store, "octo/widgets") == ["Cloning octo/widgets took 3 s", "action 2"]
+    assert texts(store, "billing") == ["action 3"]  # a Loki label kept in the fields
+    assert texts(store, "tail-marker") == ["action 3"]  # a long line kept in the fields
+    assert texts(store, "ion 3") == ["action 3"]  # a substring across words, as before
+    assert texts(store, "100%") == ["action 5"]  # LIKE's wildcards are plain text
+    assert texts(store, "e_n") == ["action 5"]
+    assert texts(store, "nowhere-to-be-found") == []
+
+
+def test_q_of_one_or_two_characters_still_finds_entries(database: Database) -> None:
+    store = LogStore(database)
+    searchable(store)
+    assert texts(store, "3 s") == ["Cloning octo/widgets took 3 s"]
+    assert "action 5" in texts(store, "5")
+
+
+def test_q_is_answered_from_the_search_index(database: Database) -> None:
+    store = LogStore(database)
+    searchable(store)
+    stmt = sa.select(log_entries.c.id).where(store._matches("CloneError"))
+    with database.engine.connect() as conn:
+        if database.dialect == "postgresql":
+            conn.execute(sa.text("SET enable_seqscan = off"))  # a tiny table: force the choice
+            compiled = stmt.compile(database.engine)
+            rows = conn.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params)
+            assert "ix_log_entries_search" in "\n".join(r[0] for r in rows)
+        else:
+            literal = stmt.compile(database.engine, compile_kwargs={"literal_binds": True})
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {literal}")
+            plan = "\n".join(str(r) for r in rows)
+            assert "VIRTUAL TABLE INDEX" in plan and "log_search" in plan
+
+
+def test_q_with_a_nul_or_fts_syntax_is_plain_text(database: Database) -> None:
+    store = LogStore(database)
+    searchable(store)
+    for hostile in ("[\U000f731a\x00,", 'a" OR "b', "NEAR(a b)", "x*", "\x00\x00\x00"):
+        assert texts(store, hostile) == []
+    assert texts(store, "e_n") == ["action 5"]

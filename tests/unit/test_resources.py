@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import subprocess
 import sys
 import threading
@@ -207,9 +208,16 @@ def test_each_run_is_stored_as_a_work_unit_row(readers: Readers, database: Datab
 # -- real process readings -------------------------------------------------------------------
 
 
-def touched_bytes(size: int) -> bytes:
-    """``size`` bytes with every page written, so they are resident (a zeroed buffer is not)."""
-    return b"\x01" * size
+def touched_bytes(size: int) -> mmap.mmap:
+    """``size`` bytes of fresh anonymous memory with every page written, so they are resident.
+
+    Mapped directly rather than allocated: malloc may hand out memory an earlier test freed
+    but kept, which is resident already and would not move RSS at all.
+    """
+    buffer = mmap.mmap(-1, size)
+    for offset in range(0, size, mmap.PAGESIZE):
+        buffer[offset] = 1
+    return buffer
 
 
 def test_a_50_mib_allocation_shows_in_the_peak_delta() -> None:

@@ -40,9 +40,14 @@ KNOWN_ERROR_TYPES = (
 REJECTION_REASONS = ("unknown_ref", "bad_ref", "unreachable", "refused", "repository")
 
 
+# How an analysis ends (the duration histogram's status label).
+ANALYSIS_STATUSES = ("completed", "partial", "failed", "rejected")
+
+
 def initialise_counters(providers: Sequence[str] = ()) -> None:
     """Create the analysis counters' series at 0 for every mode, known failure kind and
-    rejection reason, and the agent timing and cost histograms' for every agent, and every
+    rejection reason, the duration histogram's for every mode, size class and outcome, and
+    the agent timing and cost histograms' for every agent, and every
     mode with each LLM ``providers`` (and "none").
 
     A counter series that first appears already at 1 hides that increment from ``rate()`` and
@@ -58,6 +63,10 @@ def initialise_counters(providers: Sequence[str] = ()) -> None:
             ANALYSIS_COST.labels(mode=mode, provider=provider)
         ANALYSIS_STARTED.labels(mode=mode)
         ANALYSIS_COMPLETED.labels(mode=mode)
+        # The latency SLO's rate() needs the histogram before its first analysis, too.
+        for size in ("small", "medium", "large", "huge", "unknown"):
+            for status in ANALYSIS_STATUSES:
+                ANALYSIS_DURATION.labels(mode=mode, repository_size=size, status=status)
         for error_type in KNOWN_ERROR_TYPES:
             ANALYSIS_FAILED.labels(mode=mode, error_type=error_type)
 

@@ -135,8 +135,12 @@ def normalise_source(repository_url: str) -> str:
         )
     else:
         path = Path(repository_url)
-    path = path.expanduser().resolve()
-    if not path.exists():
+    try:
+        path = path.expanduser().resolve()
+        exists = path.exists()
+    except OSError as exc:  # a name too long, a loop of links: not a path we can read
+        raise RepositoryError(f"repository path cannot be read ({exc.strerror})") from None
+    if not exists:
         raise RepositoryError(f"repository path {path} does not exist")
     if not os.access(path, os.R_OK):
         raise RepositoryError(f"repository path {path} is not readable")

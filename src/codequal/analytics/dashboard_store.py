@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
@@ -64,6 +65,18 @@ def p95_by_mode(rows: Iterable[Finished]) -> dict[str, float | None]:
         if r.status in DELIVERED:
             by_mode[r.mode].append(r.duration)
     return {mode: percentile(v, 0.95) for mode, v in sorted(by_mode.items())}
+
+
+def aligned_window(now: float, span: float, points: int = POINTS) -> tuple[float, float]:
+    """``(start, end)`` of ``span`` seconds ending at the first bucket boundary at or after
+    ``now``, boundaries being multiples of ``span / points`` since the epoch.
+
+    Buckets aligned to the step keep their edges from one refresh to the next, so a past
+    point keeps its value; aligned to ``now`` they slid, and every past value changed.
+    """
+    step = span / points
+    end = math.ceil(now / step) * step
+    return end - span, end
 
 
 def series(

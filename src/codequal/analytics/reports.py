@@ -58,11 +58,10 @@ def compute_slo(
     out = []
     for spec in load_spec():
         slo = spec if window is None else dataclasses.replace(spec, window=window)
-        ratios = {
-            w: _scalar(engine, f"({slo.errors(w)}) / ({slo.total(w)})", t_ms) for w in WINDOWS
-        }
+        # The generated rules' ratio: no 5xx series at all is a ratio of 0, not "no data".
+        ratios = {w: _scalar(engine, slo.error_ratio(w), t_ms) for w in WINDOWS}
         period = slo.window
-        period_ratio = _scalar(engine, f"({slo.errors(period)}) / ({slo.total(period)})", t_ms)
+        period_ratio = _scalar(engine, slo.error_ratio(period), t_ms)
         per_second = _scalar(engine, slo.total(period), t_ms)
         events = None if per_second is None else per_second * window_seconds(period)
         out.append(status_from_ratios(slo, ratios, period_ratio, events))

@@ -66,6 +66,13 @@ class SLO:
     def total(self, window: str) -> str:
         return self.total_query.replace("{{.window}}", window)
 
+    def error_ratio(self, window: str) -> str:
+        """Errors over total in ``window``. No error series at all (no 5xx ever) means zero
+        errors, not an unknown SLI; no traffic in the window means no ratio at all (a 0/0 NaN
+        recorded would make the 30-day average, and every budget figure on it, NaN for 30 days).
+        """
+        return f"(({self.errors(window)}) or on() vector(0))\n/\n(({self.total(window)}) > 0)\n"
+
 
 def load_spec(path: Path | None = None) -> list[SLO]:
     """Read a spec file (the shipped defaults when ``path`` is None)."""
@@ -161,10 +168,7 @@ def recording_rules(slo: SLO) -> list[dict[str, Any]]:
     rules = [
         {
             "record": f"slo:sli_error:ratio_rate{w}",
-            # No error series at all (no 5xx ever) means zero errors, not an unknown SLI; no
-            # traffic in the window means no ratio at all: a 0/0 NaN recorded here would make
-            # the 30-day average (and every budget figure built on it) NaN for 30 days.
-            "expr": f"(({slo.errors(w)}) or on() vector(0))\n/\n(({slo.total(w)}) > 0)\n",
+            "expr": slo.error_ratio(w),
             "labels": _base_labels(slo) | {"sloth_window": w},
         }
         for w in WINDOWS

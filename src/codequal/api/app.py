@@ -26,13 +26,16 @@ from codequal.api.dashboards import CachedAnswers, Dashboards
 from codequal.api.docs import install_docs
 from codequal.api.errors import FastJSONResponse, error_response, install_error_handlers
 from codequal.api.ingest import ingest_routes
+from codequal.api.ingest_service import IngestService
 from codequal.api.middleware import TelemetryMiddleware, first_shortcut
 from codequal.api.monitoring import monitoring_router
 from codequal.api.openapi import PROMETHEUS_TEXT, install_openapi
+from codequal.api.otlp_grpc import OtlpGrpcServer
 from codequal.api.prom_api import prom_router
 from codequal.api.runbooks import install_runbooks
 from codequal.api.web import install_web
 from codequal.config import Settings
+from codequal.exceptions import ConfigError
 from codequal.runtime.health import health_data
 from codequal.runtime.process import Runtime
 from codequal.runtime.startup import StartupFailed
@@ -55,8 +58,11 @@ def create_app(
     runtime = Runtime(settings)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
+        grpc_server: OtlpGrpcServer | None = app.state.otlp_grpc
+        if grpc_server is not None:
+            _start_grpc(grpc_server, on_startup_failure)
 
         async def start() -> None:
             try:
@@ -76,6 +82,8 @@ def create_app(
         finally:
             runtime.shutting_down = True
             stop.set()
+            if grpc_server is not None:
+                await asyncio.to_thread(grpc_server.stop, settings.shutdown_timeout / 4)
             await starter
             await asyncio.to_thread(runtime.stop)
 
@@ -96,9 +104,31 @@ def create_app(
     auth = build_authenticator(settings, runtime.db)
     auth.install(app)
     app.state.auth = auth
+    app.state.otlp_grpc = None
+    if settings.role == "worker":  # probes and /metrics only: the API runs on other replicas
+        app.add_middleware(TelemetryMiddleware, state=runtime, shortcut=None)
+        app.add_middleware(BodyLimitMiddleware)
+        _add_probe_routes(app, runtime, auth)
+        return app
+    _install_api(app, runtime, auth)
+    install_web(app)
+    install_docs(app, "CodeQual")
+    install_openapi(app)
+    install_runbooks(app)
+    return app
+
+
+def _install_api(app: FastAPI, runtime: Runtime, auth: Authenticator) -> None:
+    """Everything but the probes: the API, ingest (HTTP, and gRPC when its port is set)."""
+    settings = runtime.settings
     dashboards = Dashboards(runtime, lambda: health_data(runtime))
     monitoring = monitoring_router(runtime, auth.require, dashboards)
-    ingest, sentry = ingest_routes(runtime.db, runtime.ready, auth)
+    ingest_service = IngestService(runtime.db, runtime.ready, auth.failures)
+    ingest, sentry = ingest_routes(ingest_service, auth)
+    if settings.otlp_grpc_port:
+        app.state.otlp_grpc = OtlpGrpcServer(
+            ingest_service, auth, settings.host, settings.otlp_grpc_port
+        )
     shortcut = first_shortcut(CachedAnswers(dashboards, auth, runtime), sentry)
     app.add_middleware(TelemetryMiddleware, state=runtime, shortcut=shortcut)
     app.add_middleware(BodyLimitMiddleware)  # outermost: before auth, parsing and telemetry
@@ -118,11 +148,17 @@ def create_app(
     )
     app.include_router(ingest)
     app.include_router(anomalies_router(runtime, auth.require))
-    install_web(app)
-    install_docs(app, "CodeQual")
-    install_openapi(app)
-    install_runbooks(app)
-    return app
+
+
+def _start_grpc(server: OtlpGrpcServer, on_failure: Callable[[str], None] | None) -> None:
+    """Bind OTLP/gRPC (it answers UNAVAILABLE, as the HTTP routes answer 503, until ready); a
+    taken port is a start-up failure, said in one sentence like the others."""
+    try:
+        server.start()
+    except ConfigError as exc:
+        if on_failure is None:
+            raise
+        on_failure(str(exc))
 
 
 def _add_probe_routes(app: FastAPI, state: Runtime, auth: Authenticator) -> None:

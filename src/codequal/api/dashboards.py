@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from codequal.analytics.dashboard_store import (
     RANGES,
     DashboardQueries,
+    aligned_window,
     disk_status,
     p95_by_mode,
     series,
@@ -205,7 +206,8 @@ def _public(
     """Aggregates only: no repository, user, error text or log line may appear here."""
     now = time.time()
     span = RANGES[range_]
-    rows = queries.finished_since(now - max(span, 86_400.0))
+    start, end = aligned_window(now, span)
+    rows = queries.finished_since(min(start, now - 86_400.0))
     hour = [r for r in rows if r.finished_at >= now - 3600]
     disk = _disk(state)
     checks = health()
@@ -223,7 +225,12 @@ def _public(
         "activeAnalyses": queries.count_active(),
         "analyses": {"lastHour": window_summary(hour), "lastDay": window_summary(rows)},
         "p95DurationByMode": p95_by_mode(rows),
-        "series": series([r for r in rows if r.finished_at >= now - span], now - span, now),
+        "series": series([r for r in rows if r.finished_at >= start], start, end),
+        # Names and severities only: the badge shows the worst firing alert to everyone.
+        "alerts": [
+            {"alertname": a["alertname"], "severity": a["severity"], "muted": bool(a["mutedBy"])}
+            for a in _firing(state)
+        ],
     }
 
 

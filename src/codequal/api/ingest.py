@@ -1,278 +1,56 @@
-"""Ingest routes: Sentry envelopes, OTLP/HTTP traces and logs, Loki push.
+"""Ingest routes: Sentry envelopes, OTLP/HTTP traces, logs and metrics, Loki push, Prometheus
+remote write.
 
 Each request is authenticated, rate limited per key and size-checked before its body is read;
 decoded in a worker thread (a small Sentry envelope on the event loop); and stored, in one
-transaction per store shared with the requests arriving meanwhile, before the 2xx is sent. An
-acknowledged entry is therefore committed and survives ``kill -9``; a refused one changed
-nothing. Bad input is always a 4xx naming the problem, never a 5xx.
+transaction per store shared with the requests arriving meanwhile, before the 2xx is sent
+(:mod:`.ingest_service`). An acknowledged entry is therefore committed and survives
+``kill -9``; a refused one changed nothing. Bad input is always a 4xx naming the problem,
+never a 5xx.
 """
 
 # No "from __future__ import annotations": FastAPI must evaluate the route signatures, whose
 # dependencies are built per app (closures) and cannot be resolved from strings.
 
-import hashlib
-import logging
-import math
+import base64
 import re
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from codequal.api.auth import Authenticator, failure_subjects
+from codequal.api.auth import Authenticator, AuthHTTPError
 from codequal.api.errors import FastJSONResponse, error_response
+from codequal.api.ingest_service import (
+    DEFAULT_BURST,
+    DEFAULT_RATE,
+    IngestService,
+    principal_key,
+    storage_error,
+)
 from codequal.api.middleware import FindShortcut, Shortcut
-from codequal.exceptions import AuthError
-from codequal.ingest import IngestError, count_items, loki, otlp, sentry
-from codequal.ingest.batching import GroupCommit
+from codequal.ingest import IngestError, otlp, remote_write, sentry
 from codequal.ingest.limits import (
     LOKI,
     OTLP,
     SENTRY_ENVELOPE,
     SENTRY_STORE,
-    BodyLimit,
-    KiB,
-    RateLimiter,
-    check_content_length,
-    decode_body,
-    rate_limited,
-    read_body,
 )
-from codequal.security.failures import FailureLimiter
-from codequal.security.key_store import KeyStore
+from codequal.security.key_store import KEY_PREFIX
 from codequal.security.tokens import SCOPE_INGEST_WRITE, Principal
 from codequal.storage.db import Database
-from codequal.telemetry.metrics import AUTH_FAILURES
-from codequal.telemetry.stores.errors import ErrorStore
-from codequal.telemetry.stores.logs import LogStore
-from codequal.telemetry.stores.spans import SpanStore
 
-__all__ = ["DEFAULT_BURST", "DEFAULT_RATE", "ingest_router", "ingest_routes"]
-
-_log = logging.getLogger(__name__)
-
-# Per key: a sustained rate and a burst of requests (not items: a batch is one request).
-DEFAULT_RATE = 200.0
-DEFAULT_BURST = 400.0
-RETRY_AFTER_UNAVAILABLE = "5"
-# An envelope no larger than this, decompressed, with at most this many lines (a few items),
-# is decoded on the event loop; one event is typically 2 to 20 KiB.
-SMALL_ENVELOPE = BodyLimit(compressed=64 * KiB, decompressed=64 * KiB)
-SMALL_ENVELOPE_LINES = 16
-KEY_CACHE_SECONDS = 2.0
-MAX_CACHED_KEYS = 10_000
-Clock = Callable[[], float]
-
-
-# (valid until on the monotonic clock, key id, the project the key may send to)
-_Verified = tuple[float, str, int | None]
-
-
-class _DsnKeys:
-    """Checks Sentry DSN keys; a verified key is remembered for ``KEY_CACHE_SECONDS``.
-
-    sentry-sdk sends one request per event, so checking the key in the database each time
-    would cost as much as storing the event. A revoked key is therefore refused within
-    ``KEY_CACHE_SECONDS`` of its revocation, not at once.
-    """
-
-    def __init__(self, keys: KeyStore, clock: Clock) -> None:
-        self._keys = keys
-        self._clock = clock
-        self._verified: dict[bytes, _Verified] = {}  # by the key's sha256
-        self._lock = threading.Lock()
-
-    def cached(self, token: str) -> _Verified | None:
-        """The remembered verification of ``token``, if still fresh (no I/O: the event loop)."""
-        digest = hashlib.sha256(token.encode()).digest()
-        with self._lock:
-            found = self._verified.get(digest)
-        return found if found is not None and found[0] >= time.monotonic() else None
-
-    def verify(self, token: str) -> _Verified:
-        """Check ``token`` in the database (a worker thread) and remember the outcome."""
-        try:
-            principal = self._keys.verify(token, self._clock())
-        except AuthError as exc:
-            AUTH_FAILURES.labels(reason=exc.reason).inc()
-            raise IngestError(401, f"the DSN key is not accepted: {exc.message}") from None
-        record = self._keys.get(principal.key_id or "")
-        project = None  # a key that may send to no project
-        if record is not None and record.kind == "sentry" and principal.has(SCOPE_INGEST_WRITE):
-            project = record.project_id
-        verified = (time.monotonic() + KEY_CACHE_SECONDS, principal.key_id or "", project)
-        with self._lock:
-            if len(self._verified) >= MAX_CACHED_KEYS:
-                self._verified.clear()
-            self._verified[hashlib.sha256(token.encode()).digest()] = verified
-        return verified
-
-    @staticmethod
-    def admit(verified: _Verified, project_id: int) -> str:
-        """The key id, if the key may send to ``project_id``; 403 otherwise."""
-        if verified[2] != project_id:
-            AUTH_FAILURES.labels(reason="scope").inc()
-            raise IngestError(
-                403,
-                f"this DSN key may not send to project {project_id}: it must be a sentry key for "
-                "that project with the ingest:write scope (codequal keys create --sentry-dsn)",
-            )
-        return verified[1]
-
-
-class _Ingest:
-    """What the routes share: the stores (behind group commits), the rate limiter, DSN keys."""
-
-    def __init__(
-        self,
-        db: Database,
-        ready: threading.Event,
-        limiter: RateLimiter,
-        failures: FailureLimiter,
-        clock: Clock,
-    ) -> None:
-        self.ready = ready
-        self.failures = failures
-        self.limiter = limiter
-        self.clock = clock
-        self.logs = GroupCommit(LogStore(db).write)
-        self.spans = GroupCommit(SpanStore(db).write)
-        self.errors = GroupCommit(ErrorStore(db).record)
-        self.dsn_keys = _DsnKeys(KeyStore(db), clock)
-
-    def verify_dsn_key(self, request: Request, token: str) -> _Verified:
-        """A DSN key check that counts failures like the bearer checks: a client (or key id)
-        that keeps guessing gets 429 with Retry-After instead of 401."""
-        try:
-            return self.dsn_keys.verify(token)
-        except IngestError as exc:
-            if exc.status != 401:
-                raise
-            client = request.client.host if request.client is not None else "unknown"
-            subjects = failure_subjects(client, f"Bearer {token}")
-            wait = self.failures.retry_after(subjects, self.clock())
-            self.failures.record(subjects, self.clock())
-            if wait is None:
-                raise
-            AUTH_FAILURES.labels(reason="rate_limited").inc()
-            seconds = str(max(1, math.ceil(wait)))
-            raise IngestError(
-                429,
-                f"too many failed authentications from this client; retry in {seconds} s",
-                {"Retry-After": seconds},
-            ) from None
-
-    async def body(self, request: Request, limit: BodyLimit, key: str) -> bytes:
-        """The raw body, after the readiness, rate and declared-size checks."""
-        if not self.ready.is_set():
-            raise IngestError(503, "the server is starting", {"Retry-After": "1"})
-        wait = self.limiter.acquire(key)
-        if wait is not None:
-            raise rate_limited(wait)
-        check_content_length(request.headers.get("content-length"), limit)
-        try:
-            return await read_body(request.stream(), limit)
-        except ClientDisconnect:
-            raise IngestError(400, "the client disconnected before the body was complete") from None
-
-    # -- storing -----------------------------------------------------------------------------
-    async def store_sentry(
-        self, body: bytes, encoding: str | None, project_id: int, store: bool
-    ) -> Any:
-        """A small envelope is decoded here and waits for its commit on the loop; else a thread.
-
-        A typical envelope (one event of a few KiB) decodes in less time than handing it to a
-        worker thread and back takes; a bounded one cannot hold the loop for longer than the
-        interpreter lets a worker thread hold it anyway.
-        """
-        batch = None if store else self._decode_small_envelope(body, encoding, project_id)
-        if batch is None:
-            return await run_in_threadpool(self._store_sentry, body, encoding, project_id, store)
-        await self.spans.submit_async(batch.spans)
-        await self.errors.submit_async(batch.events)
-        return _sentry_stored(batch)
-
-    def _decode_small_envelope(
-        self, body: bytes, encoding: str | None, project_id: int
-    ) -> sentry.SentryBatch | None:
-        """The envelope's records, or None if it is too large to decode on the event loop."""
-        if len(body) > SMALL_ENVELOPE.compressed:
-            return None
-        try:
-            raw = decode_body(body, encoding, SMALL_ENVELOPE)
-        except IngestError as exc:
-            if exc.status == 413:  # larger once decompressed: the worker thread decides
-                return None
-            raise
-        if raw.count(b"\n") > SMALL_ENVELOPE_LINES:
-            return None
-        return sentry.decode_envelope(raw, project_id=project_id, now=self.clock())
-
-    # -- storing (worker threads) ------------------------------------------------------------
-    def _store_sentry(self, body: bytes, encoding: str | None, project_id: int, store: bool) -> Any:
-        limit = SENTRY_STORE if store else SENTRY_ENVELOPE
-        raw = decode_body(body, encoding, limit)
-        decode = sentry.decode_store if store else sentry.decode_envelope
-        batch = decode(raw, project_id=project_id, now=self.clock())
-        self.spans.submit(batch.spans)
-        self.errors.submit(batch.events)
-        return _sentry_stored(batch)
-
-    def store_otlp(self, kind: str, body: bytes, request: Request, enc: otlp.Encoding) -> bytes:
-        raw = decode_body(body, request.headers.get("content-encoding"), OTLP)
-        if kind == "traces":
-            result = otlp.decode_traces(raw, enc)
-            self.spans.submit(result.records)
-            item = "span"
-        else:
-            result = otlp.decode_logs(raw, enc, self.clock())
-            self.logs.submit(result.records)
-            item = "log"
-        count_items(otlp.FORMAT, item, "accepted", len(result.records))
-        count_items(otlp.FORMAT, item, "rejected", result.rejected)
-        return otlp.encode_response("traces" if kind == "traces" else "logs", enc, result)
-
-    def store_loki(self, body: bytes, encoding: str | None, content_type: str | None) -> None:
-        raw = decode_body(body, encoding, LOKI)
-        entries = loki.decode_push(raw, content_type)
-        self.logs.submit(entries)
-        count_items(loki.FORMAT, "line", "accepted", len(entries))
-
-
-def _sentry_stored(batch: sentry.SentryBatch) -> Any:
-    """Count a committed batch's items; the answer Sentry SDKs expect."""
-    for (kind, outcome), n in batch.counts.items():
-        count_items(sentry.FORMAT, kind, outcome, n)
-    return {"id": batch.event_id} if batch.event_id else {}
-
-
-def _principal_key(principal: Principal) -> str:
-    return principal.key_id or f"jwt:{principal.subject}"
+__all__ = ["DEFAULT_BURST", "DEFAULT_RATE", "IngestService", "ingest_router", "ingest_routes"]
 
 
 def _error(exc: IngestError) -> Response:
     response = error_response(exc.status, exc.title, exc.message)
     response.headers.update(exc.headers)
     return response
-
-
-def _storage_error(exc: sa.exc.SQLAlchemyError) -> IngestError:
-    """A refused value is the client's to fix (400); anything else is ours, so retry (503)."""
-    if isinstance(exc, sa.exc.DataError | sa.exc.IntegrityError):
-        first = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
-        return IngestError(400, f"the database refused a value: {first[:300]}")
-    _log.warning("ingest could not store a batch", exc_info=True)
-    return IngestError(
-        503,
-        "the database is unavailable; nothing was stored, retry later",
-        {"Retry-After": RETRY_AFTER_UNAVAILABLE},
-    )
 
 
 async def _guarded(
@@ -284,25 +62,18 @@ async def _guarded(
     except IngestError as exc:
         return on_error(exc)
     except sa.exc.SQLAlchemyError as exc:
-        return on_error(_storage_error(exc))
+        return on_error(storage_error(exc))
 
 
 def ingest_router(
     db: Database, ready: threading.Event, auth: Authenticator, **options: Any
 ) -> APIRouter:
-    """The ingest routes alone; ``options`` as :func:`ingest_routes` takes them (``limiter``,
-    the per-key rate, and ``clock`` are injectable for tests)."""
-    return ingest_routes(db, ready, auth, **options)[0]
+    """The ingest routes alone; ``options`` (``limiter``, the per-key rate, and ``clock``) are
+    injectable for tests, as :class:`IngestService` takes them."""
+    return ingest_routes(IngestService(db, ready, auth.failures, **options), auth)[0]
 
 
-def ingest_routes(
-    db: Database,
-    ready: threading.Event,
-    auth: Authenticator,
-    *,
-    limiter: RateLimiter | None = None,
-    clock: Clock = time.time,
-) -> tuple[APIRouter, FindShortcut]:
+def ingest_routes(ingest: IngestService, auth: Authenticator) -> tuple[APIRouter, FindShortcut]:
     """The ingest routes, and the shortcut to the Sentry endpoints for TelemetryMiddleware.
 
     sentry-sdk sends one request per event, so the framework's routing and dependency
@@ -310,10 +81,10 @@ def ingest_routes(
     shortcut calls the same handler as the routes, which stay for OpenAPI and for an app
     without the middleware.
     """
-    limiter = limiter or RateLimiter(DEFAULT_RATE, DEFAULT_BURST)
-    ingest = _Ingest(db, ready, limiter, auth.failures, clock)
     router = APIRouter(tags=["ingest"])
     writer = Annotated[Principal, Depends(auth.require(SCOPE_INGEST_WRITE))]
+    # Loki clients and Prometheus's remote_write often can only send Basic auth.
+    basic_or_bearer = Annotated[Principal, Depends(basic_or_bearer_writer(auth))]
     handle = _sentry_routes(router, ingest)
 
     @router.post("/v1/traces", summary="OTLP/HTTP traces (protobuf or JSON)")
@@ -324,11 +95,73 @@ def ingest_routes(
     async def logs(request: Request, principal: writer) -> Response:
         return await _otlp(ingest, "logs", request, principal)
 
+    @router.post("/v1/metrics", summary="OTLP/HTTP metrics into the metric history")
+    async def metrics(request: Request, principal: writer) -> Response:
+        return await _otlp(ingest, "metrics", request, principal)
+
+    @router.post("/api/v1/write", status_code=204, summary="Prometheus remote write 1.0")
+    async def remote_write_push(request: Request, principal: basic_or_bearer) -> Response:
+        return await _remote_write(ingest, request, principal)
+
     @router.post("/loki/api/v1/push", status_code=204, summary="Loki push (JSON or protobuf)")
-    async def loki_push(request: Request, principal: writer) -> Response:
+    async def loki_push(request: Request, principal: basic_or_bearer) -> Response:
         return await _loki(ingest, request, principal)
 
     return router, _sentry_shortcut(handle)
+
+
+def basic_or_bearer_writer(auth: Authenticator) -> Callable[[Request], Awaitable[Principal]]:
+    """ingest:write from a bearer credential, or from Basic auth whose password is one.
+
+    The Basic user is the key's id (the 16 hex digits after ``cq_``) or a tenant name, which
+    is accepted and not used: the store has one tenant. A user that is a key id must be the
+    password's own.
+    """
+    bearer = auth.require(SCOPE_INGEST_WRITE)
+
+    async def dependency(request: Request) -> Principal:
+        header = request.headers.get("authorization")
+        if header is not None and header[:6].lower() == "basic ":
+            request = _as_bearer(request, basic_password(header))
+        return await bearer(request, None)
+
+    return dependency
+
+
+_KEY_ID = re.compile(r"[0-9a-f]{16}")
+
+
+def basic_password(header: str) -> str:
+    """The password of ``Basic base64(user:password)``, checked against its user."""
+    try:
+        user, sep, password = (
+            base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
+        )
+    except (ValueError, UnicodeDecodeError):
+        sep, user, password = "", "", ""
+    if not sep or not password:
+        raise AuthHTTPError(
+            401,
+            "unauthorised",
+            "Basic credentials must be base64 of 'user:password' with a service key as password",
+            {"WWW-Authenticate": 'Basic realm="codequal"'},
+        )
+    if _KEY_ID.fullmatch(user) and not password.startswith(f"{KEY_PREFIX}{user}_"):
+        raise AuthHTTPError(
+            401,
+            "unauthorised",
+            "the Basic user is a key id, but not the id of the key given as password",
+            {"WWW-Authenticate": 'Basic realm="codequal"'},
+        )
+    return password
+
+
+def _as_bearer(request: Request, token: str) -> Request:
+    """The same request with ``Authorization: Bearer <token>``, for the bearer check alone."""
+    scope = dict(request.scope)
+    headers = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
+    scope["headers"] = [*headers, (b"authorization", f"Bearer {token}".encode("latin-1"))]
+    return Request(scope, request.receive)
 
 
 SentryHandler = Callable[[Request, int, bool], Awaitable[Response]]
@@ -356,7 +189,7 @@ def _sentry_shortcut(handle: SentryHandler) -> FindShortcut:
     return find
 
 
-def _sentry_routes(router: APIRouter, ingest: _Ingest) -> SentryHandler:
+def _sentry_routes(router: APIRouter, ingest: IngestService) -> SentryHandler:
     async def handle(request: Request, project_id: int, store: bool) -> Response:
         async def work() -> FastJSONResponse:
             # SDKs send the key in a header: the query string is parsed only when it is not there.
@@ -385,7 +218,9 @@ def _sentry_routes(router: APIRouter, ingest: _Ingest) -> SentryHandler:
     return handle
 
 
-async def _otlp(ingest: _Ingest, kind: str, request: Request, principal: Principal) -> Response:
+async def _otlp(
+    ingest: IngestService, kind: str, request: Request, principal: Principal
+) -> Response:
     try:
         encoding = otlp.encoding_of(request.headers.get("content-type"))
     except IngestError as exc:
@@ -396,19 +231,30 @@ async def _otlp(ingest: _Ingest, kind: str, request: Request, principal: Princip
         return Response(content, exc.status, headers=exc.headers, media_type=media_type)
 
     async def work() -> Response:
-        body = await ingest.body(request, OTLP, _principal_key(principal))
+        body = await ingest.body(request, OTLP, principal_key(principal))
         content = await run_in_threadpool(ingest.store_otlp, kind, body, request, encoding)
         return Response(content, media_type=otlp.CONTENT_TYPES[encoding])
 
     return await _guarded(work, refuse)
 
 
-async def _loki(ingest: _Ingest, request: Request, principal: Principal) -> Response:
+async def _loki(ingest: IngestService, request: Request, principal: Principal) -> Response:
     async def work() -> Response:
-        body = await ingest.body(request, LOKI, _principal_key(principal))
+        body = await ingest.body(request, LOKI, principal_key(principal))
         headers = request.headers
         encoding, content_type = headers.get("content-encoding"), headers.get("content-type")
         await run_in_threadpool(ingest.store_loki, body, encoding, content_type)
+        return Response(status_code=204)
+
+    return await _guarded(work, _error)
+
+
+async def _remote_write(ingest: IngestService, request: Request, principal: Principal) -> Response:
+    async def work() -> Response:
+        headers = request.headers
+        remote_write.check_headers(headers.get("content-type"), headers.get("content-encoding"))
+        body = await ingest.body(request, remote_write.LIMIT, principal_key(principal))
+        await run_in_threadpool(ingest.store_remote_write, body)
         return Response(status_code=204)
 
     return await _guarded(work, _error)

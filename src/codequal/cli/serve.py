@@ -1,4 +1,4 @@
-"""``codequal serve``: the API, dashboard and background workers in one process."""
+"""``codequal serve``: the API, dashboard and background workers in one process, or one role."""
 
 from __future__ import annotations
 
@@ -48,9 +48,19 @@ EXIT_STARTUP = 1  # the server could not start: the sentence on stderr says why
 @config_options
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--port", default=None, help="Port to bind (default 8080).")
-def serve(config_file: Path | None, data_dir: Path | None, host: str | None, port: Any) -> None:
-    """Run the CodeQual server."""
-    settings = settings_or_exit(config_file, data_dir=data_dir, host=host, port=port)
+@click.option(
+    "--role",
+    type=click.Choice(["all", "api", "worker"], case_sensitive=False),
+    default=None,
+    help="all (default): everything; api: the HTTP API, dashboard and ingest, no analysis "
+    "workers, never the leader; worker: the analysis workers and the leader's duties, serving "
+    "only probes and /metrics. Also CODEQUAL_ROLE.",
+)
+def serve(
+    config_file: Path | None, data_dir: Path | None, host: str | None, port: Any, role: str | None
+) -> None:
+    """Run the CodeQual server (or one role of it, to scale API and workers apart)."""
+    settings = settings_or_exit(config_file, data_dir=data_dir, host=host, port=port, role=role)
     _writable_or_exit(settings.data_dir)
     listener = _listen_or_exit(settings.host, settings.port)
     failure: list[str] = []

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 # Bounded label values: ITEMS{format} is one of these, {type} one of each format's known types.
-FORMATS = ("sentry", "otlp", "loki")
+FORMATS = ("sentry", "otlp", "loki", "remote_write")
 
 ITEMS = INGEST_ITEMS  # declared in the catalogue with every other metric
 

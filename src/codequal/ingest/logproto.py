@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.message import Message
+from google.protobuf import descriptor_pb2
+
+from codequal.tsdb.prompb import Messages, build_messages
 
 _F = descriptor_pb2.FieldDescriptorProto
 _OPTIONAL, _REPEATED = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
 
 # (message, [(field, number, type, label, message type or "")])
-_MESSAGES: tuple[tuple[str, list[tuple[str, int, int, int, str]]], ...] = (
+_MESSAGES: Messages = (
     ("Timestamp", [("seconds", 1, _F.TYPE_INT64, _OPTIONAL, ""),
                    ("nanos", 2, _F.TYPE_INT32, _OPTIONAL, "")]),
     ("LabelPairAdapter", [("name", 1, _F.TYPE_STRING, _OPTIONAL, ""),
@@ -34,26 +35,7 @@ _MESSAGES: tuple[tuple[str, list[tuple[str, int, int, int, str]]], ...] = (
 )  # fmt: skip
 
 
-def _build() -> dict[str, type[Message]]:
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="codequal/ingest/logproto.proto", package="logproto", syntax="proto3"
-    )
-    for name, fields in _MESSAGES:
-        message = proto.message_type.add(name=name)
-        for field, number, kind, label, type_name in fields:
-            added = message.field.add(name=field, number=number, type=kind, label=label)
-            if type_name:  # setting it at all, even to "", marks a scalar as a message field
-                added.type_name = type_name
-    # A pool of our own: another library declaring "logproto" cannot clash with this one.
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return {
-        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"logproto.{name}"))
-        for name, _ in _MESSAGES
-    }
-
-
-_CLASSES = _build()
+_CLASSES = build_messages("logproto", _MESSAGES, "codequal/ingest/logproto.proto")
 # Any: the fields of a message class made at run time are not known to the type checker.
 PushRequest: Any = _CLASSES["PushRequest"]
 EntryAdapter: Any = _CLASSES["EntryAdapter"]

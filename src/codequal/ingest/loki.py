@@ -1,10 +1,11 @@
 """Loki's push API: ``POST /loki/api/v1/push`` as JSON, or as snappy-compressed protobuf.
 
 Each stream is a label set and its lines; a line becomes a :class:`LogEntry` whose service comes
-from the ``service`` / ``service_name`` / ``job`` label and whose level comes from the ``level``
-/ ``detected_level`` label or, failing that, from the line itself (JSON or logfmt). Labels are
-checked against Loki's default limits, and a request over one is refused whole with a 400
-naming the limit, as Loki does.
+from the ``service`` / ``service_name`` / ``job`` label and whose level comes from the line's
+structured metadata (``level``, ``severity`` or ``detected_level``), else the stream's label of
+those names (python-logging-loki sends ``severity``), else the line itself (JSON or logfmt).
+Labels are checked against Loki's default limits, and a request over one is refused whole with
+a 400 naming the limit, as Loki does.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ _SELECTOR_PAIR = re.compile(
 )
 _LOGFMT_LEVEL = re.compile(r'(?:^|\s)(?:level|lvl|severity)="?([A-Za-z]+)')
 _SERVICE_LABELS = ("service", "service_name", "job")
-_LEVEL_LABELS = ("level", "detected_level")
+_LEVEL_LABELS = ("level", "severity", "detected_level")
 _LINE_LEVEL_KEYS = ("level", "lvl", "severity", "log.level")
 _TRACE_KEYS = ("trace_id", "traceID", "traceId", "traceid")
 
@@ -97,10 +98,7 @@ class _Stream:
     def __init__(self, labels: dict[str, str]) -> None:
         found = next((labels[k] for k in _SERVICE_LABELS if labels.get(k)), "unknown")
         self.service = found[:SERVICE_WIDTH]
-        self.level = next(
-            (lv for k in _LEVEL_LABELS if (lv := level_from_text(labels.get(k))) is not None),
-            None,
-        )
+        self.level = _labelled_level(labels)
         self.labels = labels
         self.metadata = {"labels": labels}  # one dict, shared by the stream's plain lines
 
@@ -121,7 +119,14 @@ class _Stream:
                     meta["structured_metadata"] = structured
                 if len(line) > ACTION_WIDTH:  # the action column keeps 500 characters
                     meta["line"] = line
-            yield LogEntry(ts, level or _line_level(line), service, trace_id, line, metadata=meta)
+            found = (_labelled_level(structured) if structured else None) or level
+            yield LogEntry(ts, found or _line_level(line), service, trace_id, line, metadata=meta)
+
+
+def _labelled_level(labels: Mapping[str, str]) -> Level | None:
+    return next(
+        (lv for k in _LEVEL_LABELS if (lv := level_from_text(labels.get(k))) is not None), None
+    )
 
 
 def _trace_id(structured: Mapping[str, str] | None) -> str:

@@ -1,4 +1,5 @@
-"""OTLP/HTTP: ``/v1/traces`` and ``/v1/logs`` in protobuf or JSON, answered in kind.
+"""OTLP/HTTP: ``/v1/traces``, ``/v1/logs`` (and, in :mod:`.otlp_metrics`, ``/v1/metrics``) in
+protobuf or JSON, answered in kind; OTLP/gRPC hands its parsed requests to the same conversions.
 
 JSON differs from the protobuf JSON mapping in one way that matters (OTLP specification, "JSON
 Protobuf Encoding"): trace and span ids are hex, not base64. They are turned into base64 before
@@ -18,6 +19,7 @@ import orjson
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
@@ -49,7 +51,7 @@ _STATUSES = {0: "UNSET", 1: "OK", 2: "ERROR"}
 # OTLP severity numbers come in fours: TRACE 1-4, DEBUG 5-8, INFO 9-12, WARN 13-16, ...
 _SEVERITIES: tuple[Level, ...] = ("debug", "debug", "info", "warn", "error", "critical")
 # google.rpc.Code for the statuses we answer with (OTLP wants a Status body on errors).
-_RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 413: 8, 415: 3, 429: 8, 503: 14}
+RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 413: 8, 415: 3, 429: 8, 503: 14}
 # googleapis-common-protos (installed with the OTLP exporter) ships no type information.
 _status_pb2: Any = importlib.import_module("google.rpc.status_pb2")
 
@@ -73,7 +75,8 @@ def encoding_of(content_type: str | None) -> Encoding:
     )
 
 
-def _parse(body: bytes, encoding: Encoding, message: Message, what: str) -> None:
+def parse(body: bytes, encoding: Encoding, message: Message, what: str) -> None:
+    """Fill ``message`` from an OTLP/HTTP body; IngestError (400) when it is not one."""
     if encoding == "protobuf":
         try:
             message.ParseFromString(body)
@@ -147,7 +150,12 @@ def _bad_id(value: bytes, size: int, name: str, optional: bool = False) -> str |
 def decode_traces(body: bytes, encoding: Encoding) -> Decoded:
     """An ExportTraceServiceRequest as span records; invalid spans counted, not stored."""
     request = trace_service_pb2.ExportTraceServiceRequest()
-    _parse(body, encoding, request, "ExportTraceServiceRequest")
+    parse(body, encoding, request, "ExportTraceServiceRequest")
+    return traces_from(request)
+
+
+def traces_from(request: trace_service_pb2.ExportTraceServiceRequest) -> Decoded:
+    """The span records of a parsed request (OTLP/HTTP and OTLP/gRPC share this)."""
     records: list[SpanRecord] = []
     rejected, reason = 0, ""
     for resource_spans in request.resource_spans:
@@ -161,7 +169,7 @@ def decode_traces(body: bytes, encoding: Encoding) -> Decoded:
                 else:
                     rejected += 1
                     reason = reason or f"span {span.name[:100]!r}: {problem}"
-    return Decoded(records, rejected, _summary(rejected, "span", reason))
+    return Decoded(records, rejected, summary(rejected, "span", reason))
 
 
 def _span_problem(span: trace_pb2.Span) -> str | None:
@@ -203,7 +211,7 @@ def span_record(span: trace_pb2.Span, service: str, scope: str) -> SpanRecord:
     )
 
 
-def _summary(rejected: int, noun: str, reason: str) -> str:
+def summary(rejected: int, noun: str, reason: str) -> str:
     if not rejected:
         return ""
     return f"{rejected} {noun}{'s' if rejected != 1 else ''} rejected; first: {reason}"
@@ -213,7 +221,12 @@ def _summary(rejected: int, noun: str, reason: str) -> str:
 def decode_logs(body: bytes, encoding: Encoding, now: float) -> Decoded:
     """An ExportLogsServiceRequest as log entries; records with invalid ids counted, not stored."""
     request = logs_service_pb2.ExportLogsServiceRequest()
-    _parse(body, encoding, request, "ExportLogsServiceRequest")
+    parse(body, encoding, request, "ExportLogsServiceRequest")
+    return logs_from(request, now)
+
+
+def logs_from(request: logs_service_pb2.ExportLogsServiceRequest, now: float) -> Decoded:
+    """The log entries of a parsed request (OTLP/HTTP and OTLP/gRPC share this)."""
     records: list[LogEntry] = []
     rejected, reason = 0, ""
     for resource_logs in request.resource_logs:
@@ -233,7 +246,7 @@ def decode_logs(body: bytes, encoding: Encoding, now: float) -> Decoded:
                 else:
                     rejected += 1
                     reason = reason or f"log record: {problem}"
-    return Decoded(records, rejected, _summary(rejected, "log record", reason))
+    return Decoded(records, rejected, summary(rejected, "log record", reason))
 
 
 def log_entry(
@@ -284,21 +297,32 @@ def _error(attrs: Mapping[str, Any]) -> ErrorInfo | None:
 
 
 # -- responses -------------------------------------------------------------------------------
-def encode_response(kind: Literal["traces", "logs"], encoding: Encoding, result: Decoded) -> bytes:
+Signal = Literal["traces", "logs", "metrics"]
+
+
+def response_message(kind: Signal, result: Decoded) -> Message:
     """The Export*ServiceResponse, with partial_success only when something was rejected."""
-    response: Message
+    n, why = result.rejected, result.message
     if kind == "traces":
         traces = trace_service_pb2.ExportTraceServiceResponse()
-        if result.rejected:
-            traces.partial_success.rejected_spans = result.rejected
-            traces.partial_success.error_message = result.message
-        response = traces
-    else:
+        if n:
+            traces.partial_success.rejected_spans, traces.partial_success.error_message = n, why
+        return traces
+    if kind == "logs":
         logs = logs_service_pb2.ExportLogsServiceResponse()
-        if result.rejected:
-            logs.partial_success.rejected_log_records = result.rejected
-            logs.partial_success.error_message = result.message
-        response = logs
+        if n:
+            logs.partial_success.rejected_log_records, logs.partial_success.error_message = n, why
+        return logs
+    metrics = metrics_service_pb2.ExportMetricsServiceResponse()
+    if n:
+        metrics.partial_success.rejected_data_points = n
+        metrics.partial_success.error_message = why
+    return metrics
+
+
+def encode_response(kind: Signal, encoding: Encoding, result: Decoded) -> bytes:
+    """The response body in the request's encoding."""
+    response = response_message(kind, result)
     if encoding == "protobuf":
         return response.SerializeToString()
     return orjson.dumps(json_format.MessageToDict(response))
@@ -310,7 +334,7 @@ def encode_error(encoding: Encoding, error: IngestError) -> tuple[bytes, str]:
     The JSON form also carries the API's ``error`` / ``detail`` fields, so it reads like every
     other CodeQual error.
     """
-    code = _RPC_CODES.get(error.status, 2)
+    code = RPC_CODES.get(error.status, 2)
     if encoding == "protobuf":
         body: bytes = _status_pb2.Status(code=code, message=error.message).SerializeToString()
         return body, CONTENT_TYPES["protobuf"]

@@ -61,5 +61,7 @@ def _startup(runtime: Runtime) -> checks.CheckResult:
 def _sink_health(runtime: Runtime) -> dict[str, dict[str, Any]]:
     if runtime.started is None:
         return {}
-    sinks = runtime.started.telemetry.delivering_sinks()
+    sinks = [*runtime.started.telemetry.delivering_sinks()]
+    if runtime.remote_write is not None:
+        sinks.append(runtime.remote_write)
     return {sink.name: {"status": sink.health()} for sink in sinks}

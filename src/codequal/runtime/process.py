@@ -35,7 +35,13 @@ from codequal.runtime.startup import (
     part_sentence,
     unreachable_sentence,
 )
-from codequal.runtime.wiring import build_alerting, build_analysis, instance_name, setup_telemetry
+from codequal.runtime.wiring import (
+    build_alerting,
+    build_analysis,
+    build_remote_write,
+    instance_name,
+    setup_telemetry,
+)
 from codequal.storage.db import Database, open_database
 from codequal.telemetry.setup import Telemetry
 
@@ -70,6 +76,8 @@ class Runtime:
             )
         self.instance = instance_name(settings)
         self.alerting: AlertingService = build_alerting(settings, self.db)
+        # Every sample the history stores is also shipped to CODEQUAL_REMOTE_WRITE_URL.
+        self.remote_write = build_remote_write(settings, self.alerting.history.store)
         self.started: Started | None = None
         self.ready = threading.Event()
         self.shutting_down = False
@@ -114,7 +122,9 @@ class Runtime:
 
         Returns having started nothing when ``stop`` is set while it still retries. Raises
         :class:`StartupFailed` with one sentence for the operator when start-up cannot go on;
-        ``/ready`` then says why.
+        ``/ready`` then says why. With ``start_workers``, the role decides the rest: ``all``
+        and ``worker`` run the analysis workers and campaign for the leader's duties; ``api``
+        does neither, and only scrapes its own metrics into the history.
         """
         try:
             if self._migrate(stop):
@@ -133,12 +143,18 @@ class Runtime:
         self.alerting.attach(telemetry)
         anomalies = AnomalyService(self.alerting.history.store, self.db, self.alerting.notifier)
         leadership = None
-        if start_workers:
+        works = start_workers and self.settings.role != "api"
+        if works:
             leadership = _step("leader election", lambda: self._campaign(telemetry, anomalies))
-            _step("alerting", self.alerting.start)
             anomalies.start()
-        COLLECTOR.attach(analysis.deepwiki, self.db)
+        else:
+            self.alerting.set_active(False)  # never leads: no rules, notices or retention here
         if start_workers:
+            _step("alerting", self.alerting.start)
+            if self.remote_write is not None:
+                self.remote_write.start()
+        COLLECTOR.attach(analysis.deepwiki, self.db)
+        if works:
             _step("the analysis workers", analysis.start)
         self.started = Started(telemetry, analysis, anomalies, leadership)
         self.startup_error = None
@@ -206,6 +222,8 @@ class Runtime:
             COLLECTOR.detach()
             started.anomalies.stop(budget / 8)
         self.alerting.stop(budget / 4)
+        if self.remote_write is not None:  # after the history's last flush offered its samples
+            self.remote_write.shutdown(budget / 8)
         if started is not None and started.leadership is not None:
             started.leadership.stop(1.0)  # after the work stopped: another replica takes over
         if started is not None:

@@ -47,8 +47,10 @@ from codequal.storage.db import Database
 from codequal.storage.kv import KeyValueStore
 from codequal.telemetry.metrics import REGISTRY
 from codequal.telemetry.setup import Telemetry, TelemetryConfig, start_telemetry
+from codequal.tsdb.remote_write import RemoteWriteSender
 from codequal.tsdb.scrape import Collectable
 from codequal.tsdb.service import DAY_SECONDS, MetricHistory, query_limits
+from codequal.tsdb.store import SampleStore
 
 
 # -- telemetry --------------------------------------------------------------------------------
@@ -140,6 +142,15 @@ def build_alerting(settings: Settings, db: Database) -> AlertingService:
     service = AlertingService(history, notifier, scheduler, CriticalLogFeed(db, notifier))
     notifier.sources.append(service.critical_logs.pull)
     return service
+
+
+def build_remote_write(settings: Settings, store: SampleStore) -> RemoteWriteSender | None:
+    """The sender to CODEQUAL_REMOTE_WRITE_URL, subscribed to ``store`` (started by the caller)."""
+    if not settings.remote_write_url:
+        return None
+    sender = RemoteWriteSender(settings.remote_write_url, settings.data_dir)
+    store.subscribe(sender.offer)
+    return sender
 
 
 # -- the analysis pipeline --------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -29,6 +29,7 @@ from codequal.tsdb.promql.source import matches_all
 from codequal.tsdb.segments import DecodedCache, Segment, merge
 
 SampleInput = tuple[Mapping[str, str] | Labels, int, float]
+Listener = Callable[[Sequence[tuple[Labels, int, float]]], None]
 WRITE_BATCH = 500  # chunks per transaction: a flush with a deadline stops between batches
 # Decoded samples kept for re-reads (16 bytes each, ~190 MB): every rule round reads the
 # history its longest windows cover, and a least-recently-used cache smaller than what one
@@ -80,6 +81,7 @@ class SampleStore:
         self._by_labels: dict[Labels, Head] = {}  # the same heads, found by their labels
         self._label_cache: dict[tuple[tuple[str, str], ...], Labels] = {}
         self._newest = -(2**62)
+        self._listeners: list[Listener] = []
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -106,7 +108,14 @@ class SampleStore:
                     counts[head.append(target, t, value, self._range, self._max_samples)] += 1
                 newest = max(newest, t)
             self._newest = newest
+        for listener in self._listeners:
+            listener(batch)
         return AppendResult(*counts)
+
+    def subscribe(self, listener: Listener) -> None:
+        """Also hand every appended batch (labels resolved, rejected samples included) to
+        ``listener``, on the appending thread: it must be quick and must not raise."""
+        self._listeners.append(listener)
 
     def _labels(self, labels: Mapping[str, str] | Labels) -> Labels:
         # Scrapes repeat the same label dicts: building a sorted Labels once per series (not

@@ -39,6 +39,7 @@
     charts: {},
     burnRange: [0, 1], // the dashboard's range in epoch seconds, for the burn chart's x axis
   };
+  const CRITICAL = ["critical", "emergency"];
 
   const $ = (id) => document.getElementById(id);
 
@@ -280,6 +281,10 @@
 
   function markStale(error) {
     const since = state.lastSuccess ? "from " + formatTime(state.lastSuccess) : "not loaded yet";
+    // Whatever the last answer said, it no longer stands: the badge says what is known.
+    showBadge("unreachable", "unreachable · " + (state.lastSuccess
+      ? "last data " + formatTime(state.lastSuccess) : "no data yet"),
+    "The server could not be reached at " + formatTime(new Date()) + ".");
     const reason = error instanceof RequestFailed ? error.message : "unexpected error";
     if (!(error instanceof RequestFailed)) console.warn("dashboard refresh failed", error);
     $("stale-banner").textContent = "Refresh failed at " + formatTime(new Date()) + " (" +
@@ -319,10 +324,34 @@
     renderPrivate(result.view === "full" ? result.data : null, analytics);
   }
 
-  function renderSummary(data) {
+  // ---- the status badge: the worst of health, firing alerts and reachability ---------------------
+
+  function alertNames(alerts) {
+    return alerts[0].alertname + (alerts.length > 1 ? " +" + (alerts.length - 1) : "");
+  }
+
+  function badgeFor(status, alerts) {
+    const firing = (alerts || []).filter((a) => !a.muted);
+    const critical = firing.filter((a) => CRITICAL.includes(a.severity));
+    const warning = firing.filter((a) => a.severity === "warning");
+    const every = firing.map((a) => a.alertname + " (" + a.severity + ")").join(", ");
+    const title = "Health: " + status + (every ? "; firing: " + every : "; nothing firing");
+    if (critical.length) return ["critical", "critical: " + alertNames(critical), title];
+    if (status === "unhealthy") return ["unhealthy", status, title];
+    if (warning.length) return ["warning", "warning: " + alertNames(warning), title];
+    if (status === "degraded") return ["degraded", status, title];
+    return [status === "healthy" ? "healthy" : "unknown", status, title];
+  }
+
+  function showBadge(kind, text, title) {
     const badge = $("overall-status");
-    badge.textContent = data.status;
-    badge.className = "badge badge-" + (data.status === "healthy" ? "healthy" : "unhealthy");
+    badge.textContent = text;
+    badge.className = "badge badge-" + kind;
+    badge.title = title;
+  }
+
+  function renderSummary(data) {
+    showBadge(...badgeFor(data.status, data.alerts));
     renderDisk(data.deepwiki);
     setText("active-count", data.activeAnalyses);
     renderWindow("hour", data.analyses.lastHour);
@@ -397,7 +426,10 @@
     if (existing) existing.plot.destroy();
     const container = $(id);
     const options = chartOptions(container, lines, format);
-    state.charts[id] = { key, plot: new uPlot(options, data, container) };
+    const plot = new uPlot(options, data, container);
+    state.charts[id] = { key, plot };
+    // For the browser tests and the console: the chart behind a container.
+    Object.defineProperty(container, "uplot", { value: plot, configurable: true });
   }
 
   function chartOptions(container, lines, format) {
@@ -410,10 +442,23 @@
         y: format.range ? { range: format.range } : {},
       },
       series: [{}, ...lines.map((line) => ({ width: 2, value: valueFormat, ...line }))],
-      // Wider x-tick spacing: three charts share a row and time labels need room.
-      axes: [{ space: 60 }, { size: 70, values: (_u, ticks) => ticks.map((v) => format.y(v)) }],
+      // Wider x-tick spacing: three charts share a row and time labels need room. The y axis
+      // is as wide as its widest label ("20 min 35 s"), measured, never a fixed guess.
+      axes: [{ space: 60 }, { size: axisSize, values: (_u, ticks) => ticks.map((v) => format.y(v)) }],
       legend: { live: true },
     };
+  }
+
+  function axisSize(u, values, axisIndex, cycle) {
+    const axis = u.axes[axisIndex];
+    if (cycle > 1) return axis._size; // uPlot asks again until the size settles
+    let size = axis.ticks.size + axis.gap;
+    if (values && values.length) {
+      u.ctx.font = axis.font[0];
+      const widest = Math.max(...values.map((v) => u.ctx.measureText(String(v)).width));
+      size += widest / devicePixelRatio;
+    }
+    return Math.ceil(size) + 4;
   }
 
   function destroyChart(id) {

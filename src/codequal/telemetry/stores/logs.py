@@ -45,6 +45,31 @@ _COLUMNS = (
 )
 
 
+# The searched text of migration 0012, written as its index and backfill write it.
+TRIGRAM = 3
+_PG_SEARCH_TEXT = sa.literal_column(
+    "left(log_entries.action || E'\\n' || coalesce(log_entries.error::text, '') || E'\\n' "
+    "|| coalesce(log_entries.metadata::text, ''), 8192)",
+    sa.Text,
+)
+_SQLITE_SEARCH_TEXT = sa.literal_column(
+    "substr(log_entries.action || char(10) || coalesce(log_entries.error, '') || char(10) "
+    "|| coalesce(log_entries.metadata, ''), 1, 8192)",
+    sa.Text,
+)
+# The FTS5 table: its own name is the column MATCH takes.
+_INDEX_NEWEST = (
+    "INSERT INTO log_search(rowid, body) SELECT id, substr(action || char(10) || "
+    "coalesce(error, '') || char(10) || coalesce(metadata, ''), 1, 8192) FROM log_entries "
+    "WHERE id > (SELECT max(id) FROM log_entries) - ?"
+)
+_SEARCH = sa.table("log_search", sa.column("rowid"), sa.column("log_search"))
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 class LogStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -73,6 +98,9 @@ class LogStore:
         ]
         with self._db.engine.begin() as conn:
             conn.exec_driver_sql(self._insert_sql, rows)
+            if self._db.dialect == "sqlite":
+                # This transaction holds SQLite's write lock: the batch has the newest ids.
+                conn.exec_driver_sql(_INDEX_NEWEST, (len(rows),))
 
     def query(self, q: LogQuery) -> list[dict[str, Any]]:
         """Newest first; pass the last row's ``id`` as ``before_id`` for the next page."""
@@ -95,9 +123,24 @@ class LogStore:
         if q.before_id is not None:
             stmt = stmt.where(t.c.id < q.before_id)
         if q.text:
-            stmt = stmt.where(t.c.action.contains(q.text, autoescape=True))
+            stmt = stmt.where(self._matches(q.text))
         with self._db.engine.connect() as conn:
             return [dict(row._mapping) for row in conn.execute(stmt)]
+
+    def _matches(self, text: str) -> sa.ColumnElement[bool]:
+        """Entries whose action, error or fields hold ``text`` (any case), through the search
+        index of migration 0012: FTS5 trigrams on SQLite, a pg_trgm GIN index on PostgreSQL."""
+        # Stored text never holds NUL (ingest replaces it), and neither FTS5 nor PostgreSQL
+        # takes one in a query.
+        text = text.replace("\x00", "\ufffd")
+        if self._db.dialect == "postgresql":
+            return _PG_SEARCH_TEXT.ilike(f"%{_escape_like(text)}%", escape="\\")
+        if len(text) >= TRIGRAM:
+            phrase = '"' + text.replace('"', '""') + '"'  # one FTS5 phrase: a substring match
+            found = sa.select(_SEARCH.c.rowid).where(_SEARCH.c.log_search.op("MATCH")(phrase))
+            return log_entries.c.id.in_(found)
+        # Under three characters FTS5 trigrams cannot answer: scan, as before the index.
+        return _SQLITE_SEARCH_TEXT.like(f"%{_escape_like(text)}%", escape="\\")
 
     def last_id(self) -> int:
         """The newest entry's id (0 when empty): a starting point for :meth:`critical_after`."""
