@@ -191,8 +191,7 @@ def test_retention_task_deletes_what_is_older_than_the_retention(
 
 
 def test_metric_history_shares_the_process_store_and_stops_cleanly(database: Database) -> None:
-    registry = CollectorRegistry()
-    Gauge("temp", "t", registry=registry).set(1)
+    registry = CollectorRegistry()  # empty: the scrape at start stores only up and its kin
     history = MetricHistory(database, registry, instance="a:1", scrape_interval=3600)
     assert history.store is store_for(database)
     history.start()
@@ -200,3 +199,20 @@ def test_metric_history_shares_the_process_store_and_stops_cleanly(database: Dat
     assert history.stop(timeout=10)  # the loops end and the sample is written
     (series,) = SampleStore(database).select([Matcher(MatchOp.EQUAL, "__name__", "temp")], 0, T0)
     assert series.points() == [(T0, 1.0)]
+
+
+def test_work_done_before_the_first_tick_shows_in_rate(store: SampleStore) -> None:
+    """A server that counts three analyses before its first scheduled scrape still shows them:
+    the scrape at start stored the zero the counter was initialised to."""
+    registry = CollectorRegistry()
+    analyses = Counter("analyses", "a", registry=registry)
+    scraper = Scraper(store, registry, instance="a:1", interval=3600, clock=lambda: T0 / 1000)
+    scraper.start()
+    try:
+        analyses.inc(3)  # before the loop's first tick, an hour away
+        scraper.scrape_once(T0 + STEP)
+    finally:
+        assert scraper.stop(timeout=10)
+    rate = values(Engine(store), "increase(analyses_total[1m])", T0 + STEP)
+    (increase,) = rate.values()
+    assert increase > 0

@@ -108,6 +108,7 @@ class Scraper:
         self._flush_every = flush_interval
         self._previous: set[Labels] = set()
         self._last_flush = 0.0
+        self._clock = clock
         self._loop = Periodic("tsdb-scraper", interval, self._tick, clock)
 
     def scrape_once(self, now_ms: int) -> ScrapeResult:
@@ -158,7 +159,14 @@ class Scraper:
             self._last_flush = scheduled
 
     def start(self) -> None:
-        """Scrape on a background thread, flushing the store every ``flush_interval``."""
+        """Scrape once now, then on a background thread, flushing every ``flush_interval``.
+
+        The scrape at start is the baseline: counters initialised to zero are stored as zero
+        before the server accepts work, so what happens before the first tick on the grid
+        (up to one interval later) shows in ``rate()`` and ``increase()`` instead of being the
+        first value of a series that has never moved.
+        """
+        self.scrape_once(round(self._clock() * 1000))
         self._loop.start()
 
     def stop(self, timeout: float = 10.0) -> bool:
