@@ -4,21 +4,27 @@ would write for the same request."""
 from __future__ import annotations
 
 import math
+import random
+import struct
+from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from codequal.ingest import IngestError
+from codequal.ingest import IngestError, clean
+from codequal.ingest.otlp import any_value
 from codequal.ingest.otlp_metrics import (
     DELTA,
     MAX_SAMPLES,
     NO_RECORDED_VALUE,
+    _text,
     format_bound,
     metrics_from,
 )
 from codequal.ingest.prom_names import label_name, metric_name
+from codequal.tsdb.promql import STALE_NAN, Labels
 
 CUMULATIVE = metrics_pb2.AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 T_NS = 1_700_000_000_000_000_000
@@ -83,7 +89,7 @@ def request_with(*metrics: metrics_pb2.Metric, resource: dict[str, str] | None =
 
 
 def as_dict(result: object) -> dict[tuple[tuple[str, str], ...], float]:
-    return {tuple(sorted(labels.items())): value for labels, _, value in result.records}  # type: ignore[attr-defined]
+    return {tuple(sorted(labels)): value for labels, _, value in result.records}  # type: ignore[attr-defined]
 
 
 def counter(name: str, value: int, temporality: int = CUMULATIVE) -> metrics_pb2.Metric:
@@ -143,9 +149,9 @@ def test_explicit_histogram_buckets_are_cumulative_with_sum_and_count() -> None:
         histogram=metrics_pb2.Histogram(data_points=[point], aggregation_temporality=CUMULATIVE),
     )
     got = {
-        (labels["__name__"], labels.get("le")): value
+        (labels.name, labels.to_dict().get("le")): value
         for labels, _, value in metrics_from(request_with(metric), NOW).records
-        if labels["__name__"] != "target_info"
+        if labels.name != "target_info"
     }
     assert got == {
         ("rpc_duration_seconds_bucket", "0.1"): 3.0,
@@ -175,9 +181,9 @@ def test_exponential_histograms_become_classic_buckets_at_their_boundaries() -> 
         ),
     )
     buckets = {
-        labels["le"]: value
+        labels.get("le"): value
         for labels, _, value in metrics_from(request_with(metric), NOW).records
-        if labels["__name__"] == "size_bytes_bucket"
+        if labels.name == "size_bytes_bucket"
     }
     assert buckets == {"4": 4.0, "8": 7.0, "+Inf": 7.0}
 
@@ -198,3 +204,80 @@ def test_a_request_over_the_sample_limit_is_refused_whole() -> None:
     with pytest.raises(IngestError) as caught:
         metrics_from(request_with(metric, resource={}), NOW)
     assert caught.value.status == 413
+
+
+def _random_value(rng: random.Random) -> common_pb2.AnyValue:
+    kind = rng.choice(["string", "int", "bool", "double", "array"])
+    if kind == "string":
+        return common_pb2.AnyValue(string_value=rng.choice(["", "/cart", "é ü", "x" * 300]))
+    if kind == "int":
+        return common_pb2.AnyValue(int_value=rng.choice([0, -3, 2**62]))
+    if kind == "bool":
+        return common_pb2.AnyValue(bool_value=rng.random() < 0.5)
+    if kind == "double":
+        return common_pb2.AnyValue(double_value=rng.choice([0.0, 1.5, -2e300]))
+    values = [common_pb2.AnyValue(string_value="a"), common_pb2.AnyValue(int_value=1)]
+    return common_pb2.AnyValue(array_value=common_pb2.ArrayValue(values=values))
+
+
+def _random_metric(rng: random.Random, index: int) -> metrics_pb2.Metric:
+    points = []
+    for _ in range(rng.randrange(0, 6)):
+        point = metrics_pb2.NumberDataPoint(
+            time_unix_nano=rng.choice([0, T_NS, T_NS + 1_234_567]),
+            start_time_unix_nano=rng.choice([0, T_NS - 10**9]),
+            flags=NO_RECORDED_VALUE if rng.random() < 0.1 else 0,
+        )
+        if rng.random() < 0.5:
+            point.as_int = rng.choice([0, 7, -(2**63)])
+        else:
+            point.as_double = rng.choice([0.0, 0.25, -1e-300, math.inf])
+        for a in range(rng.randrange(0, 4)):
+            point.attributes.add(key=rng.choice(["http.route", "2nd", f"k{a}"])).value.CopyFrom(
+                _random_value(rng)
+            )
+        if rng.random() < 0.2:
+            point.exemplars.add(as_double=1.0, time_unix_nano=T_NS)
+        points.append(point)
+    metric = metrics_pb2.Metric(name=f"m{index}.size", unit=rng.choice(["", "By", "1"]))
+    if rng.random() < 0.5:
+        metric.gauge.data_points.extend(points)
+    else:
+        metric.sum.data_points.extend(points)
+        metric.sum.is_monotonic = rng.random() < 0.5
+        metric.sum.aggregation_temporality = CUMULATIVE
+    return metric
+
+
+def _reference(request: Any) -> list[tuple[dict[str, str], int, float]]:
+    """The number points as read through the protobuf classes, translated by the same rules
+    (the resource is only ``service.name=shop``)."""
+    out = []
+    for metric in request.resource_metrics[0].scope_metrics[0].metrics:
+        gauge = metric.HasField("gauge")
+        data = metric.gauge if gauge else metric.sum
+        counter = not gauge and metric.sum.is_monotonic
+        name = metric_name(metric.name, metric.unit, counter=counter, gauge=gauge)
+        for point in data.data_points:
+            labels = {"__name__": name}
+            for kv in point.attributes:
+                labels[label_name(kv.key)] = clean(_text(any_value(kv.value)))
+            labels["job"] = labels["service_name"] = "shop"
+            t = point.time_unix_nano // 1_000_000 or round(NOW * 1000)
+            value = point.as_double or float(point.as_int)
+            out.append((labels, t, STALE_NAN if point.flags & NO_RECORDED_VALUE else value))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_number_points_read_from_the_wire_agree_with_the_protobuf_classes(seed: int) -> None:
+    rng = random.Random(seed)  # noqa: S311 - test data
+    metrics = [_random_metric(rng, i % 3) for i in range(rng.randrange(1, 5))]
+    request = request_with(*metrics, resource={"service.name": "shop"})
+    want = [(Labels.of(labels), t, v) for labels, t, v in _reference(request)]
+    for _ in range(2):  # labels built, then found by their attribute bytes
+        got = metrics_from(request, NOW).records
+        assert [(labels, t) for labels, t, _ in got] == [(labels, t) for labels, t, _ in want]
+        assert [struct.pack("<d", v) for _, _, v in got] == [
+            struct.pack("<d", v) for _, _, v in want
+        ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 import struct
+from typing import Any
 
 import pytest
 
@@ -30,17 +31,31 @@ def random_request(rng: random.Random) -> WriteRequest:
     return request
 
 
-def expected(
-    request: WriteRequest,
-) -> list[tuple[list[tuple[str, str]], list[tuple[int, float]], int]]:
-    return [
+Labelled = tuple[tuple[str, str], ...]
+
+
+def expected(request: WriteRequest) -> tuple[list[tuple[Labelled, int, float]], int]:
+    """What the protobuf library reads: every sample with its series' labels, skipped items."""
+    out = [
         (
-            [(label.name, label.value) for label in series.labels],
-            [(sample.timestamp, sample.value) for sample in series.samples],
-            len(series.exemplars) + len(series.histograms),
+            tuple((label.name, label.value) for label in series.labels),
+            sample.timestamp,
+            sample.value,
         )
         for series in request.timeseries
+        for sample in series.samples
     ]
+    return out, sum(len(s.exemplars) + len(s.histograms) for s in request.timeseries)
+
+
+def read(raw: bytes, known: dict[bytes, Labelled] | None = None, limit: int = 10**6) -> Any:
+    cache = {} if known is None else known
+
+    def resolve(index: int, fields: bytes) -> Labelled:
+        cache[fields] = tuple(prom_wire.label_pairs(fields))
+        return cache[fields]
+
+    return prom_wire.samples(raw, cache, resolve, limit)
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -48,12 +63,39 @@ def test_the_reader_agrees_with_protobuf(seed: int) -> None:
     rng = random.Random(seed)  # noqa: S311 - test data
     request = random_request(rng)
     raw = request.SerializeToString()
-    got = [(prom_wire.label_pairs(k), s, n) for k, s, n in prom_wire.series(raw)]
-    assert got == expected(request)
-    # The fast path for label fields seen before reads the same series.
-    known = {key for key, _, _ in prom_wire.series(raw)}
-    again = [(prom_wire.label_pairs(k), s, n) for k, s, n in prom_wire.series(raw, known)]
-    assert again == got
+    known: dict[bytes, Labelled] = {}
+    assert read(raw, known) == expected(request)
+    # The fast path for label fields seen before reads the same samples.
+    assert read(raw, known) == expected(request)
+
+
+def test_a_request_of_one_sample_series_is_read_by_the_fast_path_alike() -> None:
+    """Prometheus's shape: many series, one sample each, a millisecond timestamp of now."""
+    request = WriteRequest()
+    for i in range(50):
+        series = request.timeseries.add()
+        series.labels.add(name="__name__", value="node_cpu_seconds_total")
+        series.labels.add(name="cpu", value=str(i))
+        series.samples.add(timestamp=1_796_000_000_000 + i % 3, value=i / 7)
+    raw = request.SerializeToString()
+    known: dict[bytes, Labelled] = {}
+    first = read(raw, known)
+    assert first == expected(request)
+    assert read(raw, known) == first
+
+
+def test_more_samples_than_the_limit_is_refused() -> None:
+    request = WriteRequest()
+    for i in range(5):
+        series = request.timeseries.add()
+        series.labels.add(name="__name__", value=f"m{i}")
+        series.samples.add(timestamp=1_796_000_000_000, value=1.0)
+    raw = request.SerializeToString()
+    known: dict[bytes, Labelled] = {}
+    assert len(read(raw, known, limit=5)[0]) == 5
+    for cache in (known, None):  # read by the fast path and by the general one
+        with pytest.raises(prom_wire.TooMany):
+            read(raw, cache, limit=4)
 
 
 def test_a_nan_keeps_its_bits() -> None:
@@ -61,17 +103,22 @@ def test_a_nan_keeps_its_bits() -> None:
     request = WriteRequest()
     series = request.timeseries.add()
     series.labels.add(name="__name__", value="up")
-    series.samples.add(timestamp=1, value=stale)
-    ((_, [(_, value)], _),) = prom_wire.series(request.SerializeToString())
-    assert struct.pack("<d", value) == struct.pack("<d", stale)
+    series.samples.add(timestamp=1_796_000_000_000, value=stale)
+    raw = request.SerializeToString()
+    known: dict[bytes, Labelled] = {}
+    for _ in range(2):  # the general path, then the fast one
+        ((_, _, value),), _ = read(raw, known)
+        assert struct.pack("<d", value) == struct.pack("<d", stale)
 
 
 @pytest.mark.parametrize("seed", range(10))
 def test_every_truncation_is_refused_cleanly(seed: int) -> None:
     raw = random_request(random.Random(seed)).SerializeToString()  # noqa: S311
+    known: dict[bytes, Labelled] = {}
+    read(raw, known)
     for cut in range(1, len(raw)):
-        try:
-            for key, _, _ in prom_wire.series(raw[:cut]):
-                prom_wire.label_pairs(key)
-        except (ValueError, IndexError, UnicodeDecodeError):
-            continue
+        for cache in (known, None):
+            try:
+                read(raw[:cut], None if cache is None else dict(cache))
+            except (ValueError, IndexError, UnicodeDecodeError):
+                continue

@@ -256,7 +256,7 @@ class IngestService:
 
     def otlp_metrics(self, result: otlp.Decoded) -> otlp.Decoded:
         """Append the samples; out-of-order and unindexable ones join the refused points."""
-        appended = self.samples.append(result.records)
+        appended = self.samples.append_resolved(result.records)
         refused = appended.out_of_order + appended.rejected
         count_items(otlp.FORMAT, "sample", "accepted", appended.appended + appended.duplicates)
         count_items(otlp.FORMAT, "sample", "rejected", refused)
@@ -270,7 +270,7 @@ class IngestService:
 
     def store_remote_write(self, body: bytes) -> None:
         batch = remote_write.decode_write(body)
-        appended = self.samples.append(batch.samples)
+        appended = self.samples.append_resolved(batch.samples)
         fmt = remote_write.FORMAT
         count_items(fmt, "sample", "accepted", appended.appended + appended.duplicates)
         count_items(fmt, "sample", "rejected", appended.out_of_order + appended.rejected)

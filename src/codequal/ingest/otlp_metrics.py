@@ -20,6 +20,7 @@ the SDKs' default).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from functools import lru_cache
@@ -32,15 +33,24 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from codequal.ingest import IngestError, clean
 from codequal.ingest.otlp import Decoded, Encoding, any_value, attributes, parse, summary
 from codequal.ingest.prom_names import label_name, metric_name
-from codequal.tsdb.promql import STALE_NAN
+from codequal.ingest.wire import length, skip, varint
+from codequal.tsdb.promql import STALE_NAN, Labels
 
 FORMAT = "otlp"
-Sample = tuple[dict[str, str], int, float]
+Sample = tuple[Labels, int, float]
 # A request may carry at most this many samples (a histogram point is one per bucket plus two).
 MAX_SAMPLES = 500_000
 MAX_LABELS = 64  # per series, resource labels included; a point over it is refused alone
 DELTA = metrics_pb2.AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 NO_RECORDED_VALUE = metrics_pb2.DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
+# The labels of number points by metric name and target labels, then attribute fields as sent.
+_Tail = tuple[Labels, bool]  # a number point's labels, and whether it is a staleness marker
+_SERIES: dict[tuple[str, tuple[tuple[str, str], ...]], dict[bytes, _Tail]] = {}
+MAX_METRICS, MAX_KNOWN = 10_000, 100_000  # (metric, target) pairs; series of each
+# Wire tags (field << 3 | wire type) of Gauge/Sum.data_points and NumberDataPoint's fields.
+_DATA_POINT = 0x0A
+_START_TIME, _TIME, _AS_DOUBLE, _AS_INT, _ATTRIBUTE, _FLAGS = 0x11, 0x19, 0x21, 0x31, 0x3A, 0x40
+_U64, _I64, _F64 = struct.Struct("<Q"), struct.Struct("<q"), struct.Struct("<d")
 _TARGET_KEYS = frozenset({"service.name", "service.namespace", "service.instance.id"})
 _DELTA_REASON = (
     "delta temporality is not stored; configure the exporter for cumulative temporality "
@@ -76,11 +86,6 @@ def format_bound(value: float) -> str:
     return "0" if text == "-0" else text
 
 
-def _value(point: metrics_pb2.NumberDataPoint) -> float:
-    # A oneof: whichever of the two is set; both read 0 when the other one is.
-    return point.as_double or float(point.as_int)
-
-
 class _Translation:
     """Collects the samples of one request, counting refused points with the first reason."""
 
@@ -90,6 +95,7 @@ class _Translation:
         self.rejected = 0
         self.reason = ""
         self._target: dict[str, str] = {}
+        self._target_key: tuple[tuple[str, str], ...] = ()
 
     def refuse(self, n: int, reason: str) -> None:
         self.rejected += n
@@ -98,6 +104,7 @@ class _Translation:
     def resource(self, resource_metrics: metrics_pb2.ResourceMetrics) -> None:
         resource = attributes(resource_metrics.resource.attributes)
         self._target = _target_labels(resource)
+        self._target_key = tuple(self._target.items())
         start, latest = len(self.samples), 0
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
@@ -112,14 +119,14 @@ class _Translation:
         kind = metric.WhichOneof("data")
         if kind == "gauge":
             name = metric_name(metric.name, metric.unit, gauge=True)
-            return self.numbers(name, metric.gauge.data_points)
+            return self.numbers(name, metric.gauge)
         if kind == "sum":
             data = metric.sum
             if data.aggregation_temporality == DELTA:
                 self.refuse(len(data.data_points), f"{metric.name[:100]!r}: {_DELTA_REASON}")
                 return 0
             name = metric_name(metric.name, metric.unit, counter=data.is_monotonic)
-            return self.numbers(name, data.data_points)
+            return self.numbers(name, data)
         if kind in ("histogram", "exponential_histogram", "summary"):
             histogram = getattr(metric, kind)
             if kind != "summary" and histogram.aggregation_temporality == DELTA:
@@ -130,22 +137,121 @@ class _Translation:
         self.refuse(1, f"metric {metric.name[:100]!r} has no data of a known type")
         return 0
 
-    def numbers(self, name: str, points: Iterable[metrics_pb2.NumberDataPoint]) -> int:
+    def numbers(self, name: str, data: metrics_pb2.Gauge | metrics_pb2.Sum) -> int:
+        """Add a gauge's or a sum's points; returns the newest timestamp (ms).
+
+        The points are read from the data's wire bytes (:mod:`.wire`), not through the
+        protobuf classes: an exporter sends the same series export after export, and a
+        series' labels are found by its attribute fields as bytes, so a known series costs
+        a dictionary lookup instead of building and sorting its labels again. The bytes are
+        the protobuf library's own serialisation of a message it parsed, so fields come in
+        field order: a point's attributes (field 7) are one run.
+        """
+        raw = data.SerializeToString()
+        cache = _series_of(name, self._target_key)
+        samples = self.samples
+        now_ms = self.now_ms
         latest = 0
-        for point in points:
-            labels = self.point_labels(name, point.attributes)
-            if labels is None:
+        pos, end = 0, len(raw)
+        while pos < end:
+            if raw[pos] != _DATA_POINT:
+                pos = skip(raw, pos, end)
                 continue
-            t = self.time(point.time_unix_nano)
+            stop, p = length(raw, pos + 1, end)
+            pos = stop
+            # The lead fields in their order (start time, time, value), then the tail: the
+            # attributes and flags, the same bytes export after export for a series.
+            nanos, value = 0, 0.0
+            if p < stop and raw[p] == _START_TIME:
+                p += 9
+            if p < stop and raw[p] == _TIME:
+                nanos = _U64.unpack_from(raw, p + 1)[0]
+                p += 9
+            if p < stop and raw[p] == _AS_DOUBLE:
+                value = _F64.unpack_from(raw, p + 1)[0]
+                p += 9
+            elif p < stop and raw[p] == _AS_INT:
+                value = float(_I64.unpack_from(raw, p + 1)[0])
+                p += 9
+            if p > stop:
+                raise ValueError("a data point runs past its end")
+            found = cache.get(raw[p:stop])
+            if found is None:
+                tail = self._tail(name, raw, p, stop, cache)
+                if tail is None:
+                    continue
+                found, later = tail
+                if later is not None:  # exemplars came first: the value is in the tail
+                    value = later
+            labels, stale = found
+            t = nanos // 1_000_000 if nanos else now_ms
             latest = max(latest, t)
-            stale = point.flags & NO_RECORDED_VALUE
-            self.add(labels, t, STALE_NAN if stale else _value(point))
+            if len(samples) >= MAX_SAMPLES:
+                raise too_many_samples()
+            samples.append((labels, t, STALE_NAN if stale else value))
         return latest
+
+    def _tail(
+        self, name: str, raw: bytes, pos: int, stop: int, cache: dict[bytes, _Tail]
+    ) -> tuple[_Tail, float | None] | None:
+        """A point's labels and staleness from the fields after its value, remembered by those
+        bytes when they are only attributes and flags; and a value found among them (after
+        exemplars). None when the point is refused."""
+        start, first, last = pos, -1, -1
+        flags, value, plain = 0, None, True
+        while pos < stop:
+            tag = raw[pos]
+            if tag == _ATTRIBUTE:
+                if first < 0:
+                    first = pos
+                pos = last = length(raw, pos + 1, stop)[0]
+                continue
+            if tag == _FLAGS:
+                flags, pos = varint(raw, pos + 1)
+                continue
+            plain = False
+            if tag in (_AS_DOUBLE, _AS_INT):
+                (value,) = (_F64 if tag == _AS_DOUBLE else _I64).unpack_from(raw, pos + 1)
+                value = float(value)
+                pos += 9
+            else:
+                pos = skip(raw, pos, stop)
+        if pos != stop:
+            raise ValueError("a data point runs past its end")
+        fields = raw[first:last] if first >= 0 else b""
+        found = cache.get(fields)
+        labels = found[0] if found is not None else self._number_labels(name, fields)
+        if labels is None:
+            return None
+        if len(cache) >= MAX_KNOWN:
+            cache.clear()
+        cache.setdefault(fields, (labels, False))
+        tail = (labels, bool(flags & NO_RECORDED_VALUE))
+        if plain:
+            cache[raw[start:stop]] = tail
+        return tail, value
+
+    def _number_labels(self, name: str, fields: bytes) -> Labels | None:
+        """The labels of a point with these attribute fields; None if refused."""
+        pairs = []
+        pos, end = 0, len(fields)
+        while pos < end:
+            if fields[pos] == _ATTRIBUTE:
+                stop, start = length(fields, pos + 1, end)
+                kv = common_pb2.KeyValue.FromString(fields[start:stop])
+                pairs.append((kv.key, any_value(kv.value)))
+                pos = stop
+            else:
+                pos = skip(fields, pos, end)
+        found = self.point_labels(name, pairs)
+        return None if found is None else Labels.of(found)
 
     def distributions(self, name: str, kind: str, points: Iterable[Any]) -> int:
         latest = 0
         for point in points:
-            base = self.point_labels(name, point.attributes)
+            base = self.point_labels(
+                name, ((kv.key, any_value(kv.value)) for kv in point.attributes)
+            )
             if base is None:
                 continue
             t = self.time(point.time_unix_nano)
@@ -157,10 +263,8 @@ class _Translation:
                 self.add(labels, t, STALE_NAN if stale else value)
         return latest
 
-    def point_labels(
-        self, name: str, pairs: Iterable[common_pb2.KeyValue]
-    ) -> dict[str, str] | None:
-        labels = {"__name__": name, **_labels_of((kv.key, any_value(kv.value)) for kv in pairs)}
+    def point_labels(self, name: str, pairs: Iterable[tuple[str, Any]]) -> dict[str, str] | None:
+        labels = {"__name__": name, **_labels_of(pairs)}
         labels.update(self._target)
         if len(labels) > MAX_LABELS:
             self.refuse(1, f"{name}: {len(labels)} labels; the limit is {MAX_LABELS} per series")
@@ -170,13 +274,26 @@ class _Translation:
     def time(self, nanos: int) -> int:
         return nanos // 1_000_000 if nanos else self.now_ms
 
-    def add(self, labels: dict[str, str], t: int, value: float) -> None:
+    def add(self, labels: Labels | dict[str, str], t: int, value: float) -> None:
         if len(self.samples) >= MAX_SAMPLES:
-            raise IngestError(
-                413,
-                f"the request holds more than {MAX_SAMPLES} samples; send smaller batches",
-            )
-        self.samples.append((labels, t, value))
+            raise too_many_samples()
+        self.samples.append((labels if isinstance(labels, Labels) else Labels.of(labels), t, value))
+
+
+def too_many_samples() -> IngestError:
+    return IngestError(
+        413, f"the request holds more than {MAX_SAMPLES} samples; send smaller batches"
+    )
+
+
+def _series_of(name: str, target: tuple[tuple[str, str], ...]) -> dict[bytes, _Tail]:
+    """What is known of one metric's number points from one target, by their tail bytes."""
+    found = _SERIES.get((name, target))
+    if found is None:
+        if len(_SERIES) >= MAX_METRICS:
+            _SERIES.clear()
+        found = _SERIES[name, target] = {}
+    return found
 
 
 def _target_labels(resource: Mapping[str, Any]) -> dict[str, str]:

@@ -16,104 +16,97 @@ Sample { double value = 1; int64 timestamp = 2; }. The tags of those fields are 
 from __future__ import annotations
 
 import struct
-from collections.abc import Container
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+from codequal.ingest.wire import length, skip, varint
 
 _DOUBLE = struct.Struct("<d")
 _SIGN, _INT64 = 1 << 63, 1 << 64
 _LABEL, _SAMPLE, _EXEMPLAR, _HISTOGRAM = 0x0A, 0x12, 0x1A, 0x22  # field << 3 | 2
 _VALUE, _TIMESTAMP = 0x09, 0x10  # Sample.value (fixed64), Sample.timestamp (varint)
+# A series' one sample: the field of 16 bytes, the value first (as every sender writes it).
+_ONE_SAMPLE = bytes((_SAMPLE, 16, _VALUE))
 _NAME, _TEXT = 0x0A, 0x12  # Label.name, Label.value
-# A millisecond timestamp of this century is a six-byte varint: a sample field of 16 bytes.
-_SAMPLE_SIZES = (16, *range(11, 16), *range(17, 21))
-
-# (the series' label fields as sent: the cache key; [(timestamp ms, value)]; skipped items)
-Series = tuple[bytes, list[tuple[int, float]], int]
+T = TypeVar("T")
 
 
-def _varint(raw: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = raw[pos]  # IndexError past the end: the caller reports a malformed body
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("a varint is longer than ten bytes")
+class TooMany(ValueError):
+    """The request holds more samples than the caller's limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request holds more than {limit} samples")
 
 
-def _length(raw: bytes, pos: int, end: int) -> tuple[int, int]:
-    """The end of a length-delimited value whose length starts at ``pos``, and its start."""
-    byte = raw[pos]
-    if byte < 0x80:
-        start, size = pos + 1, byte
-    else:
-        size, start = _varint(raw, pos)
-    if start + size > end:
-        raise ValueError("a field runs past the end of its message")
-    return start + size, start
+# (a series' label fields as sent; [(timestamp ms, value)]; skipped items)
+_Series = tuple[bytes, list[tuple[int, float]], int]
 
 
-def _skip(raw: bytes, pos: int, end: int) -> int:
-    """Past one field of any wire type (a field this reader does not use)."""
-    tag, pos = _varint(raw, pos)
-    kind = tag & 7
-    if kind == 0:
-        return _varint(raw, pos)[1]
-    if kind == 2:
-        return _length(raw, pos, end)[0]
-    if kind in (1, 5):
-        pos += 8 if kind == 1 else 4
-        if pos > end:
-            raise ValueError("a fixed-size field runs past the end of its message")
-        return pos
-    raise ValueError(f"wire type {kind} is not valid here")
+def samples(
+    raw: bytes, known: Mapping[bytes, T], resolve: Callable[[int, bytes], T], limit: int
+) -> tuple[list[tuple[T, int, float]], int]:
+    """Every float sample of a WriteRequest as ``(labels, timestamp ms, value)``, and the count
+    of skipped items (exemplars, native histograms).
 
+    A series' labels are ``known[fields]`` for its label fields as sent, else
+    ``resolve(index, fields)`` (which checks them, and may raise; the caller remembers them
+    in ``known``). ``ValueError`` for a malformed request, :class:`TooMany` for one of more
+    than ``limit`` samples.
 
-def series(raw: bytes, known: Container[bytes] = frozenset()) -> list[Series]:
-    """Each TimeSeries of a WriteRequest: its label fields, samples and skipped items.
-
-    ``known`` holds label fields seen before: a series that is such labels followed by one
-    sample is read from its end, without walking its labels (see :func:`_known_series`).
+    The loop is the hot path of remote write, written out: a series of known labels followed by
+    one sample is read from its end without walking its labels. The sample field is then the
+    last 18 bytes (value, then a six-byte timestamp varint, as a millisecond timestamp of this
+    century is), and the split is right whenever the bytes before it are label fields seen
+    before: those are complete fields, so the sample field starts on a field boundary.
     """
-    out = []
+    out: list[tuple[T, int, float]] = []
+    add = out.append
+    lookup = known.get
+    unpack = _DOUBLE.unpack_from
     times: dict[bytes, int] = {}  # a request's samples mostly share a few timestamps
+    skipped = index = 0
     pos, end = 0, len(raw)
+    # A series read by the fast path is at least 21 bytes and one sample: a body shorter than
+    # that many times the limit cannot hold too many of them (the general path always counts).
+    guard = end >= 21 * limit
     while pos < end:
-        if raw[pos] == _LABEL:  # WriteRequest.timeseries has the same tag as Label fields
-            stop, start = _length(raw, pos + 1, end)
-            found = _known_series(raw, start, stop, known, times)
-            out.append(found or _series(raw, start, stop, times))
-            pos = stop
+        if raw[pos] != _LABEL:  # WriteRequest.timeseries has the same tag as Label fields
+            pos = skip(raw, pos, end)
+            continue
+        size = raw[pos + 1]
+        if size < 0x80:
+            start = pos + 2
         else:
-            pos = _skip(raw, pos, end)
-    return out
+            size, start = varint(raw, pos + 1)
+        pos = start + size
+        if pos > end:
+            raise ValueError("a field runs past the end of its message")
+        at = pos - 18
+        if at > start and raw[at : at + 3] == _ONE_SAMPLE and raw[at + 11] == _TIMESTAMP:
+            labels = lookup(raw[start:at])
+            if labels is not None:
+                stamp = raw[at + 12 : pos]
+                t = times.get(stamp)
+                if t is None:
+                    t = times[stamp] = _timestamp(raw, at + 12, pos)
+                add((labels, t, unpack(raw, at + 3)[0]))
+                index += 1
+                if guard and len(out) > limit:
+                    raise TooMany(limit)
+                continue
+        fields, points, others = _series(raw, start, pos, times)
+        labels = lookup(fields)
+        if labels is None:
+            labels = resolve(index, fields)
+        out.extend([(labels, t, v) for t, v in points])
+        skipped += others
+        index += 1
+        if len(out) > limit:
+            raise TooMany(limit)
+    return out, skipped
 
 
-def _known_series(
-    raw: bytes, start: int, end: int, known: Container[bytes], times: dict[bytes, int]
-) -> Series | None:
-    """A known series with one sample, read from the end: the sample field is the last
-    ``2 + size`` bytes for a size of 11 to 20 (value, then a timestamp varint). The split is
-    right whenever the bytes before it are label fields seen before: those are complete
-    fields, so the sample field starts on a field boundary."""
-    for size in _SAMPLE_SIZES:
-        at = end - size - 2
-        if (
-            at > start
-            and raw[at] == _SAMPLE
-            and raw[at + 1] == size
-            and raw[at + 2] == _VALUE
-            and raw[at + 11] == _TIMESTAMP
-        ):
-            key = raw[start:at]
-            if key in known:
-                return key, [_sample(raw, at + 2, end, times)], 0
-    return None
-
-
-def _series(raw: bytes, pos: int, end: int, times: dict[bytes, int]) -> Series:
+def _series(raw: bytes, pos: int, end: int, times: dict[bytes, int]) -> _Series:
     parts: list[bytes] = []  # label fields (tag and length included), as runs of the body
     run = pos
     samples: list[tuple[int, float]] = []
@@ -123,10 +116,10 @@ def _series(raw: bytes, pos: int, end: int, times: dict[bytes, int]) -> Series:
         if tag not in (_LABEL, _SAMPLE, _EXEMPLAR, _HISTOGRAM):
             if run < pos:
                 parts.append(raw[run:pos])
-            pos = _skip(raw, pos, end)
+            pos = skip(raw, pos, end)
             run = pos
             continue
-        stop, start = _length(raw, pos + 1, end)
+        stop, start = length(raw, pos + 1, end)
         if tag != _LABEL:
             if run < pos:
                 parts.append(raw[run:pos])
@@ -147,10 +140,7 @@ def _sample(raw: bytes, pos: int, end: int, times: dict[bytes, int]) -> tuple[in
         key = raw[pos + 10 : end]
         timestamp = times.get(key)
         if timestamp is None:
-            timestamp, stop = _varint(raw, pos + 10)
-            if stop != end:
-                raise ValueError("a sample runs past the end of its series")
-            timestamp = times[key] = timestamp - _INT64 if timestamp >= _SIGN else timestamp
+            timestamp = times[key] = _timestamp(raw, pos + 10, end)
         return timestamp, _DOUBLE.unpack_from(raw, pos + 1)[0]
     value, timestamp = 0.0, 0
     while pos < end:
@@ -161,12 +151,20 @@ def _sample(raw: bytes, pos: int, end: int, times: dict[bytes, int]) -> tuple[in
             value = _DOUBLE.unpack_from(raw, pos + 1)[0]
             pos += 9
         elif tag == _TIMESTAMP:
-            timestamp, pos = _varint(raw, pos + 1)
+            timestamp, pos = varint(raw, pos + 1)
         else:
-            pos = _skip(raw, pos, end)
+            pos = skip(raw, pos, end)
     if pos != end:
         raise ValueError("a sample runs past the end of its series")
     return (timestamp - _INT64 if timestamp >= _SIGN else timestamp), value
+
+
+def _timestamp(raw: bytes, pos: int, end: int) -> int:
+    """The int64 varint that is the rest of a sample, from ``pos`` to ``end``."""
+    value, stop = varint(raw, pos)
+    if stop != end:
+        raise ValueError("a sample runs past the end of its series")
+    return value - _INT64 if value >= _SIGN else value
 
 
 def label_pairs(fields: bytes) -> list[tuple[str, str]]:
@@ -175,9 +173,9 @@ def label_pairs(fields: bytes) -> list[tuple[str, str]]:
     pos, end = 0, len(fields)
     while pos < end:
         if fields[pos] != _LABEL:
-            pos = _skip(fields, pos, end)
+            pos = skip(fields, pos, end)
             continue
-        stop, start = _length(fields, pos + 1, end)
+        stop, start = length(fields, pos + 1, end)
         pairs.append(_label(fields[start:stop]))
         pos = stop
     return pairs
@@ -189,10 +187,10 @@ def _label(label: bytes) -> tuple[str, str]:
     while pos < end:
         tag = label[pos]
         if tag in (_NAME, _TEXT):
-            stop, start = _length(label, pos + 1, end)
+            stop, start = length(label, pos + 1, end)
             text = label[start:stop].decode()
             name, value = (text, value) if tag == _NAME else (name, text)
             pos = stop
         else:
-            pos = _skip(label, pos, end)
+            pos = skip(label, pos, end)
     return name, value

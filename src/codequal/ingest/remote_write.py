@@ -53,22 +53,12 @@ def check_headers(content_type: str | None, content_encoding: str | None) -> Non
 def decode_write(body: bytes) -> WriteBatch:
     """The samples of a snappy-compressed WriteRequest; IngestError when it is not one."""
     raw = _unsnappy(body)
-    samples: list[Sample] = []
-    add = samples.append
-    skipped = 0
-    get = _KNOWN.get
     try:
-        for index, (key, points, others) in enumerate(prom_wire.series(raw, _KNOWN)):
-            labels = get(key) or _remember(key, series_labels(index, prom_wire.label_pairs(key)))
-            skipped += others
-            for t, v in points:
-                add((labels, t, v))
-            if len(samples) > MAX_SAMPLES:
-                raise IngestError(
-                    413,
-                    f"the request holds more than {MAX_SAMPLES} samples; lower "
-                    "max_samples_per_send",
-                )
+        samples, skipped = prom_wire.samples(raw, _KNOWN, _check, MAX_SAMPLES)
+    except prom_wire.TooMany:
+        raise IngestError(
+            413, f"the request holds more than {MAX_SAMPLES} samples; lower max_samples_per_send"
+        ) from None
     except (ValueError, IndexError, struct.error) as exc:
         raise IngestError(400, f"the body is not a remote write WriteRequest ({exc})") from None
     return WriteBatch(samples, skipped)
@@ -80,10 +70,11 @@ _KNOWN: dict[bytes, Labels] = {}
 MAX_KNOWN = 200_000
 
 
-def _remember(key: bytes, labels: Labels) -> Labels:
+def _check(index: int, fields: bytes) -> Labels:
+    labels = series_labels(index, prom_wire.label_pairs(fields))
     if len(_KNOWN) >= MAX_KNOWN:
         _KNOWN.clear()
-    _KNOWN[key] = labels
+    _KNOWN[fields] = labels
     return labels
 
 

@@ -127,7 +127,7 @@ class Scraper:
         gone = self._previous - current.keys()
         batch = [(labels, now_ms, value) for labels, value in current.items()]
         batch.extend((labels, now_ms, STALE_NAN) for labels in gone)
-        self.store.append(batch)
+        self.store.append_resolved(batch)
         self._previous = set(current)
         return ScrapeResult(scraped, len(gone), up)
 

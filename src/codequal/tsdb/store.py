@@ -87,30 +87,56 @@ class SampleStore:
 
     def append(self, samples: Iterable[SampleInput]) -> AppendResult:
         """Add samples (labels including ``__name__``, time in ms, value) to the heads."""
-        batch = [(self._labels(labels), int(t), float(v)) for labels, t, v in samples]
-        self._resolve(batch)
+        return self.append_resolved(
+            [(self._labels(labels), int(t), float(v)) for labels, t, v in samples]
+        )
+
+    def append_resolved(self, batch: list[tuple[Labels, int, float]]) -> AppendResult:
+        """:meth:`append` for samples already typed as the store keeps them: ``Labels``, an
+        ``int`` time and a ``float`` value (what the ingest decoders produce)."""
         counts = [0, 0, 0, 0]  # indexed by head.AppendOutcome, then rejected
-        newest = self._newest
+        new: list[tuple[Labels, int, float]] = []  # samples of series without a head yet
         with self._lock:
-            heads = self._by_labels
-            for labels, t, value in batch:
-                target = heads.get(labels) or self._new_head(labels)
-                if target is None:
-                    counts[3] += 1
-                    continue
-                ts = target.open.ts
-                # The common case inline: the next sample of a chunk with room left.
-                if ts and ts[-1] < t < target.window_end and len(ts) < self._max_samples:
-                    ts.append(t)
-                    target.open.vs.append(value)
-                    counts[0] += 1
-                else:
-                    counts[head.append(target, t, value, self._range, self._max_samples)] += 1
-                newest = max(newest, t)
-            self._newest = newest
+            self._append_known(batch, counts, new)
+        if new:  # all of a new series' samples are here, in order: no head was made above
+            self._resolve(new)
+            with self._lock:
+                for labels, _, _ in new:
+                    if labels not in self._by_labels:
+                        self._new_head(labels)
+                rejected: list[tuple[Labels, int, float]] = []
+                self._append_known(new, counts, rejected)
+            counts[3] += len(rejected)
         for listener in self._listeners:
             listener(batch)
         return AppendResult(*counts)
+
+    def _append_known(
+        self,
+        batch: list[tuple[Labels, int, float]],
+        counts: list[int],
+        unknown: list[tuple[Labels, int, float]],
+    ) -> None:
+        """Append the samples of series with a head (the lock held); the others to ``unknown``."""
+        heads = self._by_labels
+        newest = self._newest
+        for item in batch:
+            labels, t, value = item
+            target = heads.get(labels)
+            if target is None:
+                unknown.append(item)
+                continue
+            ts = target.open.ts
+            # The common case inline: the next sample of a chunk with room left.
+            if ts and ts[-1] < t < target.window_end and len(ts) < self._max_samples:
+                ts.append(t)
+                target.open.vs.append(value)
+                counts[0] += 1
+            else:
+                counts[head.append(target, t, value, self._range, self._max_samples)] += 1
+            if t > newest:  # noqa: PLR1730 - a comparison costs less than a call, per sample
+                newest = t
+        self._newest = newest
 
     def subscribe(self, listener: Listener) -> None:
         """Also hand every appended batch (labels resolved, rejected samples included) to
