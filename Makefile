@@ -7,7 +7,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 # uv uses this machine's Python (never downloads one) and the lock as it is (--locked fails
 # when pyproject.toml and uv.lock disagree instead of re-resolving behind your back).
-SYNC := $(UV) sync --locked --python $(PYTHON)
+# Bytecode is compiled at install, ours included: where PYTHONDONTWRITEBYTECODE is set (as on
+# CI machines and in many images) Python never caches it, and `codequal serve` spent ~6 s of
+# every start compiling (ready in 9-10 s instead of 3.6 s on this 2-core machine).
+SYNC := $(UV) sync --locked --python $(PYTHON) --compile-bytecode
+COMPILE_OURS := $(BIN)/python -m compileall -q src > /dev/null
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: run test install install-dev lint typecheck unit sentry2 bench docs lock deps-latest \
@@ -23,9 +27,11 @@ $(UV):
 # `make test` in place instead of removing them.
 install: $(UV)
 	$(SYNC) --no-dev --inexact --quiet
+	$(COMPILE_OURS)
 
 install-dev: $(UV)
 	$(SYNC) --group dev --quiet
+	$(COMPILE_OURS)
 	UV_PROJECT_ENVIRONMENT=.venv-sentry2 $(SYNC) --group dev --group sentry2 --quiet
 
 run: install
