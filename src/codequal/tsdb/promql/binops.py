@@ -84,8 +84,9 @@ def _match_labels(labels: Labels, node: Binary) -> Labels:
     return labels.without((*node.matching, METRIC_NAME))
 
 
-def _result_labels(lhs: Labels, rhs: Labels, node: Binary) -> Labels:
-    labels = lhs.drop_name() if node.op in DROPS_NAME else lhs
+def result_labels(lhs: Labels, rhs: Labels, node: Binary) -> Labels:
+    """The labels of a vector-vector result from the "many" side ``lhs`` and "one" side ``rhs``."""
+    labels = lhs.drop_name() if node.op in DROPS_NAME or node.return_bool else lhs
     if node.card == "one-to-one":
         labels = labels.keep(node.matching) if node.on else labels.without(node.matching)
     for name in node.include:
@@ -129,9 +130,7 @@ def vector_vector(node: Binary, lhs: Sequence[Sample], rhs: Sequence[Sample], t:
             value = 1.0 if keep else 0.0
         elif not keep:
             continue
-        labels = _result_labels(ms.labels, os.labels, node)
-        if node.return_bool:
-            labels = labels.drop_name()
+        labels = result_labels(ms.labels, os.labels, node)
         _check_unique(matched, key, labels, node)
         out.append(Sample(labels, value, t))
     return Vector(out)

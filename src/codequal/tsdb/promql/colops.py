@@ -17,7 +17,13 @@ import numpy as np
 from codequal.tsdb.promql import gomath
 from codequal.tsdb.promql.aggregations import _group_keyer, _group_labels
 from codequal.tsdb.promql.ast_adapter import Binary
-from codequal.tsdb.promql.binops import COMPARISON, DROPS_NAME, scalar_binop, signature
+from codequal.tsdb.promql.binops import (
+    COMPARISON,
+    DROPS_NAME,
+    result_labels,
+    scalar_binop,
+    signature,
+)
 from codequal.tsdb.promql.block import Block, Bools, Floats, unique_rows
 from codequal.tsdb.promql.types import Labels
 
@@ -191,7 +197,7 @@ def vector_vector(node: Binary, lhs: Block, rhs: Block) -> Block | None:
             present = present if node.return_bool else present & keep
         else:
             values = ARITHMETIC[node.op](left, right)
-    out = [_result_labels(many.labels[i], one.labels[j], node) for i, j in rows]
+    out = [result_labels(many.labels[i], one.labels[j], node) for i, j in rows]
     if len(set(out)) != len(out) and node.card != "one-to-one":
         return None  # grouping labels repeat: the per-step check words the error
     return unique_rows(Block(out, values, present))
@@ -199,17 +205,6 @@ def vector_vector(node: Binary, lhs: Block, rhs: Block) -> Block | None:
 
 def _repeats(items: list[tuple[object, ...]]) -> bool:
     return len(set(items)) != len(items)
-
-
-def _result_labels(many: Labels, one: Labels, node: Binary) -> Labels:
-    labels = many.drop_name() if node.op in DROPS_NAME else many
-    if node.card == "one-to-one":
-        labels = labels.keep(node.matching) if node.on else labels.without(node.matching)
-    for name in node.include:
-        labels = labels.set(name, one.get(name))
-    if node.return_bool:
-        labels = labels.drop_name()
-    return labels
 
 
 def set_operation(node: Binary, lhs: Block, rhs: Block) -> Block:
