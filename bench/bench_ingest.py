@@ -92,12 +92,13 @@ class Server:
 
 
 @contextmanager
-def serving(data_dir: Path) -> Iterator[Server]:
-    """``codequal serve`` as its own process: its CPU is not shared with the clients' here."""
+def serving(data_dir: Path, **settings: str) -> Iterator[Server]:
+    """``codequal serve`` as its own process: its CPU is not shared with the clients' here.
+    ``settings`` are more environment variables (``CODEQUAL_QUERY_TIMEOUT="30s"``)."""
     port = free_port()
     # OTLP/gRPC off unless the caller chose a port: 4317 may be taken on this machine.
     env = {"CODEQUAL_OTLP_GRPC_PORT": "0", **os.environ, "CODEQUAL_DATA_DIR": str(data_dir),
-           "CODEQUAL_JWT_SECRET": SECRET, "CODEQUAL_LOG_LEVEL": "warn"}  # fmt: skip
+           "CODEQUAL_JWT_SECRET": SECRET, "CODEQUAL_LOG_LEVEL": "warn", **settings}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "codequal", "serve", "--port", str(port)],
         env=env,

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,14 +28,13 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_dashboard import free_port, wait_ready
+from bench_ingest import SECRET, serving
 from bench_rules import generate
 from bench_tsdb import START_S, STEP_S, ingest
 from codequal.security import mint_token
 from codequal.storage.db import open_database
 from codequal.tsdb.store import SampleStore
 
-SECRET = "bench-secret-" + "y" * 40
 DEEP = "sum(" * 5000 + "up" + ")" * 5000
 CHAIN = "up" + " + up" * 5000
 HOSTILE: list[tuple[str, dict[str, str]]] = [
@@ -198,21 +195,8 @@ def p(values: list[float], q: float) -> float:
 
 @contextlib.contextmanager
 def server(data: Path, timeout: str) -> Iterator[tuple[str, psutil.Process]]:
-    port = free_port()
-    env = {**os.environ, "CODEQUAL_DATA_DIR": str(data), "CODEQUAL_JWT_SECRET": SECRET,
-           "CODEQUAL_LOG_LEVEL": "warn", "CODEQUAL_LOG_FORMAT": "json",
-           "CODEQUAL_QUERY_TIMEOUT": timeout}  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-m", "codequal", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(base)
-        yield base, psutil.Process(process.pid)
-    finally:
-        process.terminate()
-        process.wait(30)
+    with serving(data, CODEQUAL_QUERY_TIMEOUT=timeout) as running:
+        yield running.base, running.process
 
 
 def report(rows: list[list[str]], probe: Probe, idle: int, extra: list[str]) -> None:
