@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
 import sqlalchemy as sa
 
-from codequal.storage import Database
+from codequal.storage import Database, open_database
 from codequal.storage.schema import log_entries
 from codequal.telemetry.logging import ErrorInfo, LogEntry, LogPipeline, build_logger
 from codequal.telemetry.sinks.store import StoreSink
 from codequal.telemetry.stores.alerts import AlertEventStore
 from codequal.telemetry.stores.logs import LogQuery, LogStore
+from tests.conftest import PG_ADMIN_URL
 
 
 def entry(i: int, level: str = "info", **kw: object) -> LogEntry:
@@ -150,3 +154,38 @@ def test_q_with_a_nul_or_fts_syntax_is_plain_text(database: Database) -> None:
     for hostile in ("[\U000f731a\x00,", 'a" OR "b', "NEAR(a b)", "x*", "\x00\x00\x00"):
         assert texts(store, hostile) == []
     assert texts(store, "e_n") == ["action 5"]
+
+
+@pytest.mark.postgres
+def test_the_search_index_is_built_when_pg_trgm_lives_outside_the_search_path() -> None:
+    """A database where pg_trgm was installed in public, and CodeQual runs in its own schema
+    (search_path without public): migrating used to fail, the operator class not found."""
+    name = f"cq_trgm_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable ({exc})")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        setup = sa.create_engine(url)
+        with setup.begin() as conn:
+            conn.execute(sa.text("CREATE EXTENSION pg_trgm SCHEMA public"))
+            conn.execute(sa.text("CREATE SCHEMA codequal"))
+        setup.dispose()
+        database = open_database(f"{url}?options=-csearch_path%3Dcodequal")
+        database.migrate()
+        store = LogStore(database)
+        searchable(store)
+        assert texts(store, "CloneError") == ["action 1"]
+        with database.engine.connect() as conn:
+            index = conn.execute(
+                sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_log_entries_search'")
+            ).scalar_one()
+        assert "public.gin_trgm_ops" in index
+        database.engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()

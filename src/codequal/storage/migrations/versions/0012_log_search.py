@@ -40,7 +40,12 @@ FROM log_entries
 _PG_INDEX = """
 CREATE INDEX ix_log_entries_search ON log_entries USING gin ((left(
   action || E'\\n' || coalesce(error::text, '') || E'\\n' || coalesce(metadata::text, ''),
-  8192)) gin_trgm_ops)
+  8192)) {schema}.gin_trgm_ops)
+"""
+# The extension lives in one schema per database, maybe not one on CodeQual's search_path.
+_PG_TRGM_SCHEMA = """
+SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+WHERE e.extname = 'pg_trgm'
 """
 
 
@@ -62,7 +67,8 @@ def upgrade() -> None:
             "start by re-running this migration (alembic downgrade 0009, upgrade head)."
         )
         return
-    op.execute(_PG_INDEX)
+    schema = bind.execute(sa.text(_PG_TRGM_SCHEMA)).scalar_one()
+    op.execute(_PG_INDEX.format(schema=bind.dialect.identifier_preparer.quote_identifier(schema)))
 
 
 def downgrade() -> None:
