@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 import sqlalchemy as sa
 
 from codequal.storage.db import Database
-from codequal.storage.schema import tsdb_chunks, tsdb_series
+from codequal.storage.schema import tsdb_chunks, tsdb_postings, tsdb_series
+from codequal.tsdb import series_index
 from codequal.tsdb.promql import STALE_NAN, Engine, Labels, Matcher, MatchOp, Vector, is_stale
 from codequal.tsdb.store import SampleStore, store_for
 
@@ -102,6 +103,37 @@ def test_overlapping_chunks_from_two_writers_merge_without_duplicates(database: 
     second.flush()
     got = points(SampleStore(database), "a")
     assert [t for t, _ in got] == [T0 + i * STEP for i in range(150)]
+
+
+def test_series_created_by_another_writer_meanwhile_keep_their_ids_and_postings(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two writers (processes, replicas) that both found a new series missing: the second's
+    insert is skipped, it answers the first's ids, and the postings are not doubled."""
+    wanted = [Labels.of(req(f"m{i}", f"host-{i % 7}:9100")) for i in range(1_500)]
+    with database.engine.begin() as conn:
+        first = series_index.ensure_series(conn, wanted[:900], T0)
+    looked_up = series_index._ids_by_fingerprint
+    calls: list[int] = []
+
+    def stale_first_look(conn: sa.Connection, fps: Sequence[str]) -> dict[str, int]:
+        calls.append(len(fps))  # the first look-up happened before the other writer's commit
+        return {} if len(calls) == 1 else looked_up(conn, fps)
+
+    monkeypatch.setattr(series_index, "_ids_by_fingerprint", stale_first_look)
+    with database.engine.begin() as conn:
+        second = series_index.ensure_series(conn, wanted, T0)
+    assert calls == [1_500, 900]  # the skipped inserts, looked up again
+    assert {lb: second[lb] for lb in first} == first
+    assert len(set(second.values())) == 1_500
+    with database.engine.connect() as conn:
+        postings = conn.execute(sa.select(sa.func.count()).select_from(tsdb_postings)).scalar()
+    assert postings == sum(len(labels) for labels in wanted)
+    store = SampleStore(database)
+    store.append([(dict(lb), T0, 1.0) for lb in wanted])
+    store.flush()
+    host = Matcher(MatchOp.EQUAL, "instance", "host-3:9100")
+    assert len(SampleStore(database).select([NAME, host], T0, T0 + 1)) == len(range(3, 1_500, 7))
 
 
 def test_appends_report_duplicates_and_out_of_order_samples(store: SampleStore) -> None:

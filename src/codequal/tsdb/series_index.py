@@ -8,6 +8,7 @@ empty value) narrows the candidates in SQL; regex matchers run in Python on what
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -23,6 +24,9 @@ from codequal.tsdb.promql.source import matches_all
 MAX_LABEL_VALUE_BYTES = 1024
 MAX_LABEL_NAME_CHARS = 200
 IN_BATCH = 500  # ids per IN (...) list: well inside SQLite's and PostgreSQL's limits
+# Bound parameters per statement: 999 is the limit of SQLite builds before 3.32.
+SQLITE_PARAMS = 999
+PG_BATCH = 10_000  # rows per unnest() array statement on PostgreSQL
 
 
 def fingerprint(labels: Labels) -> str:
@@ -52,36 +56,94 @@ def labels_from_json(value: Any) -> Labels:
 
 
 def ensure_series(conn: Connection, wanted: Iterable[Labels], created_ms: int) -> dict[Labels, int]:
-    """The ids of ``wanted`` label sets, creating the missing series (safe under races)."""
+    """The ids of ``wanted`` label sets, creating the missing series (safe under races).
+
+    A remote write or OTLP client's first request brings thousands of new series: they are
+    inserted a few hundred rows per statement, their ids come back from ``RETURNING`` (no second
+    look-up), and only the series this call created get postings. A series another writer
+    created meanwhile is skipped by ``ON CONFLICT`` and looked up (its postings are its
+    creator's, committed with it)."""
     by_fp = {fingerprint(labels): labels for labels in wanted}
     ids = _ids_by_fingerprint(conn, list(by_fp))
-    missing = [fp for fp in by_fp if fp not in ids]
+    missing = [(fp, _json(labels), created_ms) for fp, labels in by_fp.items() if fp not in ids]
     if missing:
-        # Plain DBAPI executemany: SQLAlchemy's per-row parameter processing cost more than
-        # the inserts (a remote write or OTLP client's first request brings thousands).
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        conn.exec_driver_sql(
-            f"INSERT INTO tsdb_series (fingerprint, labels, created_ms) "  # noqa: S608
-            f"VALUES ({mark}, {mark}, {mark}) ON CONFLICT DO NOTHING",
-            [(fp, _json(by_fp[fp]), created_ms) for fp in missing],
-        )
-        created = _ids_by_fingerprint(conn, missing)
-        conn.exec_driver_sql(
-            f"INSERT INTO tsdb_postings (name, value, series_id) "  # noqa: S608
-            f"VALUES ({mark}, {mark}, {mark}) ON CONFLICT DO NOTHING",
-            [(name, value, created[fp]) for fp in missing for name, value in by_fp[fp]],
+        created = _insert_series(conn, missing)
+        lost = [fp for fp, _, _ in missing if fp not in created]
+        if lost:
+            ids.update(_ids_by_fingerprint(conn, lost))
+        _insert_postings(
+            conn, [(name, value, id_) for fp, id_ in created.items() for name, value in by_fp[fp]]
         )
         ids.update(created)
     return {labels: ids[fp] for fp, labels in by_fp.items()}
 
 
-def _ids_by_fingerprint(conn: Connection, fps: Sequence[str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for part in batched(fps):
-        stmt = sa.select(tsdb_series.c.fingerprint, tsdb_series.c.id).where(
-            tsdb_series.c.fingerprint.in_(part)
+def _insert_series(conn: Connection, rows: list[tuple[str, str, int]]) -> dict[str, int]:
+    """Insert series rows (fingerprint, labels JSON, created ms); the ids of those inserted."""
+    if conn.dialect.name == "postgresql":
+        sql = (
+            "INSERT INTO tsdb_series (fingerprint, labels, created_ms) "
+            "SELECT f, l::jsonb, c FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS u(f, l, c) "
+            "ON CONFLICT DO NOTHING RETURNING fingerprint, id"
         )
-        out.update({fp: series_id for fp, series_id in conn.execute(stmt)})
+        return dict(_unnest(conn, sql, rows))
+    into = "tsdb_series (fingerprint, labels, created_ms)"
+    if sqlite3.sqlite_version_info < (3, 35):  # no RETURNING: insert, then look the rows up
+        _sqlite_values(conn, into, rows, returning="")
+        return _ids_by_fingerprint(conn, [fp for fp, _, _ in rows])
+    return dict(_sqlite_values(conn, into, rows, returning="fingerprint, id"))
+
+
+def _insert_postings(conn: Connection, rows: list[tuple[str, str, int]]) -> None:
+    rows.sort()  # in index order: the inserts walk the primary key's b-tree forwards
+    if conn.dialect.name == "postgresql":
+        sql = (
+            "INSERT INTO tsdb_postings (name, value, series_id) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[]) ON CONFLICT DO NOTHING"
+        )
+        _unnest(conn, sql, rows)
+    else:
+        _sqlite_values(conn, "tsdb_postings (name, value, series_id)", rows, returning="")
+
+
+def _unnest(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """PostgreSQL: ``sql`` with one array parameter per column, PG_BATCH rows at a time."""
+    out: list[tuple[Any, ...]] = []
+    for part in batched(rows, PG_BATCH):
+        result = conn.exec_driver_sql(
+            sql, tuple(list(column) for column in zip(*part, strict=True))
+        )
+        if result.returns_rows:
+            out.extend(tuple(row) for row in result)
+    return out
+
+
+def _sqlite_values(
+    conn: Connection, into: str, rows: Sequence[tuple[Any, ...]], returning: str
+) -> list[tuple[Any, ...]]:
+    """SQLite: a multi-row ``INSERT ... ON CONFLICT DO NOTHING`` of ``rows``."""
+    width = len(rows[0]) if rows else 1
+    one = "(" + ", ".join("?" * width) + ")"
+    tail = " ON CONFLICT DO NOTHING" + (f" RETURNING {returning}" if returning else "")
+    out: list[tuple[Any, ...]] = []
+    for part in batched(rows, SQLITE_PARAMS // width):
+        sql = f"INSERT INTO {into} VALUES " + ", ".join([one] * len(part)) + tail  # noqa: S608
+        result = conn.exec_driver_sql(sql, tuple(value for row in part for value in row))
+        if returning:
+            out.extend(tuple(row) for row in result)
+    return out
+
+
+def _ids_by_fingerprint(conn: Connection, fps: Sequence[str]) -> dict[str, int]:
+    select = "SELECT fingerprint, id FROM tsdb_series WHERE fingerprint"
+    out: dict[str, int] = {}
+    if conn.dialect.name == "postgresql":
+        for part in batched(fps, PG_BATCH):
+            out.update(conn.exec_driver_sql(f"{select} = ANY(%s)", (list(part),)).all())
+        return out
+    for part in batched(fps, SQLITE_PARAMS):
+        marks = ", ".join("?" * len(part))
+        out.update(conn.exec_driver_sql(f"{select} IN ({marks})", tuple(part)).all())
     return out
 
 
