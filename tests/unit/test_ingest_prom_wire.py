@@ -19,7 +19,9 @@ def random_request(rng: random.Random) -> WriteRequest:
     for s in range(rng.randrange(1, 6)):
         series = request.timeseries.add()
         for i in range(rng.randrange(1, 5)):
-            series.labels.add(name=f"l{i}" if i else "__name__", value="v" * rng.randrange(0, 300))
+            # Values of 0 (no value field), 1-127 and 128+ bytes, ASCII or not.
+            value = rng.choice(["v", "é", "日"]) * rng.randrange(0, 150)
+            series.labels.add(name=f"l{i}" if i else "__name__", value=value)
         for _ in range(rng.randrange(0, 4)):
             t = rng.choice([0, 1, 1_700_000_000_123, -5_000, 2**62])
             value = rng.choice([0.0, -1.5, math.inf, float(s), 1e300])

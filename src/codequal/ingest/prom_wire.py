@@ -176,7 +176,18 @@ def label_pairs(fields: bytes) -> list[tuple[str, str]]:
             pos = skip(fields, pos, end)
             continue
         stop, start = length(fields, pos + 1, end)
-        pairs.append(_label(fields[start:stop]))
+        # The usual layout, a name then a value, each shorter than 128 bytes: read in place.
+        mid = start + 2 + fields[start + 1] if stop - start >= 4 else stop
+        if (
+            mid + 2 <= stop
+            and fields[start] == _NAME
+            and fields[start + 1] < 0x80
+            and fields[mid] == _TEXT
+            and fields[mid + 1] == stop - mid - 2
+        ):
+            pairs.append((fields[start + 2 : mid].decode(), fields[mid + 2 : stop].decode()))
+        else:
+            pairs.append(_label(fields[start:stop]))
         pos = stop
     return pairs
 

@@ -9,6 +9,7 @@ remote write 1.0 asks of a receiver.
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from dataclasses import dataclass
@@ -93,14 +94,28 @@ def series_labels(index: int, pairs: list[tuple[str, str]]) -> Labels:
     where = f"time series {index}"
     if len(pairs) > MAX_LABELS:
         raise IngestError(400, f"{where} has {len(pairs)} labels; the limit is {MAX_LABELS}")
-    names = {name for name, _ in pairs}
-    if len(names) != len(pairs):
-        raise IngestError(400, f"{where} repeats a label name")
-    labels = Labels.of(pairs)
-    name = labels.name
-    if not _METRIC_NAME.fullmatch(name):
-        raise IngestError(400, f"{where} has no valid __name__ label (got {name[:100]!r})")
-    for label, _ in labels:
-        if label != "__name__" and not _LABEL_NAME.fullmatch(label):
+    pairs.sort()
+    previous = None
+    for label, value in pairs:
+        if label == previous:
+            raise IngestError(400, f"{where} repeats a label name")
+        if value and not _valid_label_name(label):
             raise IngestError(400, f"{where} has an invalid label name {label[:100]!r}")
+        previous = label
+    # As in Prometheus, a label with an empty value is no label.
+    labels = Labels([pair for pair in pairs if pair[1]])
+    name = labels.name
+    if not _valid_metric_name(name):
+        raise IngestError(400, f"{where} has no valid __name__ label (got {name[:100]!r})")
     return labels
+
+
+# A sender's series share a few names: each is checked once.
+@functools.lru_cache(maxsize=4096)
+def _valid_label_name(name: str) -> bool:
+    return _LABEL_NAME.fullmatch(name) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_metric_name(name: str) -> bool:
+    return _METRIC_NAME.fullmatch(name) is not None
