@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from codequal.storage.db import Database
+from codequal.storage.db import Database, open_database
 from codequal.storage.schema import tsdb_chunks, tsdb_postings, tsdb_series
 from codequal.tsdb import series_index
 from codequal.tsdb.promql import STALE_NAN, Engine, Labels, Matcher, MatchOp, Vector, is_stale
@@ -134,6 +135,26 @@ def test_series_created_by_another_writer_meanwhile_keep_their_ids_and_postings(
     store.flush()
     host = Matcher(MatchOp.EQUAL, "instance", "host-3:9100")
     assert len(SampleStore(database).select([NAME, host], T0, T0 + 1)) == len(range(3, 1_500, 7))
+
+
+def test_sqlite_before_returning_creates_series_by_looking_them_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite before 3.35 has no RETURNING: new series are inserted, then looked up."""
+    monkeypatch.setattr(series_index.sqlite3, "sqlite_version_info", (3, 31, 1))
+    database = open_database(f"sqlite:///{tmp_path / 'old.db'}")
+    database.migrate()
+    wanted = [Labels.of(req(f"m{i}")) for i in range(700)]
+    with database.engine.begin() as conn:
+        ids = series_index.ensure_series(conn, wanted, T0)
+    with database.engine.begin() as conn:
+        again = series_index.ensure_series(conn, [*wanted, Labels.of(req("new"))], T0)
+    assert len(set(ids.values())) == 700
+    assert {lb: again[lb] for lb in wanted} == ids
+    store = SampleStore(database)
+    store.append([(dict(lb), T0, 1.0) for lb in wanted])
+    mode = Matcher(MatchOp.EQUAL, "mode", "m7")
+    assert [s.labels for s in store.select([NAME, mode], T0, T0)] == [Labels.of(req("m7"))]
 
 
 def test_appends_report_duplicates_and_out_of_order_samples(store: SampleStore) -> None:
