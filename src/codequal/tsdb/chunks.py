@@ -23,6 +23,7 @@ import struct
 import zlib
 from array import array
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +36,7 @@ _REGULAR = 0x01  # timestamps equally spaced: no timestamp body
 _INTEGER = 0x02  # values are integer deltas (else XOR of IEEE bits)
 _EXACT_INT = float(2**53)  # every integer below it is exact in float64
 MAX_SAMPLES = 0xFFFF
+NUMPY_FROM = 64  # samples: where numpy's encoding overtakes Python's on this machine
 
 
 class ChunkError(CodeQualError, ValueError):
@@ -47,6 +49,17 @@ def encode(timestamps: Sequence[int], values: Sequence[float]) -> bytes:
     if n == 0 or n != len(values) or n > MAX_SAMPLES:
         raise ValueError(f"a chunk holds 1..{MAX_SAMPLES} samples with one value each, got {n}")
     first_delta = timestamps[1] - timestamps[0] if n > 1 else 0
+    # The same bytes either way: numpy's few calls cost ~30 us whatever the length, Python's
+    # loops ~0.4 us a sample (the server re-encodes every open chunk at each flush).
+    body = _body_numpy if n >= NUMPY_FROM else _body_python
+    flags, raw = body(timestamps, values, first_delta)
+    header = _HEADER.pack(VERSION, flags, n, timestamps[0], first_delta)
+    return header + _deflate(raw)
+
+
+def _body_python(
+    timestamps: Sequence[int], values: Sequence[float], first_delta: int
+) -> tuple[int, bytes]:
     deltas = _differences(timestamps)
     flags = 0
     body = bytearray()
@@ -61,8 +74,29 @@ def encode(timestamps: Sequence[int], values: Sequence[float]) -> bytes:
     else:
         bits = array("q", array("d", values).tobytes())
         body += _shuffle(array("q", [bits[0], *map(operator.xor, bits[1:], bits)]).tobytes(), 8)
-    header = _HEADER.pack(VERSION, flags, n, timestamps[0], first_delta)
-    return header + _deflate(bytes(body))
+    return flags, bytes(body)
+
+
+def _body_numpy(
+    timestamps: Sequence[int], values: Sequence[float], first_delta: int
+) -> tuple[int, bytes]:
+    ts = _as_numpy(timestamps, np.int64)
+    deltas = np.diff(ts)
+    flags = 0
+    body = []
+    if (deltas == first_delta).all():
+        flags |= _REGULAR
+    else:
+        body.append(_shuffled(np.diff(deltas)))
+    vs = _as_numpy(values, np.float64)
+    if _all_integers(values):
+        flags |= _INTEGER
+        ints = vs.astype(np.int64)
+        body.append(_shuffled(np.concatenate((ints[:1], np.diff(ints)))))
+    else:
+        bits = vs.view(np.int64)
+        body.append(_shuffled(bits ^ np.concatenate(([0], bits[:-1]))))
+    return flags, b"".join(body)
 
 
 def decode(blob: bytes) -> tuple[array[int], array[float]]:
@@ -113,6 +147,18 @@ def _all_integers(values: Sequence[float]) -> bool:
 
 def _shuffle(raw: bytes, width: int) -> bytes:
     return b"".join(raw[i::width] for i in range(width))
+
+
+def _as_numpy(items: Sequence[Any], dtype: type[np.generic]) -> npt.NDArray[Any]:
+    # The heads hold array('q') / array('d'): viewed in place, not copied item by item.
+    if isinstance(items, array):
+        return np.frombuffer(items, dtype=dtype)
+    return np.asarray(items, dtype=dtype)
+
+
+def _shuffled(ints: npt.NDArray[np.int64]) -> bytes:
+    """:func:`_shuffle` (width 8) of little-endian int64s, in numpy."""
+    return np.ascontiguousarray(ints, dtype="<i8").view(np.uint8).reshape(-1, 8).T.tobytes()
 
 
 def _deflate(data: bytes) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import struct
+from array import array
 
 import pytest
 
@@ -88,3 +89,26 @@ def test_decode_names_a_corrupt_or_foreign_blob() -> None:
         chunks.decode(blob[:-3])
     with pytest.raises(chunks.ChunkError, match="version 9"):
         chunks.decode(bytes([9]) + blob[1:])
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_short_and_long_chunk_encodings_write_the_same_bytes(seed: int) -> None:
+    """Chunks under NUMPY_FROM samples are encoded in Python, longer ones with numpy: both
+    write the very same body for the same samples, from lists or from the heads' arrays."""
+    rng = random.Random(seed)  # noqa: S311 - test data
+    n = rng.choice([1, 2, 3, 17, 64, 240, 960])
+    ts = [T0]
+    for _ in range(n - 1):
+        regular = rng.random() < 0.8
+        ts.append(ts[-1] + (15_000 if regular else rng.choice([1, 14_990, 15_013, 3_600_000])))
+    pool = {
+        "ints": [float(rng.randrange(-(10**6), 10**6)) for _ in range(8)],
+        "floats": [rng.random() * 100, 0.1, 1e-300, 5e-324],
+        "special": [STALE_NAN, math.nan, math.inf, -math.inf, -0.0, 0.0, 2.0**53, 2.0**53 - 1],
+    }[rng.choice(["ints", "floats", "special"])]
+    vs = [rng.choice(pool) for _ in range(n)]
+    first = ts[1] - ts[0] if n > 1 else 0
+    expected = chunks._body_python(ts, vs, first)
+    assert chunks._body_numpy(ts, vs, first) == expected
+    assert chunks._body_numpy(array("q", ts), array("d", vs), first) == expected
+    roundtrip(ts, vs)
