@@ -165,6 +165,25 @@ def test_appends_report_duplicates_and_out_of_order_samples(store: SampleStore) 
     assert store.append([(too_long, T0, 1.0)]).rejected == 1
 
 
+def test_a_quiet_series_comes_back_from_the_same_or_an_equal_labels_object(
+    database: Database, store: SampleStore
+) -> None:
+    # Remote write hands the store the same Labels object for a series request after request,
+    # and the store finds its head by that object's identity. Once the series has gone quiet
+    # (its window over, all stored), its head is forgotten: neither that object nor an equal
+    # one may then find the old head, or their samples would go nowhere.
+    first = Labels.of(req("a"))
+    store.append_resolved([(first, T0, 1.0)])
+    later = T0 + 7_200_000  # the next 2 h window: "a" has gone quiet
+    store.append_resolved([(Labels.of(req("b")), later, 1.0)])
+    store.flush()
+    assert store.append_resolved([(Labels.of(req("a")), later + STEP, 2.0)]).appended == 1
+    assert store.append_resolved([(first, later + 2 * STEP, 3.0)]).appended == 1
+    assert points(store, "a") == [(T0, 1.0), (later + STEP, 2.0), (later + 2 * STEP, 3.0)]
+    store.flush()
+    assert points(SampleStore(database), "a") == points(store, "a")
+
+
 def test_matchers_run_in_sql_and_python_alike(store: SampleStore) -> None:
     feed(store, 0, 3, modes=("get", "put", "post"))
     store.append([({"__name__": "other", "mode": "get"}, T0, 1.0)])

@@ -79,6 +79,12 @@ class SampleStore:
         self._ids: dict[Labels, int] = {}
         self._heads: dict[int, Head] = {}
         self._by_labels: dict[Labels, Head] = {}  # the same heads, found by their labels
+        # And by the identity of the Labels object each head holds. A decoder that keeps its
+        # senders' Labels objects (remote write does) hands the same object with every sample:
+        # an int key then finds the head without hashing the labels, which at tens of thousands
+        # of series is mostly cache misses. The head keeps its labels alive, so while an entry
+        # exists no other object can have its id.
+        self._by_identity: dict[int, Head] = {}
         self._label_cache: dict[tuple[tuple[str, str], ...], Labels] = {}
         self._newest = -(2**62)
         self._listeners: list[Listener] = []
@@ -118,14 +124,16 @@ class SampleStore:
         unknown: list[tuple[Labels, int, float]],
     ) -> None:
         """Append the samples of series with a head (the lock held); the others to ``unknown``."""
-        heads = self._by_labels
+        heads, by_identity, identity = self._by_labels, self._by_identity, id
         newest = self._newest
         for item in batch:
             labels, t, value = item
-            target = heads.get(labels)
+            target = by_identity.get(identity(labels))
             if target is None:
-                unknown.append(item)
-                continue
+                target = heads.get(labels)
+                if target is None:
+                    unknown.append(item)
+                    continue
             ts = target.open.ts
             # The common case inline: the next sample of a chunk with room left.
             if ts and ts[-1] < t < target.window_end and len(ts) < self._max_samples:
@@ -172,6 +180,7 @@ class SampleStore:
         if series_id is None:  # labels the store cannot index, or deleted by retention
             return None
         found = self._heads[series_id] = self._by_labels[labels] = Head(series_id, labels, 0)
+        self._by_identity[id(labels)] = found
         return found
 
     def flush(self, timeout: float | None = None) -> FlushResult:
@@ -235,6 +244,7 @@ class SampleStore:
                 if not h.full and not h.open.ts:
                     del self._heads[series_id]  # quiet since its window ended: all stored
                     del self._by_labels[h.labels]
+                    del self._by_identity[id(h.labels)]
 
     # -- reading ----------------------------------------------------------------------------
 
