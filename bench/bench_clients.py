@@ -15,6 +15,12 @@ next), so every case runs REPEATS times, interleaved with the others, each time 
 its own (so each remote write and OTLP metrics run creates its series, as a new client's first
 requests do); the table gives the median, the slowest and fastest runs.
 
+Next to each case, the same run reads the same bodies with the raw libraries, in this process
+and one thread: decompress, parse with protobuf (upb), and read every item's fields, storing
+nothing. "x raw" is the server's rate over that one, both medians: above 1, the server receives,
+checks and stores the items faster than the raw library alone can read them in Python. The
+ratio moves much less with the machine's speed than either rate does.
+
 Targets: gRPC spans/s >= HTTP spans/s; metric points >= 100 000/s; remote write >= 200 000
 samples/s (medians). Run: python bench/bench_clients.py [--repeats N]
 """
@@ -27,14 +33,16 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cramjam
 import grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from bench_ingest import (
     CLIENTS,
@@ -49,7 +57,7 @@ from bench_ingest import (
 )
 from codequal.tsdb.prompb import WriteRequest
 
-SPAN_REQUESTS = 60  # of 512 spans, the SDK's default batch
+SPAN_REQUESTS = 120  # of 512 spans, the SDK's default batch: ~2 s a case, longer than noise
 METRIC_REQUESTS, METRIC_SERIES = 100, 2_000  # points per request: one per series
 WRITE_REQUESTS, WRITE_SERIES = 150, 2_000  # Prometheus's default max_samples_per_send
 WRITE_STEPS = WRITE_REQUESTS // CLIENTS  # requests per client in one case
@@ -94,6 +102,59 @@ def write_request(client: int, step: int, run: int = 0) -> bytes:
     return bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
 
 
+# -- the raw libraries alone: what reading the same bodies costs before storing anything ----
+def raw_spans(body: bytes) -> int:
+    request = trace_service_pb2.ExportTraceServiceRequest.FromString(gzip.decompress(body))
+    n = 0
+    for resource in request.resource_spans:
+        _attributes(resource.resource.attributes)
+        for scope in resource.scope_spans:
+            for span in scope.spans:
+                _ = (span.trace_id, span.span_id, span.parent_span_id, span.name, span.kind)
+                _ = (span.start_time_unix_nano, span.end_time_unix_nano, span.status.code)
+                _attributes(span.attributes)
+                n += 1
+    return n
+
+
+def raw_points(body: bytes) -> int:
+    request = metrics_service_pb2.ExportMetricsServiceRequest.FromString(gzip.decompress(body))
+    n = 0
+    for resource in request.resource_metrics:
+        _attributes(resource.resource.attributes)
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                _ = (metric.name, metric.unit)
+                for point in getattr(metric, str(metric.WhichOneof("data"))).data_points:
+                    _attributes(point.attributes)
+                    _ = (point.time_unix_nano, getattr(point, point.WhichOneof("value")))
+                    n += 1
+    return n
+
+
+def raw_samples(body: bytes) -> int:
+    request = WriteRequest.FromString(bytes(cramjam.snappy.decompress_raw(body)))
+    n = 0
+    for series in request.timeseries:
+        _ = [(label.name, label.value) for label in series.labels]
+        for sample in series.samples:
+            _ = (sample.timestamp, sample.value)
+            n += 1
+    return n
+
+
+def _attributes(pairs: Iterable[Any]) -> None:
+    for kv in pairs:
+        _ = (kv.key, getattr(kv.value, kv.value.WhichOneof("value")))
+
+
+def raw_rate(case: Case) -> float:
+    """Items a second the raw libraries read from the case's bodies, in this thread."""
+    start = time.process_time()
+    n = sum(case.raw(body) for share in case.bodies for body in share)
+    return n / (time.process_time() - start)
+
+
 def per_client(make: Callable[[int, int], bytes], requests: int) -> list[list[bytes]]:
     """Each client's requests, in time order for its own series."""
     return [[make(c, step) for step in range(requests // CLIENTS)] for c in range(CLIENTS)]
@@ -105,6 +166,7 @@ class Case:
     target: str  # an HTTP path or a gRPC method
     bodies: list[list[bytes]]  # per client, in time order
     per_request: int  # items in each request
+    raw: Callable[[bytes], int]  # the raw libraries reading one body
     headers: dict[str, str] | None = None  # None: sent over gRPC
 
 
@@ -147,23 +209,23 @@ def cases(run: int) -> list[Case]:
     return [
         Case("OTLP/HTTP spans (protobuf+gzip)", "/v1/traces",
              per_client(lambda c, s: otlp_request(spans + c * 1000 + s), SPAN_REQUESTS),
-             OTLP_SPANS, otlp),
+             OTLP_SPANS, raw_spans, otlp),
         Case("OTLP/gRPC spans (gzip)", TRACE_METHOD,
              per_client(lambda c, s: otlp_request(spans + 500_000 + c * 1000 + s), SPAN_REQUESTS),
-             OTLP_SPANS),
+             OTLP_SPANS, raw_spans),
         Case("OTLP/HTTP metric points -> TSDB", "/v1/metrics",
              per_client(lambda c, s: metrics_request(c, s, f"http{run}"), METRIC_REQUESTS),
-             METRIC_SERIES, otlp),
+             METRIC_SERIES, raw_points, otlp),
         Case("OTLP/gRPC metric points -> TSDB", METRICS_METHOD,
              per_client(lambda c, s: metrics_request(c, s, f"grpc{run}"), METRIC_REQUESTS),
-             METRIC_SERIES),
+             METRIC_SERIES, raw_points),
         Case("remote write samples -> TSDB", "/api/v1/write",
              per_client(lambda c, s: write_request(c, s, run), WRITE_REQUESTS), WRITE_SERIES,
-             remote),
+             raw_samples, remote),
         # The same clients' next requests: what a Prometheus sends once its series exist.
         Case("remote write, series known", "/api/v1/write",
              per_client(lambda c, s: write_request(c, s + WRITE_STEPS, run), WRITE_REQUESTS),
-             WRITE_SERIES, remote),
+             WRITE_SERIES, raw_samples, remote),
     ]  # fmt: skip
 
 
@@ -175,24 +237,28 @@ def main() -> None:
     os.environ["CODEQUAL_OTLP_GRPC_PORT"] = str(grpc_port)  # never 4317: it may be taken
     todo = [cases(run) for run in range(args.repeats)]  # built before any clock starts
     results: list[list[Result]] = [[] for _ in todo[0]]
+    raw: list[list[float]] = [[] for _ in todo[0]]
     with tempfile.TemporaryDirectory() as tmp, serving(Path(tmp)) as server:
         for run_cases in todo:  # run 1 of every case, then run 2, ...: noise spreads evenly
             for i, case in enumerate(run_cases):
                 results[i].append(run(server, grpc_port, case))
-    report(results)
+                raw[i].append(raw_rate(case))  # right after: the machine's same mood
+    report(results, raw)
 
 
-def report(results: list[list[Result]]) -> None:
+def report(results: list[list[Result]], raw: list[list[float]]) -> None:
     print(f"{'case':<36} {'items':>8} {'items/s (median)':>17} {'slowest-fastest':>17} "
-          f"{'server CPU us/item':>19}")  # fmt: skip
+          f"{'server CPU us/item':>19} {'raw read/s':>11} {'x raw':>6}")  # fmt: skip
     medians = []
-    for runs in results:
+    for runs, raw_rates in zip(results, raw, strict=True):
         rates = sorted(r.rate for r in runs)
         rate = statistics.median(rates)
         cpu = statistics.median(r.cpu_us_per_item for r in runs)
         medians.append(rate)
         spread = f"{rates[0] / 1000:,.0f}k-{rates[-1] / 1000:,.0f}k"
-        print(f"{runs[0].name:<36} {runs[0].items:>8} {rate:>17,.0f} {spread:>17} {cpu:>19.1f}")
+        base = statistics.median(raw_rates)
+        print(f"{runs[0].name:<36} {runs[0].items:>8} {rate:>17,.0f} {spread:>17} {cpu:>19.1f} "
+              f"{base:>11,.0f} {rate / base:>6.2f}")  # fmt: skip
     http_spans, grpc_spans, metrics_http, metrics_grpc, writes, known = medians
     print(f"\n{len(results[0])} runs of each case; targets are judged on the medians.")
     ratio = grpc_spans / http_spans
