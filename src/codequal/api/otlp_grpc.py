@@ -23,7 +23,6 @@ import sqlalchemy as sa
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from starlette.requests import Request
 
 from codequal.api.auth import Authenticator, AuthHTTPError
@@ -50,10 +49,11 @@ _MALFORMED = object()
 
 # service name -> (signal, request type, conversion and storing)
 _SERVICES: dict[str, tuple[otlp.Signal, Any, Convert]] = {
+    # Spans are read from the message's bytes (codequal.ingest.span_wire): no request type.
     "opentelemetry.proto.collector.trace.v1.TraceService": (
         "traces",
-        trace_service_pb2.ExportTraceServiceRequest,
-        lambda ingest, request: ingest.otlp_traces(otlp.traces_from(request)),
+        None,
+        lambda ingest, body: ingest.otlp_traces(otlp.traces_from_bytes(body)),
     ),
     "opentelemetry.proto.collector.logs.v1.LogsService": (
         "logs",
@@ -121,6 +121,8 @@ class OtlpGrpcServer:
 
         def parse(body: bytes) -> Any:
             # Parsed here, not by gRPC, so a malformed message is INVALID_ARGUMENT, not INTERNAL.
+            if request_type is None:
+                return body  # read by ``convert``, which refuses a malformed one (400)
             try:
                 return request_type.FromString(body)
             except DecodeError:

