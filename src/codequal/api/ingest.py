@@ -29,6 +29,7 @@ from codequal.api.ingest_service import (
     DEFAULT_BURST,
     DEFAULT_RATE,
     IngestService,
+    on_tsdb_worker,
     principal_key,
     storage_error,
 )
@@ -232,7 +233,9 @@ async def _otlp(
 
     async def work() -> Response:
         body = await ingest.body(request, OTLP, principal_key(principal))
-        content = await run_in_threadpool(ingest.store_otlp, kind, body, request, encoding)
+        # metrics append to the metric history: on its one thread, as remote write
+        run = on_tsdb_worker if kind == "metrics" else run_in_threadpool
+        content = await run(ingest.store_otlp, kind, body, request, encoding)
         return Response(content, media_type=otlp.CONTENT_TYPES[encoding])
 
     return await _guarded(work, refuse)
@@ -254,7 +257,7 @@ async def _remote_write(ingest: IngestService, request: Request, principal: Prin
         headers = request.headers
         remote_write.check_headers(headers.get("content-type"), headers.get("content-encoding"))
         body = await ingest.body(request, remote_write.LIMIT, principal_key(principal))
-        await run_in_threadpool(ingest.store_remote_write, body)
+        await on_tsdb_worker(ingest.store_remote_write, body)
         return Response(status_code=204)
 
     return await _guarded(work, _error)

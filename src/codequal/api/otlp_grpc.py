@@ -26,7 +26,12 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from starlette.requests import Request
 
 from codequal.api.auth import Authenticator, AuthHTTPError
-from codequal.api.ingest_service import IngestService, principal_key, storage_error
+from codequal.api.ingest_service import (
+    IngestService,
+    principal_key,
+    storage_error,
+    wait_for_tsdb_worker,
+)
 from codequal.exceptions import ConfigError
 from codequal.ingest import IngestError, otlp, otlp_metrics
 from codequal.ingest.limits import OTLP
@@ -63,8 +68,8 @@ _SERVICES: dict[str, tuple[otlp.Signal, Any, Convert]] = {
     "opentelemetry.proto.collector.metrics.v1.MetricsService": (
         "metrics",
         metrics_service_pb2.ExportMetricsServiceRequest,
-        lambda ingest, request: ingest.otlp_metrics(
-            otlp_metrics.metrics_from(request, ingest.clock())
+        lambda ingest, request: wait_for_tsdb_worker(
+            lambda: ingest.otlp_metrics(otlp_metrics.metrics_from(request, ingest.clock()))
         ),
     ),
 }
