@@ -64,11 +64,11 @@ def traces(raw: bytes) -> tuple[list[SpanRecord], int, str]:
     rejected, reason = 0, ""
     for start, stop in _fields(raw, 0, len(raw), _FIRST):
         for span in _resource_spans(raw, start, stop):
-            if type(span) is str:
+            if isinstance(span, str):
                 rejected += 1
                 reason = reason or span
             else:
-                records.append(span)  # type: ignore[arg-type]  # not a str: a SpanRecord
+                records.append(span)
     return records, rejected, reason
 
 
@@ -88,22 +88,11 @@ def service_name(attributes: dict[str, Any]) -> str:
 
 
 def _resource_spans(raw: bytes, pos: int, end: int) -> list[Span]:
+    # The resource may follow its spans: both are found first, then the spans are read.
+    resources, scopes = _first_and_second(raw, pos, end)
     resource: dict[str, Any] = {}
-    scopes: list[tuple[int, int]] = []
-    while pos < end:  # the resource may follow its spans: read it first, then them
-        tag = raw[pos]
-        if tag == _FIRST:
-            stop, start = length(raw, pos + 1, end)
-            for a, b in _fields(raw, start, stop, _FIRST):  # occurrences merge
-                key, value = _key_value(raw, a, b, safe=False)
-                resource[key] = value
-            pos = stop
-        elif tag == _SECOND:
-            stop, start = length(raw, pos + 1, end)
-            scopes.append((start, stop))
-            pos = stop
-        else:
-            pos = skip(raw, pos, end)
+    for start, stop in resources:  # occurrences merge
+        resource.update(_raw_attributes(raw, _fields(raw, start, stop, _FIRST), 0))
     service = service_name(resource)
     out: list[Span] = []
     for start, stop in scopes:
@@ -112,21 +101,11 @@ def _resource_spans(raw: bytes, pos: int, end: int) -> list[Span]:
 
 
 def _scope_spans(raw: bytes, pos: int, end: int, service: str, out: list[Span]) -> None:
+    found, spans = _first_and_second(raw, pos, end)
     scope = ""
-    spans: list[tuple[int, int]] = []
-    while pos < end:
-        tag = raw[pos]
-        if tag == _FIRST:  # InstrumentationScope: its name (field 1), the last one given
-            stop, start = length(raw, pos + 1, end)
-            for a, b in _fields(raw, start, stop, _FIRST):
-                scope = raw[a:b].decode()
-            pos = stop
-        elif tag == _SECOND:
-            stop, start = length(raw, pos + 1, end)
-            spans.append((start, stop))
-            pos = stop
-        else:
-            pos = skip(raw, pos, end)
+    for start, stop in found:  # InstrumentationScope: its name (field 1), the last one given
+        for a, b in _fields(raw, start, stop, _FIRST):
+            scope = raw[a:b].decode()
     for start, stop in spans:
         out.append(_span(raw, start, stop, service, scope))
 
@@ -289,21 +268,20 @@ def _attributes(raw: bytes, fields: list[tuple[int, int]], depth: int) -> dict[s
 
 
 def _key_value(raw: bytes, pos: int, end: int, *, safe: bool, depth: int = 0) -> tuple[str, Any]:
+    keys, value = _first_and_second(raw, pos, end)  # the value's occurrences merge
     key = ""
-    value: list[tuple[int, int]] = []  # the AnyValue's occurrences, which merge
-    while pos < end:
-        tag = raw[pos]
-        if tag == _FIRST:
-            stop, start = length(raw, pos + 1, end)
-            key = raw[start:stop].decode()
-            pos = stop
-        elif tag == _SECOND:
-            stop, start = length(raw, pos + 1, end)
-            value.append((start, stop))
-            pos = stop
-        else:
-            pos = skip(raw, pos, end)
+    for start, stop in keys:
+        key = raw[start:stop].decode()
     return key, _any_value(raw, value, safe, depth)
+
+
+def _raw_attributes(raw: bytes, fields: list[tuple[int, int]], depth: int) -> dict[str, Any]:
+    """KeyValue fields as ``otlp.attributes`` gives them (not made JSON-safe)."""
+    values: dict[str, Any] = {}
+    for start, stop in fields:
+        key, value = _key_value(raw, start, stop, safe=False, depth=depth + 1)
+        values[key] = value
+    return values
 
 
 def _any_value(raw: bytes, parts: list[tuple[int, int]], safe: bool, depth: int) -> Any:
@@ -323,13 +301,7 @@ def _any_value(raw: bytes, parts: list[tuple[int, int]], safe: bool, depth: int)
     fields = [field for start, stop in spans for field in _fields(raw, start, stop, _FIRST)]
     if member == _ARRAY:
         return [_any_value(raw, [field], safe, depth + 1) for field in fields]
-    if safe:
-        return _attributes(raw, fields, depth)
-    values: dict[str, Any] = {}
-    for a, b in fields:
-        key, value = _key_value(raw, a, b, safe=False, depth=depth + 1)
-        values[key] = value
-    return values
+    return (_attributes if safe else _raw_attributes)(raw, fields, depth)
 
 
 _SCALARS = frozenset({_STRING, _BOOL, _INT, _DOUBLE, _BYTES})
@@ -377,6 +349,23 @@ def _scalar(raw: bytes, member: int, number: int, spans: list[tuple[int, int]], 
         return base64.b64encode(raw[start:stop]).decode()
     text = raw[start:stop].decode()
     return clean(text) if safe else text
+
+
+def _first_and_second(
+    raw: bytes, pos: int, end: int
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The (start, stop) of each length-delimited field 1 and field 2 in ``raw[pos:end]``."""
+    first: list[tuple[int, int]] = []
+    second: list[tuple[int, int]] = []
+    while pos < end:
+        tag = raw[pos]
+        if tag in (_FIRST, _SECOND):
+            stop, start = length(raw, pos + 1, end)
+            (first if tag == _FIRST else second).append((start, stop))
+            pos = stop
+        else:
+            pos = skip(raw, pos, end)
+    return first, second
 
 
 def _fields(raw: bytes, pos: int, end: int, tag: int) -> list[tuple[int, int]]:

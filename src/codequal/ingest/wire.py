@@ -1,5 +1,5 @@
 """Protocol buffers' wire format, read by hand where the protobuf classes cost too much per item
-(remote write's series, OTLP metrics' number points). Every length is bounds-checked: a
+(remote write's series, OTLP metrics' number points, OTLP spans). Every length is bounds-checked: a
 truncated or malformed message raises ``ValueError`` or ``IndexError``.
 """
 
