@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 
-from codequal.storage.db import Database, open_database
-from codequal.storage.schema import tsdb_chunks, tsdb_postings, tsdb_series
+from codequal.storage.db import MIGRATIONS, Database, open_database
+from codequal.storage.schema import metadata, tsdb_chunks, tsdb_postings, tsdb_series
 from codequal.tsdb import series_index
 from codequal.tsdb.promql import STALE_NAN, Engine, Labels, Matcher, MatchOp, Vector, is_stale
 from codequal.tsdb.store import SampleStore, store_for
@@ -232,6 +236,37 @@ def test_retention_drops_old_chunks_in_memory_and_in_the_database(
         names = {row["__name__"] for row in conn.execute(sa.select(tsdb_series.c.labels)).scalars()}
     assert "gone" not in names  # an empty series row goes once older than the cut
     assert store.select([NAME], 0, T0 + 10**10) == []
+    with database.engine.connect() as conn:  # and its postings with it: no foreign key does it
+        left = conn.execute(sa.select(tsdb_postings.c.name, tsdb_postings.c.value)).all()
+    assert ("__name__", "gone") not in left
+
+
+def test_migration_0013_keeps_the_postings_and_downgrades(database: Database) -> None:
+    store = SampleStore(database)
+    store.append([(req(mode), T0, 1.0) for mode in ("get", "put")])
+    store.flush()
+    with database.engine.connect() as conn:
+        before = sorted(conn.execute(sa.select(tsdb_postings)).all())
+        diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert [d for d in diffs if "tsdb_postings" in repr(d)] == []
+    assert len(before) == 8
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with database.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0012")
+    assert sa.inspect(database.engine).get_foreign_keys("tsdb_postings") != []
+    database.migrate()
+    assert sa.inspect(database.engine).get_foreign_keys("tsdb_postings") == []
+    with database.engine.connect() as conn:
+        assert sorted(conn.execute(sa.select(tsdb_postings)).all()) == before
+        if database.dialect == "sqlite":  # a bare index: the rowid is gone
+            with pytest.raises(sa.exc.OperationalError, match="rowid"):
+                conn.exec_driver_sql("SELECT rowid FROM tsdb_postings")
+    get = Matcher(MatchOp.EQUAL, "mode", "get")
+    assert [s.labels for s in SampleStore(database).select([NAME, get], T0, T0)] == [
+        Labels.of(req("get"))
+    ]
 
 
 def test_flush_stops_at_its_deadline_and_finishes_later(store: SampleStore) -> None:

@@ -377,18 +377,16 @@ tsdb_series = sa.Table(
     sqlite_autoincrement=True,
 )
 
-# The label index: one row per (label, value, series), so equality matchers run in SQL.
+# The label index: one row per (label, value, series), so equality matchers run in SQL. A bare
+# index (migration 0013): no foreign key, no rowid on SQLite; retention deletes a series'
+# postings with the series.
 tsdb_postings = sa.Table(
     "tsdb_postings",
     metadata,
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("value", sa.String(1024), primary_key=True),
-    sa.Column(
-        "series_id",
-        BigId,
-        sa.ForeignKey("tsdb_series.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    sa.Column("series_id", BigId, primary_key=True),
+    sqlite_with_rowid=False,
 )
 
 # A run of one series' samples, compressed (codequal.tsdb.chunks): one row per ~2 h, not per

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -31,7 +32,7 @@ PG_BATCH = 10_000  # rows per unnest() array statement on PostgreSQL
 
 def fingerprint(labels: Labels) -> str:
     """A stable 128-bit hash of the label set, hex (bytes that cannot occur in UTF-8 split)."""
-    canonical = b"\xff".join(k.encode() + b"\xfe" + v.encode() for k, v in labels)
+    canonical = b"\xff".join([k.encode() + b"\xfe" + v.encode() for k, v in labels])
     return hashlib.blake2b(canonical, digest_size=16).hexdigest()
 
 
@@ -40,7 +41,8 @@ def label_problem(labels: Labels) -> str | None:
     for name, value in labels:
         if len(name) > MAX_LABEL_NAME_CHARS:
             return f"label name {name[:40]!r}... is longer than {MAX_LABEL_NAME_CHARS} characters"
-        if len(value.encode()) > MAX_LABEL_VALUE_BYTES:
+        # A character is at most 4 bytes in UTF-8: most values need no encoding to be sure.
+        if len(value) > MAX_LABEL_VALUE_BYTES // 4 and len(value.encode()) > MAX_LABEL_VALUE_BYTES:
             return f"the value of label {name!r} is longer than {MAX_LABEL_VALUE_BYTES} bytes"
     return None
 
@@ -121,16 +123,23 @@ def _unnest(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> list
 def _sqlite_values(
     conn: Connection, into: str, rows: Sequence[tuple[Any, ...]], returning: str
 ) -> list[tuple[Any, ...]]:
-    """SQLite: a multi-row ``INSERT ... ON CONFLICT DO NOTHING`` of ``rows``."""
+    """SQLite: a multi-row ``INSERT ... ON CONFLICT DO NOTHING`` of ``rows``.
+
+    On the driver's cursor (the same connection and transaction): a new series' rows are
+    thousands of parameters, and its ids come back as plain tuples, not result rows."""
     width = len(rows[0]) if rows else 1
     one = "(" + ", ".join("?" * width) + ")"
     tail = " ON CONFLICT DO NOTHING" + (f" RETURNING {returning}" if returning else "")
     out: list[tuple[Any, ...]] = []
-    for part in batched(rows, SQLITE_PARAMS // width):
-        sql = f"INSERT INTO {into} VALUES " + ", ".join([one] * len(part)) + tail  # noqa: S608
-        result = conn.exec_driver_sql(sql, tuple(value for row in part for value in row))
-        if returning:
-            out.extend(tuple(row) for row in result)
+    cursor = conn.connection.cursor()
+    try:
+        for part in batched(rows, SQLITE_PARAMS // width):
+            sql = f"INSERT INTO {into} VALUES " + ", ".join([one] * len(part)) + tail  # noqa: S608
+            cursor.execute(sql, list(chain.from_iterable(part)))
+            if returning:
+                out.extend(cursor.fetchall())
+    finally:
+        cursor.close()
     return out
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 import codequal.storage.schema  # noqa: F401 - registers the tables on the metadata
 from codequal.storage.db import Database
-from codequal.storage.schema import tsdb_chunks, tsdb_series
+from codequal.storage.schema import tsdb_chunks, tsdb_postings, tsdb_series
 from codequal.tsdb import chunks, head, series_index
 from codequal.tsdb.head import DEFAULT_CHUNK_RANGE_MS, DEFAULT_MAX_SAMPLES, Head
 from codequal.tsdb.promql import Labels, Matcher, Series
@@ -467,6 +467,11 @@ def _delete_empty_series(conn: Connection, t_ms: int, live: set[int]) -> set[int
     gone = set(conn.execute(stmt).scalars()) - live
     for part in series_index.batched(sorted(gone)):
         conn.execute(tsdb_series.delete().where(tsdb_series.c.id.in_(part)))
+    if gone:
+        # The postings have no foreign key to cascade from (migration 0013), nor an index by
+        # series: one pass over them drops every row of a deleted series.
+        orphan = ~sa.exists().where(tsdb_series.c.id == tsdb_postings.c.series_id)
+        conn.execute(tsdb_postings.delete().where(orphan))
     return gone
 
 
