@@ -42,7 +42,7 @@ from codequal.runtime.wiring import (
     instance_name,
     setup_telemetry,
 )
-from codequal.storage.db import Database, open_database
+from codequal.storage.db import Database, WalCheckpointer, open_database
 from codequal.telemetry.setup import Telemetry
 
 STARTUP_RETRY_SECONDS = 2.0
@@ -75,6 +75,7 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db: Database = open_database(settings.resolved_database_url)
+        self.checkpointer = WalCheckpointer(self.db)  # SQLite: the log copied off the writers
         self.redis: redis.Redis | None = None
         if settings.redis_url is not None:
             self.redis = redis.Redis.from_url(
@@ -134,6 +135,7 @@ class Runtime:
         """
         try:
             if self._migrate(stop):
+                self.checkpointer.start()
                 self._start_parts(set_global, start_workers)
         except StartupFailed as exc:
             self.startup_error, self.failed = str(exc), True
@@ -239,6 +241,7 @@ class Runtime:
             started.telemetry.shutdown(budget / 2)
         if self.redis is not None:
             self.redis.close()
+        self.checkpointer.stop()
         self.db.dispose()
 
 
