@@ -8,13 +8,16 @@ OpenTelemetry exporters need a real HTTP server.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cramjam
 import httpx
 import pytest
 import uvicorn
@@ -32,6 +35,7 @@ from codequal.security.key_store import KeyStore
 from codequal.storage.db import open_database
 from codequal.telemetry.metrics import REGISTRY
 from codequal.telemetry.stores.spans import SpanStore
+from codequal.tsdb.prompb import WriteRequest
 
 from ..conftest import TEST_JWT_SECRET, bearer
 
@@ -195,6 +199,65 @@ def test_sentry_requests_are_counted_and_traced_under_their_route_templates(
     server.state.telemetry.flush()
     spans = SpanStore(server.state.db).trace(envelope.headers["x-trace-id"])
     assert [s.name for s in spans] == ["POST /api/{project_id}/envelope/"]
+
+
+def remote_write_body() -> bytes:
+    request = WriteRequest()
+    series = request.timeseries.add()
+    series.labels.add(name="__name__", value="up")
+    series.labels.add(name="job", value="node")
+    series.samples.add(value=1.0, timestamp=int(time.time() * 1000))
+    return bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
+
+
+def test_remote_write_through_the_shortcut_answers_as_the_route_does(
+    server: Server, tmp_path: Path
+) -> None:
+    # POST /api/v1/write is reached by a shortcut past the router (Prometheus sends a request
+    # per 2 000 samples): every answer must be the route's own, refusals included.
+    body = remote_write_body()
+    proto = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
+    key = INGEST["Authorization"].split(" ", 1)[1]
+    basic = base64.b64encode(f"tenant:{key}".encode()).decode()
+    cases: list[tuple[str, str, bytes, dict[str, str]]] = [
+        ("POST", "/api/v1/write", body, {**proto, **INGEST}),
+        ("POST", "/api/v1/write", body, {**proto, "Authorization": f"Basic {basic}"}),
+        ("POST", "/api/v1/write", body, proto),  # no credential
+        ("POST", "/api/v1/write", body, {**proto, "Authorization": "Bearer nope"}),
+        ("POST", "/api/v1/write", body, {**proto, "Authorization": "Basic !!"}),
+        ("POST", "/api/v1/write", body, {**proto, **READ}),  # the wrong scope
+        ("POST", "/api/v1/write", body, {**INGEST, "Content-Type": "application/json"}),
+        ("POST", "/api/v1/write", b"not snappy", {**proto, **INGEST}),
+        ("GET", "/api/v1/write", b"", INGEST),
+        ("POST", "/api/v1/write/", body, {**proto, **INGEST}),
+    ]
+    routes_only = bare_ingest_app(
+        ingest_settings(tmp_path, f"sqlite:///{tmp_path / 'routes.sqlite'}"),
+        RateLimiter(rate=1000.0, burst=1000.0),
+    )
+    before = requests_counted("POST", "/api/v1/write", "204")
+    with (
+        httpx.Client(base_url=server.base, timeout=10) as shortcut,
+        TestClient(routes_only, follow_redirects=False) as routed,
+    ):
+        for method, path, content, headers in cases:
+            got = shortcut.request(method, path, content=content, headers=headers)
+            want = routed.request(method, path, content=content, headers=headers)
+            where = f"{method} {path} {sorted(headers)}"
+            assert got.status_code == want.status_code, where
+            assert got.content == want.content, where
+            for name in ("www-authenticate", "retry-after", "content-type"):
+                assert got.headers.get(name) == want.headers.get(name), (where, name)
+            moved = (got.headers.get("location"), want.headers.get("location"))
+            redirected = {httpx.URL(url).path for url in moved if url}
+            assert redirected == ({"/api/v1/write"} if got.status_code == 307 else set()), where
+    routes_only.state.db.dispose()
+    assert requests_counted("POST", "/api/v1/write", "204") == before + 2
+    assert requests_counted("POST", "/api/v1/write", "401") >= 3
+    got = httpx.post(f"{server.base}/api/v1/write", content=body, headers={**proto, **INGEST})
+    server.state.telemetry.flush()
+    spans = SpanStore(server.state.db).trace(got.headers["x-trace-id"])
+    assert [s.name for s in spans] == ["POST /api/v1/write"]
 
 
 def requests_counted(method: str, route: str, status: str) -> float:
