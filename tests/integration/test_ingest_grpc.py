@@ -3,8 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import socket
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -22,15 +28,22 @@ from opentelemetry.sdk._logs.export import (
 from opentelemetry.sdk.metrics.export import MetricExportResult
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from codequal.api.auth import build_authenticator
+from codequal.api.ingest_service import IngestService
+from codequal.api.otlp_grpc import OtlpGrpcServer
+from codequal.exceptions import ConfigError
+from codequal.ingest.limits import RateLimiter
 from codequal.security.key_store import KeyStore
+from codequal.storage.db import Database
 from codequal.telemetry.stores.logs import LogQuery, LogStore
 from codequal.telemetry.stores.spans import SpanStore
 
 from .test_ingest_metrics import query, sdk_metrics
 from .test_ingest_otlp import RESOURCE, finished_spans
-from .test_ingest_server import INGEST, READ, Server, free_port, run_server
+from .test_ingest_server import INGEST, READ, Server, free_port, ingest_settings, run_server
 
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+RETRY_INFO: Any = importlib.import_module("google.rpc.error_details_pb2").RetryInfo
 METADATA = (("authorization", INGEST["Authorization"]),)
 
 
@@ -89,11 +102,56 @@ def test_real_grpc_metric_exporter_lands_in_the_tsdb(server: Server) -> None:
 
 
 def export_raw(server: Server, body: bytes, metadata: tuple[tuple[str, str], ...]) -> bytes:
-    target = grpc_endpoint(server).removeprefix("http://")
-    with grpc.insecure_channel(target) as channel:
+    return export_to(server.app.state.otlp_grpc.port, body, metadata)
+
+
+def export_to(port: int, body: bytes, metadata: tuple[tuple[str, str], ...] = METADATA) -> bytes:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         call = channel.unary_unary(TRACE_EXPORT)
         answer: bytes = call(body, metadata=metadata, timeout=30)
     return answer
+
+
+def spans_request(trace: int, first: int, count: int) -> bytes:
+    """``count`` spans of trace ``trace`` (ids from ``first``), as an SDK batch serialises."""
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for n in range(first, first + count):
+        span = spans.add(trace_id=trace.to_bytes(16, "big"), span_id=(n + 1).to_bytes(8, "big"))
+        span.name, span.start_time_unix_nano, span.end_time_unix_nano = f"op {n}", 10**18, 10**18
+    return request.SerializeToString()
+
+
+@contextlib.contextmanager
+def grpc_alone(
+    database: Database, limiter: RateLimiter | None = None, ready: bool = True
+) -> Iterator[int]:
+    """Only the OTLP/gRPC server, on a free port, with an injected limiter and readiness."""
+    settings = ingest_settings(Path("unused"), "sqlite://")  # the secret the tokens carry
+    started = threading.Event()
+    if ready:
+        started.set()
+    auth = build_authenticator(settings, database)
+    server = OtlpGrpcServer(
+        IngestService(database, started, auth.failures, limiter), auth, "127.0.0.1", 0
+    )
+    port = server.start()
+    try:
+        yield port
+    finally:
+        server.stop(1.0)
+
+
+def refusal(port: int) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        export_to(port, spans_request(7, 0, 1))
+    return caught.value
+
+
+def retry_delay(error: grpc.RpcError) -> int:
+    trailing = dict(error.trailing_metadata())  # type: ignore[attr-defined]
+    seconds: int = RETRY_INFO.FromString(trailing["google.rpc.retryinfo-bin"]).retry_delay.seconds
+    return seconds
 
 
 @pytest.mark.parametrize(
@@ -139,3 +197,53 @@ def test_a_message_over_the_size_limit_is_refused_by_grpc(server: Server) -> Non
 def test_grpc_is_off_with_port_zero(tmp_path: Path) -> None:
     with run_server(tmp_path / "srv", f"sqlite:///{tmp_path / 'db.sqlite'}") as server:
         assert server.app.state.otlp_grpc is None
+
+
+def test_a_key_over_its_rate_is_told_when_to_retry(database: Database) -> None:
+    limiter = RateLimiter(rate=0.1, burst=1, clock=lambda: 0.0)  # time stands still
+    with grpc_alone(database, limiter) as port:
+        export_to(port, spans_request(5, 0, 3))
+        refused = refusal(port)
+    assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+    assert "rate limit" in refused.details()  # type: ignore[attr-defined]
+    assert retry_delay(refused) == 10  # one token at 0.1 a second
+    assert len(SpanStore(database).trace("05".rjust(32, "0"))) == 3  # the first was kept
+
+
+def test_a_server_still_starting_answers_unavailable(database: Database) -> None:
+    with grpc_alone(database, ready=False) as port:
+        refused = refusal(port)
+    assert refused.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    assert retry_delay(refused) == 1
+
+
+def test_a_taken_port_is_a_sentence_naming_the_setting(database: Database) -> None:
+    settings = ingest_settings(Path("unused"), "sqlite://")
+    auth = build_authenticator(settings, database)
+    ingest = IngestService(database, threading.Event(), auth.failures)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        sentence = f"CODEQUAL_OTLP_GRPC_PORT: cannot listen on 127.0.0.1:{port}"
+        with pytest.raises(ConfigError, match=sentence):
+            OtlpGrpcServer(ingest, auth, "127.0.0.1", port).start()
+    assert not [t for t in threading.enumerate() if t.name == "cq-otlp-grpc"]  # nothing left
+
+
+def test_concurrent_exporters_lose_nothing(database: Database) -> None:
+    """Calls are decoded and stored one after another on the server's thread: eight clients at
+    once, each with its own trace, get every span stored and every call answered."""
+    clients, calls, spans = 8, 10, 50
+
+    def send(client: int) -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary(TRACE_EXPORT)
+            for n in range(calls):
+                call(spans_request(100 + client, n * spans, spans), metadata=METADATA, timeout=30)
+
+    with grpc_alone(database) as port, ThreadPoolExecutor(clients) as pool:
+        list(pool.map(send, range(clients)))
+    for client in range(clients):
+        stored = SpanStore(database).trace(f"{100 + client:032x}")
+        assert len(stored) == calls * spans, client

@@ -9,13 +9,24 @@ decompressed size limit as OTLP/HTTP. Refusals use the status codes the OTLP spe
 names: ``INVALID_ARGUMENT`` for bad data (not retried), ``UNAUTHENTICATED``,
 ``PERMISSION_DENIED``, and ``RESOURCE_EXHAUSTED`` / ``UNAVAILABLE`` with a ``RetryInfo`` when a
 retry later will succeed.
+
+The server is grpc.aio's, on an event loop of its own thread. Spans and log records are decoded
+and stored on that thread, in the call's coroutine: the GIL lets one thread run Python at a time
+anyway, and handing each call to a pool thread (grpc's synchronous server) cost about as much
+as the whole of uvicorn's part of an OTLP/HTTP request. Metric points go to the metric-history
+thread, as OTLP/HTTP's do, while the loop serves other calls. A write that waits (SQLite's
+writer lock, PostgreSQL's round trip) holds up the calls behind it on this server, not those on
+HTTP; calls beyond ``max_calls`` at once are refused with ``RESOURCE_EXHAUSTED``, and gRPC
+queues at most ``grpc.max_pending_requests`` unanswered calls before refusing more.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -28,16 +39,16 @@ from starlette.requests import Request
 from codequal.api.auth import Authenticator, AuthHTTPError
 from codequal.api.ingest_service import (
     IngestService,
+    on_tsdb_worker,
     principal_key,
     storage_error,
-    wait_for_tsdb_worker,
 )
 from codequal.exceptions import ConfigError
 from codequal.ingest import IngestError, otlp, otlp_metrics
 from codequal.ingest.limits import OTLP
 from codequal.security.tokens import SCOPE_INGEST_WRITE, Principal
 
-DEFAULT_WORKERS = 8
+DEFAULT_MAX_CALLS = 64  # calls at once: each holds its message (up to OTLP.decompressed)
 # googleapis-common-protos (installed with the OTLP exporter) ships no type information.
 _error_details: Any = importlib.import_module("google.rpc.error_details_pb2")
 _CODES = {
@@ -49,28 +60,38 @@ _CODES = {
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     503: grpc.StatusCode.UNAVAILABLE,
 }
-Convert = Callable[[IngestService, Any], otlp.Decoded]
+Convert = Callable[[IngestService, Any], Awaitable[otlp.Decoded]]
 _MALFORMED = object()
+_Context = grpc.aio.ServicerContext[Any, Any]
+
+
+async def _traces(ingest: IngestService, body: bytes) -> otlp.Decoded:
+    # Read from the message's bytes (codequal.ingest.span_wire): no request type.
+    return ingest.otlp_traces(otlp.traces_from_bytes(body))
+
+
+async def _logs(ingest: IngestService, request: Any) -> otlp.Decoded:
+    return ingest.otlp_logs(otlp.logs_from(request, ingest.clock()))
+
+
+async def _metrics(ingest: IngestService, request: Any) -> otlp.Decoded:
+    return await on_tsdb_worker(
+        lambda: ingest.otlp_metrics(otlp_metrics.metrics_from(request, ingest.clock()))
+    )
+
 
 # service name -> (signal, request type, conversion and storing)
 _SERVICES: dict[str, tuple[otlp.Signal, Any, Convert]] = {
-    # Spans are read from the message's bytes (codequal.ingest.span_wire): no request type.
-    "opentelemetry.proto.collector.trace.v1.TraceService": (
-        "traces",
-        None,
-        lambda ingest, body: ingest.otlp_traces(otlp.traces_from_bytes(body)),
-    ),
+    "opentelemetry.proto.collector.trace.v1.TraceService": ("traces", None, _traces),
     "opentelemetry.proto.collector.logs.v1.LogsService": (
         "logs",
         logs_service_pb2.ExportLogsServiceRequest,
-        lambda ingest, request: ingest.otlp_logs(otlp.logs_from(request, ingest.clock())),
+        _logs,
     ),
     "opentelemetry.proto.collector.metrics.v1.MetricsService": (
         "metrics",
         metrics_service_pb2.ExportMetricsServiceRequest,
-        lambda ingest, request: wait_for_tsdb_worker(
-            lambda: ingest.otlp_metrics(otlp_metrics.metrics_from(request, ingest.clock()))
-        ),
+        _metrics,
     ),
 }
 
@@ -85,44 +106,70 @@ class OtlpGrpcServer:
         host: str,
         port: int,
         *,
-        workers: int = DEFAULT_WORKERS,
+        max_calls: int = DEFAULT_MAX_CALLS,
     ) -> None:
         self._ingest, self._auth = ingest, auth
         self._address = f"{host}:{port}"
-        self._server = grpc.server(
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cq-otlp-grpc"),
-            options=[
-                ("grpc.max_receive_message_length", OTLP.decompressed),
-                ("grpc.so_reuseport", 0),  # a second server on the port must fail, not share it
-            ],
-        )
-        handlers = [self._handler(name, *service) for name, service in _SERVICES.items()]
-        self._server.add_generic_rpc_handlers(handlers)
+        self._max_calls = max_calls
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: grpc.aio.Server | None = None
         self.port = 0
 
     def start(self) -> int:
         """Bind and serve; ConfigError naming the setting when the port cannot be bound."""
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="cq-otlp-grpc", daemon=True)
+        thread.start()
         try:
-            self.port = self._server.add_insecure_port(self._address)
-        except RuntimeError:
-            self.port = 0
+            self.port = asyncio.run_coroutine_threadsafe(self._bind(), loop).result()
+        finally:
+            if not self.port:
+                _close(loop, thread)
         if not self.port:
             raise ConfigError(
                 f"CODEQUAL_OTLP_GRPC_PORT: cannot listen on {self._address} (is the port in "
                 "use?); choose another port, or 0 to turn OTLP/gRPC off"
             )
-        self._server.start()
+        self._loop, self._thread = loop, thread
         return self.port
+
+    async def _bind(self) -> int:
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", OTLP.decompressed),
+                ("grpc.so_reuseport", 0),  # a second server on the port must fail, not share it
+            ],
+            maximum_concurrent_rpcs=self._max_calls,
+        )
+        server.add_generic_rpc_handlers(
+            [self._handler(name, *service) for name, service in _SERVICES.items()]
+        )
+        try:
+            port = server.add_insecure_port(self._address)
+        except RuntimeError:
+            port = 0
+        if port:
+            await server.start()
+            self._server = server
+        return port
 
     def stop(self, grace: float) -> None:
         """Refuse new calls and let running ones finish for up to ``grace`` seconds."""
-        self._server.stop(grace).wait(grace + 1.0)
+        loop, thread, server = self._loop, self._thread, self._server
+        if loop is None or thread is None or server is None:
+            return
+        self._loop = self._thread = self._server = None
+        stopping = asyncio.run_coroutine_threadsafe(server.stop(grace), loop)
+        with contextlib.suppress(TimeoutError):
+            stopping.result(grace + 1.0)
+        _close(loop, thread)
 
     def _handler(
         self, service: str, signal: otlp.Signal, request_type: Any, convert: Convert
     ) -> Any:
-        def export(request: Any, context: grpc.ServicerContext) -> Any:
-            return self._export(signal, convert, request, context)
+        async def export(request: Any, context: _Context) -> Any:
+            return await self._export(signal, convert, request, context)
 
         def parse(body: bytes) -> Any:
             # Parsed here, not by gRPC, so a malformed message is INVALID_ARGUMENT, not INTERNAL.
@@ -140,28 +187,31 @@ class OtlpGrpcServer:
         )
         return grpc.method_handlers_generic_handler(service, {"Export": method})
 
-    def _export(
-        self, signal: otlp.Signal, convert: Convert, request: Any, context: grpc.ServicerContext
+    async def _export(
+        self, signal: otlp.Signal, convert: Convert, request: Any, context: _Context
     ) -> Any:
         try:
             principal = self._authorize(context, signal)
             self._ingest.admit(principal_key(principal))
             if request is _MALFORMED:
                 raise IngestError(400, f"the message is not a valid OTLP {signal} export request")
-            return otlp.response_message(signal, convert(self._ingest, request))
+            return otlp.response_message(signal, await convert(self._ingest, request))
         except IngestError as exc:
-            _abort(context, exc.status, exc.message, exc.headers.get("Retry-After"))
+            await _abort(context, exc.status, exc.message, exc.headers.get("Retry-After"))
         except AuthHTTPError as exc:
             retry = (exc.headers or {}).get("Retry-After")
-            _abort(context, exc.status_code, exc.message, retry)
+            await _abort(context, exc.status_code, exc.message, retry)
         except sa.exc.SQLAlchemyError as exc:
             refused = storage_error(exc)
-            _abort(context, refused.status, refused.message, refused.headers.get("Retry-After"))
+            await _abort(
+                context, refused.status, refused.message, refused.headers.get("Retry-After")
+            )
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
-    def _authorize(self, context: grpc.ServicerContext, signal: str) -> Principal:
+    def _authorize(self, context: _Context, signal: str) -> Principal:
         """The HTTP check, fed the call's ``authorization`` metadata and peer address."""
-        header = next((v for k, v in context.invocation_metadata() if k == "authorization"), None)
+        metadata = context.invocation_metadata() or ()
+        header = next((v for k, v in metadata if k == "authorization"), None)
         headers = [(b"authorization", str(header).encode("latin-1"))] if header else []
         scope = {
             "type": "http",
@@ -185,7 +235,13 @@ def _peer(peer: str) -> tuple[str, int]:
     return host.strip("[]") or "unknown", int(port) if port.isdigit() else 0
 
 
-def _abort(context: grpc.ServicerContext, status: int, message: str, retry: str | None) -> None:
+def _close(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join()
+    loop.close()
+
+
+async def _abort(context: _Context, status: int, message: str, retry: str | None) -> None:
     code = _CODES.get(status, grpc.StatusCode.INVALID_ARGUMENT)
     if retry is not None and code in (
         grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -194,4 +250,4 @@ def _abort(context: grpc.ServicerContext, status: int, message: str, retry: str 
         info = _error_details.RetryInfo()
         info.retry_delay.seconds = int(float(retry))
         context.set_trailing_metadata((("google.rpc.retryinfo-bin", info.SerializeToString()),))
-    context.abort(code, message)
+    await context.abort(code, message)
