@@ -7,6 +7,7 @@ import contextlib
 import importlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,8 +30,8 @@ from opentelemetry.sdk.metrics.export import MetricExportResult
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from codequal.api.auth import build_authenticator
-from codequal.api.ingest_service import IngestService
-from codequal.api.otlp_grpc import OtlpGrpcServer
+from codequal.api.ingest_service import IngestService, wait_for_tsdb_worker
+from codequal.api.otlp_grpc import DEFAULT_MAX_CALLS, OtlpGrpcServer, threaded
 from codequal.exceptions import ConfigError
 from codequal.ingest.limits import RateLimiter
 from codequal.security.key_store import KeyStore
@@ -43,6 +44,7 @@ from .test_ingest_otlp import RESOURCE, finished_spans
 from .test_ingest_server import INGEST, READ, Server, free_port, ingest_settings, run_server
 
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+METRICS_EXPORT = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 RETRY_INFO: Any = importlib.import_module("google.rpc.error_details_pb2").RetryInfo
 METADATA = (("authorization", INGEST["Authorization"]),)
 
@@ -124,7 +126,10 @@ def spans_request(trace: int, first: int, count: int) -> bytes:
 
 @contextlib.contextmanager
 def grpc_alone(
-    database: Database, limiter: RateLimiter | None = None, ready: bool = True
+    database: Database,
+    limiter: RateLimiter | None = None,
+    ready: bool = True,
+    max_calls: int = DEFAULT_MAX_CALLS,
 ) -> Iterator[int]:
     """Only the OTLP/gRPC server, on a free port, with an injected limiter and readiness."""
     settings = ingest_settings(Path("unused"), "sqlite://")  # the secret the tokens carry
@@ -133,7 +138,12 @@ def grpc_alone(
         started.set()
     auth = build_authenticator(settings, database)
     server = OtlpGrpcServer(
-        IngestService(database, started, auth.failures, limiter), auth, "127.0.0.1", 0
+        IngestService(database, started, auth.failures, limiter),
+        auth,
+        "127.0.0.1",
+        0,
+        threaded=threaded(database.dialect),
+        max_calls=max_calls,
     )
     port = server.start()
     try:
@@ -227,7 +237,9 @@ def test_a_taken_port_is_a_sentence_naming_the_setting(database: Database) -> No
         port = taken.getsockname()[1]
         sentence = f"CODEQUAL_OTLP_GRPC_PORT: cannot listen on 127.0.0.1:{port}"
         with pytest.raises(ConfigError, match=sentence):
-            OtlpGrpcServer(ingest, auth, "127.0.0.1", port).start()
+            OtlpGrpcServer(
+                ingest, auth, "127.0.0.1", port, threaded=threaded(database.dialect)
+            ).start()
     assert not [t for t in threading.enumerate() if t.name == "cq-otlp-grpc"]  # nothing left
 
 
@@ -247,3 +259,37 @@ def test_concurrent_exporters_lose_nothing(database: Database) -> None:
     for client in range(clients):
         stored = SpanStore(database).trace(f"{100 + client:032x}")
         assert len(stored) == calls * spans, client
+
+
+def test_calls_over_the_limit_at_once_are_refused(database: Database) -> None:
+    """With room for one call, a second one while the first waits for the metric-history
+    thread is RESOURCE_EXHAUSTED (an OTLP exporter retries it); once the first ends, calls
+    are served again and nothing accepted is lost."""
+    release = threading.Event()
+    stored = 0
+    with grpc_alone(database, max_calls=1) as port, ThreadPoolExecutor(2) as pool:
+        held = pool.submit(wait_for_tsdb_worker, release.wait)  # the metric thread is busy
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            metrics = channel.unary_unary(METRICS_EXPORT)
+            deadline, refused, waiting = time.monotonic() + 30, None, None
+            while refused is None and time.monotonic() < deadline:
+                if waiting is None or waiting.done():  # refused: a span call had the room
+                    waiting = pool.submit(metrics, b"", metadata=METADATA)
+                try:  # stored at once until the metrics call is in (it may not be yet)
+                    export_to(port, spans_request(9, stored, 1))
+                    stored += 1
+                except grpc.RpcError as exc:
+                    if not waiting.done():  # else the room was not the metrics call's
+                        refused = exc
+            release.set()
+            held.result(10)
+            assert waiting is not None
+            waiting.result(30)  # the call that had the room was answered
+        assert refused is not None, "no call was refused"
+        assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+        while time.monotonic() < deadline:  # the room is given back just after the answer
+            with contextlib.suppress(grpc.RpcError):
+                export_to(port, spans_request(9, stored, 1))
+                stored += 1
+                break
+    assert len(SpanStore(database).trace(f"{9:032x}")) == stored > 0

@@ -30,7 +30,7 @@ from codequal.api.ingest_service import IngestService
 from codequal.api.middleware import TelemetryMiddleware, first_shortcut
 from codequal.api.monitoring import monitoring_router
 from codequal.api.openapi import PROMETHEUS_TEXT, install_openapi
-from codequal.api.otlp_grpc import OtlpGrpcServer
+from codequal.api.otlp_grpc import OtlpGrpcServer, threaded
 from codequal.api.prom_api import prom_router
 from codequal.api.runbooks import install_runbooks
 from codequal.api.web import install_web
@@ -127,7 +127,11 @@ def _install_api(app: FastAPI, runtime: Runtime, auth: Authenticator) -> None:
     ingest, sentry = ingest_routes(ingest_service, auth)
     if settings.otlp_grpc_port:
         app.state.otlp_grpc = OtlpGrpcServer(
-            ingest_service, auth, settings.host, settings.otlp_grpc_port
+            ingest_service,
+            auth,
+            settings.host,
+            settings.otlp_grpc_port,
+            threaded=threaded(runtime.db.dialect),
         )
     shortcut = first_shortcut(CachedAnswers(dashboards, auth, runtime), sentry)
     app.add_middleware(TelemetryMiddleware, state=runtime, shortcut=shortcut)

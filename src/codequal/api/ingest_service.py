@@ -150,6 +150,11 @@ async def on_tsdb_worker(work: Callable[..., T], *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(_TSDB_WORKER, call)
 
 
+def wait_for_tsdb_worker(work: Callable[..., T], *args: Any) -> T:
+    """:func:`on_tsdb_worker` for a thread that is not an event loop's (an OTLP/gRPC call)."""
+    return _TSDB_WORKER.submit(contextvars.copy_context().run, work, *args).result()
+
+
 class IngestService:
     """What the routes (and the OTLP/gRPC services) share: the stores behind group commits, the
     metric store, the per-key rate limiter, DSN keys."""

@@ -8,16 +8,22 @@ the same partial success. gzip-compressed messages are undone by gRPC itself, wi
 decompressed size limit as OTLP/HTTP. Refusals use the status codes the OTLP specification
 names: ``INVALID_ARGUMENT`` for bad data (not retried), ``UNAUTHENTICATED``,
 ``PERMISSION_DENIED``, and ``RESOURCE_EXHAUSTED`` / ``UNAVAILABLE`` with a ``RetryInfo`` when a
-retry later will succeed.
+retry later will succeed. Calls beyond ``max_calls`` at once are refused with
+``RESOURCE_EXHAUSTED`` (each holds its message, up to the size limit).
 
-The server is grpc.aio's, on an event loop of its own thread. Spans and log records are decoded
-and stored on that thread, in the call's coroutine: the GIL lets one thread run Python at a time
-anyway, and handing each call to a pool thread (grpc's synchronous server) cost about as much
-as the whole of uvicorn's part of an OTLP/HTTP request. Metric points go to the metric-history
-thread, as OTLP/HTTP's do, while the loop serves other calls. A write that waits (SQLite's
-writer lock, PostgreSQL's round trip) holds up the calls behind it on this server, not those on
-HTTP; calls beyond ``max_calls`` at once are refused with ``RESOURCE_EXHAUSTED``, and gRPC
-queues at most ``grpc.max_pending_requests`` unanswered calls before refusing more.
+Where a call's work runs depends on what a write waits for (:func:`threaded`):
+
+- SQLite (``threaded=False``): grpc.aio's server, on an event loop of its own thread. Spans and
+  log records are decoded and stored in the call's coroutine, on that thread. A SQLite write is
+  work on the CPU in this process, and the GIL runs one thread at a time anyway: grpc's threaded
+  server handed each call from its poller thread to a pool thread, and the message after it,
+  which cost as much as uvicorn's whole share of an OTLP/HTTP request.
+- PostgreSQL (``threaded=True``): grpc's threaded server, ``POSTGRES_THREADS`` threads. A write
+  waits on the network; while it waits, the other threads decode the next calls, and group
+  commit puts the items of the calls waiting meanwhile in one transaction. On one loop, calls
+  of 10 spans were a quarter slower than with threads (0.98x HTTP's rate against 1.24x).
+
+Metric points go to the metric-history thread either way, as OTLP/HTTP's do.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ import asyncio
 import contextlib
 import importlib
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -42,13 +49,15 @@ from codequal.api.ingest_service import (
     on_tsdb_worker,
     principal_key,
     storage_error,
+    wait_for_tsdb_worker,
 )
 from codequal.exceptions import ConfigError
 from codequal.ingest import IngestError, otlp, otlp_metrics
 from codequal.ingest.limits import OTLP
 from codequal.security.tokens import SCOPE_INGEST_WRITE, Principal
 
-DEFAULT_MAX_CALLS = 64  # calls at once: each holds its message (up to OTLP.decompressed)
+DEFAULT_MAX_CALLS = 64
+POSTGRES_THREADS = 8
 # googleapis-common-protos (installed with the OTLP exporter) ships no type information.
 _error_details: Any = importlib.import_module("google.rpc.error_details_pb2")
 _CODES = {
@@ -60,24 +69,28 @@ _CODES = {
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     503: grpc.StatusCode.UNAVAILABLE,
 }
-Convert = Callable[[IngestService, Any], Awaitable[otlp.Decoded]]
+_REFUSED = (IngestError, AuthHTTPError, sa.exc.SQLAlchemyError)
+Convert = Callable[[IngestService, Any], otlp.Decoded]
+Context = grpc.ServicerContext | grpc.aio.ServicerContext[Any, Any]
 _MALFORMED = object()
-_Context = grpc.aio.ServicerContext[Any, Any]
 
 
-async def _traces(ingest: IngestService, body: bytes) -> otlp.Decoded:
+def threaded(dialect: str) -> bool:
+    """Whether calls are served by threads (PostgreSQL) or on one event loop (SQLite)."""
+    return dialect != "sqlite"
+
+
+def _traces(ingest: IngestService, body: bytes) -> otlp.Decoded:
     # Read from the message's bytes (codequal.ingest.span_wire): no request type.
     return ingest.otlp_traces(otlp.traces_from_bytes(body))
 
 
-async def _logs(ingest: IngestService, request: Any) -> otlp.Decoded:
+def _logs(ingest: IngestService, request: Any) -> otlp.Decoded:
     return ingest.otlp_logs(otlp.logs_from(request, ingest.clock()))
 
 
-async def _metrics(ingest: IngestService, request: Any) -> otlp.Decoded:
-    return await on_tsdb_worker(
-        lambda: ingest.otlp_metrics(otlp_metrics.metrics_from(request, ingest.clock()))
-    )
+def _metrics(ingest: IngestService, request: Any) -> otlp.Decoded:
+    return ingest.otlp_metrics(otlp_metrics.metrics_from(request, ingest.clock()))
 
 
 # service name -> (signal, request type, conversion and storing)
@@ -97,7 +110,8 @@ _SERVICES: dict[str, tuple[otlp.Signal, Any, Convert]] = {
 
 
 class OtlpGrpcServer:
-    """``OtlpGrpcServer(ingest, auth, host, port)``; :meth:`start` binds and returns the port."""
+    """``OtlpGrpcServer(ingest, auth, host, port, threaded=...)``; :meth:`start` binds and
+    returns the port."""
 
     def __init__(
         self,
@@ -106,70 +120,90 @@ class OtlpGrpcServer:
         host: str,
         port: int,
         *,
+        threaded: bool,
         max_calls: int = DEFAULT_MAX_CALLS,
     ) -> None:
         self._ingest, self._auth = ingest, auth
         self._address = f"{host}:{port}"
-        self._max_calls = max_calls
+        self._threaded, self._max_calls = threaded, max_calls
+        self._server: grpc.Server | grpc.aio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._server: grpc.aio.Server | None = None
         self.port = 0
 
     def start(self) -> int:
         """Bind and serve; ConfigError naming the setting when the port cannot be bound."""
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="cq-otlp-grpc", daemon=True)
-        thread.start()
-        try:
-            self.port = asyncio.run_coroutine_threadsafe(self._bind(), loop).result()
-        finally:
-            if not self.port:
-                _close(loop, thread)
+        self.port = self._start_threads() if self._threaded else self._start_loop()
         if not self.port:
             raise ConfigError(
                 f"CODEQUAL_OTLP_GRPC_PORT: cannot listen on {self._address} (is the port in "
                 "use?); choose another port, or 0 to turn OTLP/gRPC off"
             )
-        self._loop, self._thread = loop, thread
         return self.port
 
-    async def _bind(self) -> int:
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", OTLP.decompressed),
-                ("grpc.so_reuseport", 0),  # a second server on the port must fail, not share it
-            ],
-            maximum_concurrent_rpcs=self._max_calls,
-        )
-        server.add_generic_rpc_handlers(
-            [self._handler(name, *service) for name, service in _SERVICES.items()]
-        )
+    def stop(self, grace: float) -> None:
+        """Refuse new calls and let running ones finish for up to ``grace`` seconds."""
+        server, loop, thread = self._server, self._loop, self._thread
+        self._server = self._loop = self._thread = None
+        if isinstance(server, grpc.Server):
+            server.stop(grace).wait(grace + 1.0)
+        elif server is not None and loop is not None and thread is not None:
+            stopping = asyncio.run_coroutine_threadsafe(server.stop(grace), loop)
+            with contextlib.suppress(TimeoutError):
+                stopping.result(grace + 1.0)
+            _close(loop, thread)
+
+    def _start_threads(self) -> int:
+        pool = ThreadPoolExecutor(POSTGRES_THREADS, thread_name_prefix="cq-otlp-grpc")
+        server = grpc.server(pool, options=_OPTIONS, maximum_concurrent_rpcs=self._max_calls)
+        server.add_generic_rpc_handlers(self._handlers())
+        port = _bind(server, self._address)
+        if port:
+            server.start()
+            self._server = server
+        else:
+            pool.shutdown(wait=False)
+        return port
+
+    def _start_loop(self) -> int:
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="cq-otlp-grpc", daemon=True)
+        thread.start()
+        port = 0
         try:
-            port = server.add_insecure_port(self._address)
-        except RuntimeError:
-            port = 0
+            port = asyncio.run_coroutine_threadsafe(self._serve_on_loop(), loop).result()
+        finally:
+            if port:
+                self._loop, self._thread = loop, thread
+            else:
+                _close(loop, thread)
+        return port
+
+    async def _serve_on_loop(self) -> int:
+        server = grpc.aio.server(options=_OPTIONS, maximum_concurrent_rpcs=self._max_calls)
+        server.add_generic_rpc_handlers(self._handlers())
+        port = _bind(server, self._address)
         if port:
             await server.start()
             self._server = server
         return port
 
-    def stop(self, grace: float) -> None:
-        """Refuse new calls and let running ones finish for up to ``grace`` seconds."""
-        loop, thread, server = self._loop, self._thread, self._server
-        if loop is None or thread is None or server is None:
-            return
-        self._loop = self._thread = self._server = None
-        stopping = asyncio.run_coroutine_threadsafe(server.stop(grace), loop)
-        with contextlib.suppress(TimeoutError):
-            stopping.result(grace + 1.0)
-        _close(loop, thread)
+    def _handlers(self) -> list[grpc.GenericRpcHandler]:
+        return [self._handler(name, *service) for name, service in _SERVICES.items()]
 
     def _handler(
         self, service: str, signal: otlp.Signal, request_type: Any, convert: Convert
-    ) -> Any:
-        async def export(request: Any, context: _Context) -> Any:
-            return await self._export(signal, convert, request, context)
+    ) -> grpc.GenericRpcHandler:
+        export: Callable[[Any, Any], Any]
+        if self._threaded:
+
+            def export(request: Any, context: grpc.ServicerContext) -> Any:
+                return self._export_in_thread(signal, convert, request, context)
+
+        else:
+
+            async def export(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                return await self._export_on_loop(signal, convert, request, context)
 
         def parse(body: bytes) -> Any:
             # Parsed here, not by gRPC, so a malformed message is INVALID_ARGUMENT, not INTERNAL.
@@ -187,28 +221,49 @@ class OtlpGrpcServer:
         )
         return grpc.method_handlers_generic_handler(service, {"Export": method})
 
-    async def _export(
-        self, signal: otlp.Signal, convert: Convert, request: Any, context: _Context
+    def _export_in_thread(
+        self, signal: otlp.Signal, convert: Convert, request: Any, context: grpc.ServicerContext
     ) -> Any:
         try:
-            principal = self._authorize(context, signal)
-            self._ingest.admit(principal_key(principal))
-            if request is _MALFORMED:
-                raise IngestError(400, f"the message is not a valid OTLP {signal} export request")
-            return otlp.response_message(signal, await convert(self._ingest, request))
-        except IngestError as exc:
-            await _abort(context, exc.status, exc.message, exc.headers.get("Retry-After"))
-        except AuthHTTPError as exc:
-            retry = (exc.headers or {}).get("Retry-After")
-            await _abort(context, exc.status_code, exc.message, retry)
-        except sa.exc.SQLAlchemyError as exc:
-            refused = storage_error(exc)
-            await _abort(
-                context, refused.status, refused.message, refused.headers.get("Retry-After")
-            )
-        raise AssertionError("unreachable: abort raises")  # pragma: no cover
+            self._admit(signal, request, context)
+            if signal == "metrics":
+                return otlp.response_message(
+                    signal, wait_for_tsdb_worker(convert, self._ingest, request)
+                )
+            return otlp.response_message(signal, convert(self._ingest, request))
+        except _REFUSED as exc:
+            code, message, trailing = _refusal(exc)
+            context.set_trailing_metadata(trailing)
+            context.abort(code, message)
 
-    def _authorize(self, context: _Context, signal: str) -> Principal:
+    async def _export_on_loop(
+        self,
+        signal: otlp.Signal,
+        convert: Convert,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> Any:
+        try:
+            self._admit(signal, request, context)
+            if signal == "metrics":
+                return otlp.response_message(
+                    signal, await on_tsdb_worker(convert, self._ingest, request)
+                )
+            # Stored here: the loop waits, as what it would do meanwhile needs the GIL too.
+            return otlp.response_message(signal, convert(self._ingest, request))
+        except _REFUSED as exc:
+            code, message, trailing = _refusal(exc)
+            context.set_trailing_metadata(trailing)
+            await context.abort(code, message)
+
+    def _admit(self, signal: otlp.Signal, request: Any, context: Context) -> None:
+        """The credential, readiness and rate checks, then the message's."""
+        principal = self._authorize(context, signal)
+        self._ingest.admit(principal_key(principal))
+        if request is _MALFORMED:
+            raise IngestError(400, f"the message is not a valid OTLP {signal} export request")
+
+    def _authorize(self, context: Context, signal: str) -> Principal:
         """The HTTP check, fed the call's ``authorization`` metadata and peer address."""
         metadata = context.invocation_metadata() or ()
         header = next((v for k, v in metadata if k == "authorization"), None)
@@ -228,11 +283,17 @@ class OtlpGrpcServer:
         return self._auth.authorize(Request(scope), SCOPE_INGEST_WRITE)
 
 
-def _peer(peer: str) -> tuple[str, int]:
-    """``ipv4:127.0.0.1:5000`` / ``ipv6:[::1]:5000`` as (host, port) for the failure limiter."""
-    _, _, address = peer.partition(":")
-    host, _, port = address.rpartition(":")
-    return host.strip("[]") or "unknown", int(port) if port.isdigit() else 0
+_OPTIONS = [
+    ("grpc.max_receive_message_length", OTLP.decompressed),
+    ("grpc.so_reuseport", 0),  # a second server on the port must fail, not share it
+]
+
+
+def _bind(server: grpc.Server | grpc.aio.Server, address: str) -> int:
+    try:
+        return server.add_insecure_port(address)
+    except RuntimeError:
+        return 0
 
 
 def _close(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
@@ -241,13 +302,30 @@ def _close(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
     loop.close()
 
 
-async def _abort(context: _Context, status: int, message: str, retry: str | None) -> None:
+def _peer(peer: str) -> tuple[str, int]:
+    """``ipv4:127.0.0.1:5000`` / ``ipv6:[::1]:5000`` as (host, port) for the failure limiter."""
+    _, _, address = peer.partition(":")
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "unknown", int(port) if port.isdigit() else 0
+
+
+def _refusal(
+    exc: IngestError | AuthHTTPError | sa.exc.SQLAlchemyError,
+) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
+    """The status, its message, and the trailing RetryInfo when a retry later will succeed."""
+    if isinstance(exc, sa.exc.SQLAlchemyError):
+        exc = storage_error(exc)
+    if isinstance(exc, IngestError):
+        status, message, retry = exc.status, exc.message, exc.headers.get("Retry-After")
+    else:
+        status, message = exc.status_code, exc.message
+        retry = (exc.headers or {}).get("Retry-After")
     code = _CODES.get(status, grpc.StatusCode.INVALID_ARGUMENT)
-    if retry is not None and code in (
+    if retry is None or code not in (
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         grpc.StatusCode.UNAVAILABLE,
     ):
-        info = _error_details.RetryInfo()
-        info.retry_delay.seconds = int(float(retry))
-        context.set_trailing_metadata((("google.rpc.retryinfo-bin", info.SerializeToString()),))
-    await context.abort(code, message)
+        return code, message, ()
+    info = _error_details.RetryInfo()
+    info.retry_delay.seconds = int(float(retry))
+    return code, message, (("google.rpc.retryinfo-bin", info.SerializeToString()),)
