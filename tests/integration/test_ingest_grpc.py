@@ -1,5 +1,7 @@
 """OTLP over gRPC with the real OpenTelemetry gRPC exporters, on a free loopback port (never
-4317): the same stores, keys, partial success and status codes as OTLP/HTTP."""
+4317): the same stores, keys, partial success and status codes as OTLP/HTTP. On SQLite the
+calls are served on the server's event loop, on PostgreSQL by its threads: every test that
+takes a database runs on both."""
 
 from __future__ import annotations
 
