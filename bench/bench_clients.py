@@ -28,7 +28,10 @@ gRPC against HTTP is judged on each run's own ratio, the median of those: the ra
 two medians would mix runs minutes apart, and the machine's drift between them.
 
 Targets: gRPC spans/s >= HTTP spans/s (median of the runs' ratios); metric points >= 100 000/s;
-remote write >= 200 000 samples/s (medians). Run: python bench/bench_clients.py [--repeats N]
+remote write >= 200 000 samples/s (medians), on the embedded SQLite store. ``--database-url``
+runs the same cases on another database (an empty PostgreSQL one: OTLP/gRPC then serves its
+calls with threads, see codequal.api.otlp_grpc). Run: python bench/bench_clients.py
+[--repeats N] [--database-url postgresql+psycopg://...]
 """
 
 from __future__ import annotations
@@ -238,13 +241,15 @@ def cases(run: int) -> list[Case]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=REPEATS, help="runs of each case")
+    parser.add_argument("--database-url", help="an empty database (default: SQLite in a temp dir)")
     args = parser.parse_args()
+    settings = {"CODEQUAL_DATABASE_URL": args.database_url} if args.database_url else {}
     grpc_port = free_port()
     os.environ["CODEQUAL_OTLP_GRPC_PORT"] = str(grpc_port)  # never 4317: it may be taken
     todo = [cases(run) for run in range(args.repeats)]  # built before any clock starts
     results: list[list[Result]] = [[] for _ in todo[0]]
     raw: list[list[float]] = [[] for _ in todo[0]]
-    with tempfile.TemporaryDirectory() as tmp, serving(Path(tmp)) as server:
+    with tempfile.TemporaryDirectory() as tmp, serving(Path(tmp), **settings) as server:
         for n, run_cases in enumerate(todo):  # run 1 of every case, then run 2, ...
             # HTTP and gRPC take turns at going first, so neither always follows the remote
             # write cases (and a head flush they started).
