@@ -227,10 +227,10 @@ class OtlpGrpcServer:
         try:
             self._admit(signal, request, context)
             if signal == "metrics":
-                return otlp.response_message(
-                    signal, wait_for_tsdb_worker(convert, self._ingest, request)
-                )
-            return otlp.response_message(signal, convert(self._ingest, request))
+                decoded = wait_for_tsdb_worker(convert, self._ingest, request)
+            else:
+                decoded = convert(self._ingest, request)
+            return otlp.response_message(signal, decoded)
         except _REFUSED as exc:
             code, message, trailing = _refusal(exc)
             context.set_trailing_metadata(trailing)
@@ -246,11 +246,10 @@ class OtlpGrpcServer:
         try:
             self._admit(signal, request, context)
             if signal == "metrics":
-                return otlp.response_message(
-                    signal, await on_tsdb_worker(convert, self._ingest, request)
-                )
-            # Stored here: the loop waits, as what it would do meanwhile needs the GIL too.
-            return otlp.response_message(signal, convert(self._ingest, request))
+                decoded = await on_tsdb_worker(convert, self._ingest, request)
+            else:  # stored here: the loop waits, as what it would do meanwhile needs the GIL
+                decoded = convert(self._ingest, request)
+            return otlp.response_message(signal, decoded)
         except _REFUSED as exc:
             code, message, trailing = _refusal(exc)
             context.set_trailing_metadata(trailing)
